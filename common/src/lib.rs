@@ -1,0 +1,13 @@
+//! Code shared by `golectra-server` and `golectra-agent`: the wire model of a metric, the
+//! `HashSHA256` signature, gzip with size limits, the settings parser (env > flag > default),
+//! logging set-up and build information.
+#![forbid(unsafe_code)]
+
+pub mod gzip;
+pub mod logging;
+pub mod metric;
+pub mod settings;
+pub mod signature;
+pub mod version;
+
+pub use metric::{Metric, MetricKind, Update};

@@ -1,0 +1,106 @@
+//! Logging set-up shared by both daemons (SPEC §8).
+//!
+//! Logs go to stderr. Under journald — when `JOURNAL_STREAM` names the device and inode of our
+//! stderr — every line starts with its syslog priority `<N>` and carries no timestamp (journald
+//! adds its own), so `journalctl -p warning` filters correctly; multi-line messages repeat the
+//! prefix on every line. Elsewhere each line carries an RFC 3339 timestamp and the level.
+//! `RUST_LOG` overrides the default filter.
+
+use std::io::Write;
+
+use log::Level;
+
+/// Output format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `<6>golectra_server: message` — for journald.
+    Journald,
+    /// `2026-11-25T01:34:17Z INFO  golectra_server: message` — for terminals and files.
+    Plain,
+}
+
+/// Syslog priority of a log level: error 3, warn 4, info 6, debug and trace 7.
+pub fn syslog_priority(level: Level) -> u8 {
+    match level {
+        Level::Error => 3,
+        Level::Warn => 4,
+        Level::Info => 6,
+        Level::Debug | Level::Trace => 7,
+    }
+}
+
+/// Decides the format from the value of `JOURNAL_STREAM` (`"<dev>:<ino>"`) and stderr's identity.
+pub fn detect_format(journal_stream: Option<&str>, stderr_id: Option<(u64, u64)>) -> Format {
+    let parsed = journal_stream.and_then(|v| {
+        let (dev, ino) = v.trim().split_once(':')?;
+        Some((dev.parse::<u64>().ok()?, ino.parse::<u64>().ok()?))
+    });
+    match (parsed, stderr_id) {
+        (Some(stream), Some(stderr)) if stream == stderr => Format::Journald,
+        _ => Format::Plain,
+    }
+}
+
+/// Device and inode of this process's stderr.
+fn stderr_identity() -> Option<(u64, u64)> {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let fd = std::io::stderr().as_fd().try_clone_to_owned().ok()?;
+    let meta = std::fs::File::from(fd).metadata().ok()?;
+    Some((meta.dev(), meta.ino()))
+}
+
+/// Installs the global logger. `default_filter` applies when `RUST_LOG` is unset (e.g. `info`).
+pub fn init(default_filter: &str) -> Format {
+    let format = detect_format(std::env::var("JOURNAL_STREAM").ok().as_deref(), stderr_identity());
+    let mut builder = env_logger::Builder::new();
+    builder.parse_filters(default_filter);
+    if let Ok(filters) = std::env::var("RUST_LOG") {
+        builder.parse_filters(&filters);
+    }
+    builder.target(env_logger::Target::Stderr);
+    match format {
+        Format::Journald => builder.format(|buf, record| {
+            let prio = syslog_priority(record.level());
+            let message = record.args().to_string();
+            for line in message.lines() {
+                writeln!(buf, "<{prio}>{}: {line}", record.target())?;
+            }
+            Ok(())
+        }),
+        Format::Plain => builder.format(|buf, record| {
+            let ts = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+            let message = record.args().to_string();
+            let mut lines = message.lines();
+            writeln!(buf, "{ts} {:<5} {}: {}", record.level(), record.target(), lines.next().unwrap_or(""))?;
+            for line in lines {
+                writeln!(buf, "    {line}")?;
+            }
+            Ok(())
+        }),
+    };
+    // A second init (tests starting several servers in one process) keeps the first logger.
+    let _ = builder.try_init();
+    format
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journald_only_when_stream_matches_stderr() {
+        assert_eq!(detect_format(Some("8:42"), Some((8, 42))), Format::Journald);
+        assert_eq!(detect_format(Some("8:43"), Some((8, 42))), Format::Plain);
+        assert_eq!(detect_format(None, Some((8, 42))), Format::Plain);
+        assert_eq!(detect_format(Some("garbage"), Some((8, 42))), Format::Plain);
+    }
+
+    #[test]
+    fn priorities() {
+        assert_eq!(syslog_priority(Level::Error), 3);
+        assert_eq!(syslog_priority(Level::Warn), 4);
+        assert_eq!(syslog_priority(Level::Info), 6);
+        assert_eq!(syslog_priority(Level::Debug), 7);
+    }
+}

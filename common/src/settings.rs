@@ -1,0 +1,364 @@
+//! The settings parser both daemons share (SPEC §2).
+//!
+//! Each daemon declares its settings once as a table of [`Setting`]s; [`collect`] reads the
+//! command line and the environment against that table and applies the precedence rule of the
+//! original: **environment > flag > default**. An environment variable that is set but empty
+//! counts as unset, as in the original. Accepted flag forms: `-a VALUE`, `-a=VALUE`,
+//! `--audit-file VALUE`, `--audit-file=VALUE` and the Go-style `-audit-file VALUE` /
+//! `-audit-file=VALUE`. Boolean flags take a bare `-r` (true) or an attached `-r=true|false`.
+//!
+//! Parsing is pure — arguments and environment come in as parameters — so tests never touch the
+//! process environment.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fmt::{self, Write as _};
+use std::time::Duration;
+
+/// How a setting takes its value on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arity {
+    /// `-a VALUE` or `-a=VALUE`.
+    Value,
+    /// A bare `-r` means true; `-r=false` is accepted too.
+    Bool,
+}
+
+/// One setting of a daemon: its flag names, environment variable, default and meaning.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    /// Environment variable, also the key used to look the value up.
+    pub env: &'static str,
+    /// Single-letter flag, if the original had one.
+    pub short: Option<char>,
+    /// Long flag name without dashes (`audit-file`).
+    pub long: &'static str,
+    /// Default as text; parsed like any other value. Empty means "not set".
+    pub default: &'static str,
+    /// One line for `--help`.
+    pub help: &'static str,
+    pub arity: Arity,
+}
+
+impl Setting {
+    /// How the setting is named in error messages: `STORE_INTERVAL (-i)`.
+    pub fn label(&self) -> String {
+        match self.short {
+            Some(c) => format!("{} (-{c})", self.env),
+            None => format!("{} (--{})", self.env, self.long),
+        }
+    }
+}
+
+/// A configuration error. Printed as one line; the daemons exit with code 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Parsed {
+    /// Run with these raw values.
+    Run(Values),
+    /// `--help` / `-h`.
+    Help,
+    /// `--version` / `-V`.
+    Version,
+}
+
+/// Raw setting values after precedence was applied, to be converted by typed getters.
+#[derive(Debug)]
+pub struct Values {
+    table: &'static [Setting],
+    chosen: HashMap<&'static str, String>,
+}
+
+impl Values {
+    fn setting(&self, env: &str) -> &'static Setting {
+        self.table
+            .iter()
+            .find(|s| s.env == env)
+            .unwrap_or_else(|| panic!("setting {env} is not in the table"))
+    }
+
+    /// The raw text of a setting (its default when neither env nor flag gave one).
+    pub fn text(&self, env: &str) -> &str {
+        self.chosen.get(env).map(String::as_str).unwrap_or(self.setting(env).default)
+    }
+
+    /// Converts a setting with `parse`; a failure becomes a one-line error naming the setting.
+    pub fn parse<T>(&self, env: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Result<T, ConfigError> {
+        let text = self.text(env);
+        parse(text).map_err(|why| {
+            ConfigError(format!("invalid {} value {:?}: {why}", self.setting(env).label(), text))
+        })
+    }
+
+    pub fn string(&self, env: &str) -> String {
+        self.text(env).to_owned()
+    }
+
+    pub fn bool(&self, env: &str) -> Result<bool, ConfigError> {
+        self.parse(env, parse_bool)
+    }
+
+    pub fn duration(&self, env: &str) -> Result<Duration, ConfigError> {
+        self.parse(env, parse_duration)
+    }
+
+    /// A positive duration (intervals that must be > 0).
+    pub fn positive_duration(&self, env: &str) -> Result<Duration, ConfigError> {
+        self.parse(env, |s| match parse_duration(s)? {
+            d if d.is_zero() => Err("must be greater than 0".to_owned()),
+            d => Ok(d),
+        })
+    }
+
+    /// An integer in `min..=max`.
+    pub fn number(&self, env: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+        self.parse(env, |s| {
+            let n: u64 = s.trim().parse().map_err(|_| "expected a whole number".to_owned())?;
+            if (min..=max).contains(&n) {
+                Ok(n)
+            } else {
+                Err(format!("must be between {min} and {max}"))
+            }
+        })
+    }
+
+    /// A byte size: plain bytes or with a `KiB`/`MiB`/`GiB` (or `K`/`M`/`G`) suffix.
+    pub fn bytes(&self, env: &str) -> Result<usize, ConfigError> {
+        self.parse(env, parse_bytes)
+    }
+}
+
+/// Parses Go's boolean forms: `1 t T TRUE true True 0 f F FALSE false False`.
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim() {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err("expected true or false".to_owned()),
+    }
+}
+
+/// Parses plain seconds (`10`) or a duration with a unit (`10s`, `500ms`, `2m`, `1h30m`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s)
+        .map_err(|_| "expected seconds or a duration like 10s, 500ms, 2m".to_owned())
+}
+
+/// Parses a byte size such as `4194304`, `4MiB`, `512KiB`, `1G`.
+pub fn parse_bytes(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: usize = digits.parse().map_err(|_| "expected a size like 4194304, 512KiB or 4MiB".to_owned())?;
+    let scale: usize = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KB" | "KiB" => 1 << 10,
+        "M" | "MB" | "MiB" => 1 << 20,
+        "G" | "GB" | "GiB" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?}: use KiB, MiB or GiB")),
+    };
+    n.checked_mul(scale).ok_or_else(|| "size is too large".to_owned())
+}
+
+/// Reads `args` (without the program name) and `env` against `table`.
+pub fn collect(
+    table: &'static [Setting],
+    args: impl IntoIterator<Item = impl Into<OsString>>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Parsed, ConfigError> {
+    let args = normalize_go_style(table, args.into_iter().map(Into::into));
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut from_flags: HashMap<&'static str, String> = HashMap::new();
+    loop {
+        let arg = parser.next().map_err(|e| ConfigError(e.to_string()))?;
+        let Some(arg) = arg else { break };
+        use lexopt::Arg::{Long, Short, Value};
+        let setting = match arg {
+            Short('h') | Long("help") => return Ok(Parsed::Help),
+            Short('V') | Long("version") => return Ok(Parsed::Version),
+            Short(c) => table
+                .iter()
+                .find(|s| s.short == Some(c))
+                .ok_or_else(|| ConfigError(format!("unknown flag -{c} (see --help)")))?,
+            Long(name) => table
+                .iter()
+                .find(|s| s.long == name)
+                .ok_or_else(|| ConfigError(format!("unknown flag --{name} (see --help)")))?,
+            Value(v) => {
+                return Err(ConfigError(format!(
+                    "unexpected argument {:?}: settings are given as flags (see --help)",
+                    v.to_string_lossy()
+                )));
+            }
+        };
+        let value = match setting.arity {
+            Arity::Value => parser.value(),
+            Arity::Bool => Ok(parser.optional_value().unwrap_or_else(|| "true".into())),
+        }
+        .map_err(|e| ConfigError(format!("{}: {e}", setting.label())))?;
+        let value = value
+            .into_string()
+            .map_err(|v| ConfigError(format!("{}: value {v:?} is not UTF-8", setting.label())))?;
+        from_flags.insert(setting.env, value);
+    }
+    let mut chosen = HashMap::new();
+    for setting in table {
+        let from_env = env(setting.env).filter(|v| !v.is_empty());
+        if let Some(v) = from_env.or_else(|| from_flags.remove(setting.env)) {
+            chosen.insert(setting.env, v);
+        }
+    }
+    Ok(Parsed::Run(Values { table, chosen }))
+}
+
+/// Rewrites Go-style `-audit-file=x` to `--audit-file=x` for known long names, so that lexopt
+/// (which reads `-abc` as three short flags) sees them as long options. Values are left alone.
+fn normalize_go_style(table: &[Setting], args: impl Iterator<Item = OsString>) -> Vec<OsString> {
+    let mut out = Vec::new();
+    let mut rest_are_values = false;
+    for arg in args {
+        if !rest_are_values {
+            if arg == "--" {
+                rest_are_values = true;
+            } else if let Some(text) = arg.to_str() {
+                if let Some(body) = text.strip_prefix('-').filter(|b| !b.starts_with('-')) {
+                    let name = body.split('=').next().unwrap_or(body);
+                    if name.len() > 1 && table.iter().any(|s| s.long == name) || name == "help" || name == "version" {
+                        out.push(format!("-{text}").into());
+                        continue;
+                    }
+                }
+            }
+        }
+        out.push(arg);
+    }
+    out
+}
+
+/// Renders `--help`: a hand-written introduction followed by every setting of the table with
+/// its flags, environment variable and default.
+pub fn help_text(program: &str, intro: &str, table: &[Setting]) -> String {
+    let mut out = format!("{program} {}\n{intro}\n\nUsage: {program} [FLAGS]\n\n", crate::version::VERSION);
+    out.push_str("Every setting can be given as an environment variable or a flag; the environment wins.\n");
+    out.push_str("Durations are seconds (10) or take a unit (10s, 500ms, 2m).\n\n");
+    for s in table {
+        let flags = match (s.short, s.arity) {
+            (Some(c), Arity::Value) => format!("-{c}, --{} VALUE", s.long),
+            (Some(c), Arity::Bool) => format!("-{c}, --{}[=BOOL]", s.long),
+            (None, Arity::Value) => format!("    --{} VALUE", s.long),
+            (None, Arity::Bool) => format!("    --{}[=BOOL]", s.long),
+        };
+        let default = if s.default.is_empty() { "(empty)" } else { s.default };
+        let _ = writeln!(out, "  {flags}\n        env {}, default {default}\n        {}", s.env, s.help);
+    }
+    out.push_str("  -h, --help\n        print this help\n  -V, --version\n        print version, commit and build date\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static TABLE: &[Setting] = &[
+        Setting { env: "ADDRESS", short: Some('a'), long: "address", default: ":8080", help: "listen", arity: Arity::Value },
+        Setting { env: "RESTORE", short: Some('r'), long: "restore", default: "false", help: "restore", arity: Arity::Bool },
+        Setting { env: "AUDIT_FILE", short: None, long: "audit-file", default: "", help: "audit", arity: Arity::Value },
+    ];
+
+    fn run(args: &[&str], env: &[(&str, &str)]) -> Values {
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        match collect(TABLE, args.iter().copied(), |k| env.get(k).cloned()).unwrap() {
+            Parsed::Run(v) => v,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_flag_form() {
+        for args in [
+            &["-a", "x:1"][..],
+            &["-a=x:1"],
+            &["--address", "x:1"],
+            &["--address=x:1"],
+            &["-address=x:1"],
+            &["-address", "x:1"],
+        ] {
+            assert_eq!(run(args, &[]).text("ADDRESS"), "x:1", "{args:?}");
+        }
+        for args in [&["--audit-file", "f"][..], &["--audit-file=f"], &["-audit-file=f"], &["-audit-file", "f"]] {
+            assert_eq!(run(args, &[]).text("AUDIT_FILE"), "f", "{args:?}");
+        }
+    }
+
+    #[test]
+    fn bool_flags() {
+        assert!(!run(&[], &[]).bool("RESTORE").unwrap());
+        assert!(run(&["-r"], &[]).bool("RESTORE").unwrap());
+        assert!(run(&["-r=true"], &[]).bool("RESTORE").unwrap());
+        assert!(!run(&["-r=false"], &[]).bool("RESTORE").unwrap());
+        assert!(!run(&["--restore=false"], &[]).bool("RESTORE").unwrap());
+        // A bare bool flag does not swallow the next argument.
+        let v = run(&["-r", "-a", "y:2"], &[]);
+        assert!(v.bool("RESTORE").unwrap());
+        assert_eq!(v.text("ADDRESS"), "y:2");
+    }
+
+    #[test]
+    fn env_beats_flag_beats_default() {
+        assert_eq!(run(&[], &[]).text("ADDRESS"), ":8080");
+        assert_eq!(run(&["-a", "flag:1"], &[]).text("ADDRESS"), "flag:1");
+        assert_eq!(run(&["-a", "flag:1"], &[("ADDRESS", "env:2")]).text("ADDRESS"), "env:2");
+        assert_eq!(run(&["-a", "flag:1"], &[("ADDRESS", "")]).text("ADDRESS"), "flag:1");
+        assert!(!run(&["-r"], &[("RESTORE", "false")]).bool("RESTORE").unwrap());
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let err = run(&["-r=maybe"], &[]).bool("RESTORE").unwrap_err();
+        assert_eq!(err.0, r#"invalid RESTORE (-r) value "maybe": expected true or false"#);
+        let unknown = collect(TABLE, ["-x"], |_| None).unwrap_err();
+        assert!(unknown.0.contains("-x"), "{unknown}");
+        let missing = collect(TABLE, ["-a"], |_| None).unwrap_err();
+        assert!(missing.0.contains("ADDRESS (-a)"), "{missing}");
+        let stray = collect(TABLE, ["stray"], |_| None).unwrap_err();
+        assert!(stray.0.contains("stray"), "{stray}");
+    }
+
+    #[test]
+    fn help_and_version() {
+        assert!(matches!(collect(TABLE, ["--help"], |_| None), Ok(Parsed::Help)));
+        assert!(matches!(collect(TABLE, ["-help"], |_| None), Ok(Parsed::Help)));
+        assert!(matches!(collect(TABLE, ["--version"], |_| None), Ok(Parsed::Version)));
+        let help = help_text("prog", "intro", TABLE);
+        for s in TABLE {
+            assert!(help.contains(s.env) && help.contains(s.long), "{help}");
+        }
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_bytes("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_bytes("1024"), Ok(1024));
+        assert!(parse_bytes("4XB").is_err());
+    }
+}

@@ -1,0 +1,313 @@
+//! Server settings (SPEC §2): the table of every setting with its env name, flags and default,
+//! and the conversion of raw values into one immutable [`Config`].
+
+use std::ffi::OsString;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use golectra_common::settings::{self, Arity, ConfigError, Parsed, Setting};
+
+/// Every server setting. The order is the order of `--help`.
+pub static SETTINGS: &[Setting] = &[
+    Setting { env: "ADDRESS", short: Some('a'), long: "address", default: ":8080", arity: Arity::Value,
+        help: "listen address: host:port, :port (all IPv4 interfaces), port, or http://host:port" },
+    Setting { env: "FILE_STORAGE_PATH", short: Some('f'), long: "file-storage-path", default: "metrics-db.json", arity: Arity::Value,
+        help: "snapshot file of the memory store (ignored with a DSN)" },
+    Setting { env: "DATABASE_DSN", short: Some('d'), long: "database-dsn", default: "", arity: Arity::Value,
+        help: "PostgreSQL DSN (URL or key=value); empty selects the memory store" },
+    Setting { env: "KEY", short: Some('k'), long: "key", default: "", arity: Arity::Value,
+        help: "signing key: checks HashSHA256 on requests and signs responses" },
+    Setting { env: "STORE_INTERVAL", short: Some('i'), long: "store-interval", default: "300", arity: Arity::Value,
+        help: "time between snapshots; 0 makes every write durable before it is acknowledged" },
+    Setting { env: "RESTORE", short: Some('r'), long: "restore", default: "false", arity: Arity::Bool,
+        help: "load the snapshot file at start" },
+    Setting { env: "AUDIT_FILE", short: None, long: "audit-file", default: "", arity: Arity::Value,
+        help: "append an NDJSON audit event per successful write to this file" },
+    Setting { env: "AUDIT_URL", short: None, long: "audit-url", default: "", arity: Arity::Value,
+        help: "POST an audit event per successful write to this URL" },
+    Setting { env: "REQUIRE_SIGNATURE", short: None, long: "require-signature", default: "false", arity: Arity::Bool,
+        help: "strict mode: with a key, reject writes whose body carries no HashSHA256 (400)" },
+    Setting { env: "WORKERS", short: Some('w'), long: "workers", default: "4 x CPU cores", arity: Arity::Value,
+        help: "number of request worker threads (fixed pool)" },
+    Setting { env: "MAX_BODY_SIZE", short: None, long: "max-body-size", default: "4MiB", arity: Arity::Value,
+        help: "largest request body on the wire; larger gets 413" },
+    Setting { env: "MAX_INFLATED_SIZE", short: None, long: "max-inflated-size", default: "32MiB", arity: Arity::Value,
+        help: "largest request body after gzip inflation; larger gets 413" },
+    Setting { env: "MAX_BATCH_ITEMS", short: None, long: "max-batch-items", default: "100000", arity: Arity::Value,
+        help: "most metrics in one /updates batch; more gets 413" },
+];
+
+const INTRO: &str = "Golectra metrics server: stores gauges and counters pushed by agents and serves them over HTTP.";
+
+/// Where metrics are kept.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Storage {
+    /// The embedded memory store with its snapshot file.
+    Memory {
+        /// Snapshot file (`FILE_STORAGE_PATH`, default `metrics-db.json`).
+        path: PathBuf,
+        /// Time between snapshots (`STORE_INTERVAL`, default 300 s); zero = synchronous.
+        interval: Duration,
+        /// Load the snapshot at start (`RESTORE`, default false).
+        restore: bool,
+    },
+    /// PostgreSQL (`DATABASE_DSN`, default empty = memory).
+    Postgres {
+        dsn: String,
+        /// The file settings that were given but are ignored with a DSN, for a log line.
+        ignored_file_settings: bool,
+    },
+}
+
+/// Size limits of requests (SPEC §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest body on the wire (`MAX_BODY_SIZE`, default 4 MiB).
+    pub max_body: usize,
+    /// Largest body after inflation (`MAX_INFLATED_SIZE`, default 32 MiB).
+    pub max_inflated: usize,
+    /// Most items in one batch (`MAX_BATCH_ITEMS`, default 100 000).
+    pub max_batch_items: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_body: 4 << 20, max_inflated: 32 << 20, max_batch_items: 100_000 }
+    }
+}
+
+/// The server's configuration, immutable once parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Listen address (`ADDRESS`, default `:8080` = 0.0.0.0:8080).
+    pub listen: SocketAddr,
+    /// Memory or PostgreSQL store.
+    pub storage: Storage,
+    /// Signing key (`KEY`, default none).
+    pub key: Option<Vec<u8>>,
+    /// Reject unsigned writes when a key is set (`REQUIRE_SIGNATURE`, default false).
+    pub require_signature: bool,
+    /// Audit file (`AUDIT_FILE`, default none).
+    pub audit_file: Option<PathBuf>,
+    /// Audit URL (`AUDIT_URL`, default none).
+    pub audit_url: Option<String>,
+    /// Worker threads (`WORKERS`, default 4 × cores).
+    pub workers: usize,
+    pub limits: Limits,
+}
+
+/// What the command line asks the server to do.
+#[derive(Debug)]
+pub enum Command {
+    Run(Box<Config>),
+    Help(String),
+    Version(String),
+}
+
+impl Config {
+    /// Builds the configuration from arguments (without the program name) and an environment.
+    pub fn from_sources(
+        args: impl IntoIterator<Item = impl Into<OsString>>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Command, ConfigError> {
+        let values = match settings::collect(SETTINGS, args, env)? {
+            Parsed::Help => return Ok(Command::Help(settings::help_text("golectra-server", INTRO, SETTINGS))),
+            Parsed::Version => return Ok(Command::Version(golectra_common::version::line("golectra-server"))),
+            Parsed::Run(values) => values,
+        };
+        let listen = values.parse("ADDRESS", parse_listen)?;
+        let dsn = values.string("DATABASE_DSN");
+        let path = PathBuf::from(values.string("FILE_STORAGE_PATH"));
+        let interval = values.duration("STORE_INTERVAL")?;
+        let restore = values.bool("RESTORE")?;
+        if path.as_os_str().is_empty() && dsn.is_empty() {
+            return Err(ConfigError("invalid FILE_STORAGE_PATH (-f) value \"\": a snapshot path is required".into()));
+        }
+        let storage = if dsn.trim().is_empty() {
+            Storage::Memory { path, interval, restore }
+        } else {
+            let ignored_file_settings = ["FILE_STORAGE_PATH", "STORE_INTERVAL", "RESTORE"]
+                .iter()
+                .any(|env| values.text(env) != SETTINGS.iter().find(|s| s.env == *env).map_or("", |s| s.default));
+            Storage::Postgres { dsn, ignored_file_settings }
+        };
+        let key = Some(values.string("KEY").into_bytes()).filter(|k| !k.is_empty());
+        let workers = if values.text("WORKERS") == "4 x CPU cores" {
+            default_workers()
+        } else {
+            values.number("WORKERS", 1, 1024)? as usize
+        };
+        let limits = Limits {
+            max_body: values.parse("MAX_BODY_SIZE", |s| at_least(settings::parse_bytes(s)?, 1))?,
+            max_inflated: values.parse("MAX_INFLATED_SIZE", |s| at_least(settings::parse_bytes(s)?, 1))?,
+            max_batch_items: values.number("MAX_BATCH_ITEMS", 1, u32::MAX as u64)? as usize,
+        };
+        let optional = |env: &str| Some(values.string(env)).filter(|s| !s.trim().is_empty());
+        let audit_url = optional("AUDIT_URL");
+        if let Some(url) = &audit_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError(format!(
+                    "invalid AUDIT_URL (--audit-url) value {url:?}: expected an http:// or https:// URL"
+                )));
+            }
+        }
+        Ok(Command::Run(Box::new(Config {
+            listen,
+            storage,
+            key,
+            require_signature: values.bool("REQUIRE_SIGNATURE")?,
+            audit_file: optional("AUDIT_FILE").map(PathBuf::from),
+            audit_url,
+            workers,
+            limits,
+        })))
+    }
+
+    /// A configuration for tests: memory store without a file is not possible, so callers set
+    /// `storage` themselves.
+    pub fn for_tests(storage: Storage) -> Self {
+        Self {
+            listen: "127.0.0.1:0".parse().expect("valid"),
+            storage,
+            key: None,
+            require_signature: false,
+            audit_file: None,
+            audit_url: None,
+            workers: 4,
+            limits: Limits::default(),
+        }
+    }
+}
+
+fn at_least(n: usize, min: usize) -> Result<usize, String> {
+    if n >= min { Ok(n) } else { Err(format!("must be at least {min}")) }
+}
+
+/// Default worker count: four per core. Workers block on the store (fsync in sync mode, the
+/// database with PostgreSQL), so a few more threads than cores keep the CPUs busy.
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 4
+}
+
+/// Parses `host:port`, `:port`, `port` or `http://host:port`.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    let trimmed = text.trim();
+    let without_scheme = trimmed.strip_prefix("http://").unwrap_or(trimmed).trim_end_matches('/');
+    let candidate = if let Some(port) = without_scheme.strip_prefix(':') {
+        format!("0.0.0.0:{port}")
+    } else if !without_scheme.is_empty() && without_scheme.bytes().all(|b| b.is_ascii_digit()) {
+        format!("0.0.0.0:{without_scheme}")
+    } else {
+        without_scheme.to_owned()
+    };
+    let port_ok = candidate.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok());
+    if !port_ok {
+        return Err("expected host:port, :port, port or http://host:port".into());
+    }
+    candidate
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve: {e}"))?
+        .next()
+        .ok_or_else(|| "the host resolves to no address".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        match Config::from_sources(args.iter().copied(), |k| env.get(k).cloned())? {
+            Command::Run(c) => Ok(*c),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse(&[], &[]).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(
+            c.storage,
+            Storage::Memory { path: "metrics-db.json".into(), interval: Duration::from_secs(300), restore: false }
+        );
+        assert_eq!(c.key, None);
+        assert_eq!(c.limits, Limits::default());
+        assert!(c.workers >= 4);
+    }
+
+    #[test]
+    fn listen_forms() {
+        assert_eq!(parse_listen(":9090"), Ok("0.0.0.0:9090".parse().unwrap()));
+        assert_eq!(parse_listen("9090"), Ok("0.0.0.0:9090".parse().unwrap()));
+        assert_eq!(parse_listen("127.0.0.1:9090"), Ok("127.0.0.1:9090".parse().unwrap()));
+        assert_eq!(parse_listen("http://127.0.0.1:9090"), Ok("127.0.0.1:9090".parse().unwrap()));
+        assert!(parse_listen("localhost:9090").is_ok());
+        assert!(parse_listen("nonsense").is_err());
+        assert!(parse_listen(":99999").is_err());
+    }
+
+    #[test]
+    fn each_setting_env_beats_flag() {
+        let c = parse(
+            &["-a", ":1", "-f", "flag.json", "-i", "5", "-k", "flagkey", "-w", "3", "--max-body-size", "1KiB"],
+            &[("ADDRESS", ":2"), ("FILE_STORAGE_PATH", "env.json"), ("STORE_INTERVAL", "0"), ("KEY", "envkey"), ("WORKERS", "7"), ("MAX_BODY_SIZE", "2KiB")],
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 2);
+        assert_eq!(c.storage, Storage::Memory { path: "env.json".into(), interval: Duration::ZERO, restore: false });
+        assert_eq!(c.key.as_deref(), Some(&b"envkey"[..]));
+        assert_eq!(c.workers, 7);
+        assert_eq!(c.limits.max_body, 2048);
+        let flags = parse(&["-a", ":1", "-i", "5", "-r", "-k", "flagkey", "-w", "3"], &[]).unwrap();
+        assert_eq!(flags.listen.port(), 1);
+        assert_eq!(flags.storage, Storage::Memory { path: "metrics-db.json".into(), interval: Duration::from_secs(5), restore: true });
+        assert_eq!(flags.workers, 3);
+        let restore = parse(&["-r"], &[("RESTORE", "false")]).unwrap();
+        assert!(matches!(restore.storage, Storage::Memory { restore: false, .. }));
+    }
+
+    #[test]
+    fn dsn_selects_postgres_and_notes_ignored_file_settings() {
+        let c = parse(&["-d", "postgres://x@h/db"], &[]).unwrap();
+        assert_eq!(c.storage, Storage::Postgres { dsn: "postgres://x@h/db".into(), ignored_file_settings: false });
+        let c = parse(&["-i", "1"], &[("DATABASE_DSN", "host=h")]).unwrap();
+        assert_eq!(c.storage, Storage::Postgres { dsn: "host=h".into(), ignored_file_settings: true });
+    }
+
+    #[test]
+    fn audit_settings() {
+        let c = parse(&["-audit-file=/tmp/a.ndjson", "--audit-url", "http://127.0.0.1:1/x"], &[]).unwrap();
+        assert_eq!(c.audit_file, Some("/tmp/a.ndjson".into()));
+        assert_eq!(c.audit_url.as_deref(), Some("http://127.0.0.1:1/x"));
+        assert!(parse(&["--audit-url", "ftp://x"], &[]).unwrap_err().0.contains("AUDIT_URL"));
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        for (args, env, setting) in [
+            (&["-i", "soon"][..], &[][..], "STORE_INTERVAL (-i)"),
+            (&[], &[("STORE_INTERVAL", "-5")], "STORE_INTERVAL (-i)"),
+            (&["-r=maybe"], &[], "RESTORE (-r)"),
+            (&["-a", "nowhere"], &[], "ADDRESS (-a)"),
+            (&["-w", "0"], &[], "WORKERS (-w)"),
+            (&["--max-body-size", "lots"], &[], "MAX_BODY_SIZE"),
+            (&["--max-batch-items", "0"], &[], "MAX_BATCH_ITEMS"),
+        ] {
+            let err = parse(args, env).unwrap_err();
+            assert!(err.0.contains(setting), "{args:?} {env:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn help_lists_every_setting() {
+        let Command::Help(help) = Config::from_sources(["--help"], |_| None).unwrap() else { panic!() };
+        for s in SETTINGS {
+            assert!(help.contains(s.env) && help.contains(&format!("--{}", s.long)) && help.contains(s.default), "{}", s.env);
+        }
+        let Command::Version(v) = Config::from_sources(["--version"], |_| None).unwrap() else { panic!() };
+        assert!(v.starts_with("golectra-server ") && v.contains("commit"));
+    }
+}

@@ -1,0 +1,168 @@
+//! What a handler returns: a status, a content type and a body. Handlers never touch the
+//! socket; [`Reply::into_response`] applies gzip (when the client accepts it) and the
+//! `HashSHA256` signature (over the uncompressed body) at the edge.
+
+use std::fmt;
+
+use golectra_common::{gzip, signature};
+use tiny_http::{Header, Response};
+
+pub const TEXT: &str = "text/plain; charset=utf-8";
+pub const JSON: &str = "application/json";
+pub const HTML: &str = "text/html; charset=utf-8";
+pub const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Bodies smaller than this are not worth a gzip header and trailer.
+const GZIP_MIN_BYTES: usize = 64;
+
+/// A response before it is encoded for the wire.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    /// Extra headers (`Allow`, `Cache-Control`, …).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    pub fn text(status: u16, body: impl Into<String>) -> Self {
+        Self { status, content_type: TEXT, body: body.into().into_bytes(), headers: Vec::new() }
+    }
+
+    pub fn json(body: Vec<u8>) -> Self {
+        Self { status: 200, content_type: JSON, body, headers: Vec::new() }
+    }
+
+    pub fn html(body: String) -> Self {
+        Self { status: 200, content_type: HTML, body: body.into_bytes(), headers: Vec::new() }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    fn compressible(&self) -> bool {
+        self.body.len() >= GZIP_MIN_BYTES
+            && (self.content_type == JSON || self.content_type == HTML || self.content_type == PROMETHEUS)
+    }
+
+    /// Encodes the reply: signs the uncompressed body when a key is set, then gzips it when the
+    /// client accepts gzip and the content type is one that SPEC §3.2 compresses.
+    pub fn into_response(self, accept_gzip: bool, key: Option<&[u8]>) -> Response<std::io::Cursor<Vec<u8>>> {
+        let mut headers = Vec::with_capacity(self.headers.len() + 3);
+        headers.push(header("Content-Type", self.content_type));
+        if let Some(key) = key.filter(|_| !self.body.is_empty()) {
+            headers.push(header(signature::HEADER, &signature::sign(&self.body, key)));
+        }
+        for (name, value) in &self.headers {
+            headers.push(header(name, value));
+        }
+        let body = if accept_gzip && self.compressible() {
+            headers.push(header("Content-Encoding", "gzip"));
+            headers.push(header("Vary", "Accept-Encoding"));
+            gzip::compress(&self.body)
+        } else {
+            self.body
+        };
+        let mut response = Response::from_data(body).with_status_code(self.status);
+        for h in headers {
+            response.add_header(h);
+        }
+        response
+    }
+}
+
+fn header(name: &str, value: &str) -> Header {
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("header names and values are ASCII without newlines")
+}
+
+/// A request that cannot be served, with the status and the one-line reason sent back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+    /// For 405: the methods the path accepts.
+    pub allow: Option<&'static str>,
+}
+
+impl ApiError {
+    pub fn new(status: u16, message: impl fmt::Display) -> Self {
+        Self { status, message: message.to_string(), allow: None }
+    }
+    pub fn bad_request(message: impl fmt::Display) -> Self {
+        Self::new(400, message)
+    }
+    pub fn not_found(message: impl fmt::Display) -> Self {
+        Self::new(404, message)
+    }
+    pub fn too_large(message: impl fmt::Display) -> Self {
+        Self::new(413, message)
+    }
+    pub fn method_not_allowed(method: &str, allow: &'static str) -> Self {
+        Self { status: 405, message: format!("method {method} is not allowed here: use {allow}"), allow: Some(allow) }
+    }
+}
+
+impl From<ApiError> for Reply {
+    fn from(e: ApiError) -> Self {
+        // One line, always: a message must never be able to forge a second line.
+        let mut message: String = e.message.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        message.push('\n');
+        let reply = Reply::text(e.status, message);
+        match e.allow {
+            Some(allow) => reply.with_header("Allow", allow),
+            None => reply,
+        }
+    }
+}
+
+impl From<golectra_common::metric::InvalidMetric> for ApiError {
+    fn from(e: golectra_common::metric::InvalidMetric) -> Self {
+        Self::bad_request(e)
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::Overflow { .. } => Self::bad_request(e),
+            crate::store::StoreError::Unavailable(_) => Self::new(503, e),
+        }
+    }
+}
+
+/// Whether an `Accept-Encoding` value allows gzip (`gzip`, `x-gzip` or `*`, with q > 0).
+pub fn accepts_gzip(accept_encoding: &str) -> bool {
+    accept_encoding.split(',').any(|item| {
+        let mut parts = item.split(';');
+        let coding = parts.next().unwrap_or("").trim();
+        let rejected = parts.any(|p| {
+            p.trim().strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()).is_some_and(|q| q <= 0.0)
+        });
+        !rejected && (coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") || coding == "*")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_negotiation() {
+        assert!(accepts_gzip("gzip"));
+        assert!(accepts_gzip("deflate, gzip;q=0.5"));
+        assert!(accepts_gzip("*"));
+        assert!(!accepts_gzip("gzip;q=0"));
+        assert!(!accepts_gzip("br, deflate"));
+        assert!(!accepts_gzip(""));
+    }
+
+    #[test]
+    fn error_bodies_are_one_line() {
+        let reply: Reply = ApiError::bad_request("bad\nthing").into();
+        assert_eq!(reply.body, b"bad thing\n");
+        assert_eq!(reply.content_type, TEXT);
+    }
+}

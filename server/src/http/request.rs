@@ -1,0 +1,116 @@
+//! Turning a raw tiny_http request into an [`Incoming`] that handlers can trust: the body is
+//! read completely within the wire-size limit, inflated within the inflated-size limit when it
+//! is gzip, and its `HashSHA256` checked — all before any handler sees it, so a rejected
+//! request has no effect.
+
+use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr};
+
+use golectra_common::{gzip, signature};
+
+use super::reply::{ApiError, accepts_gzip};
+use crate::config::Limits;
+
+/// The HTTP methods the API distinguishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Other,
+}
+
+/// A request whose body is complete, inflated and verified.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub method: Method,
+    /// The method as sent, for messages.
+    pub method_name: String,
+    /// Path without the query string, still percent-encoded.
+    pub path: String,
+    /// Uncompressed body.
+    pub body: Vec<u8>,
+    /// The body carried a valid `HashSHA256`.
+    pub signed: bool,
+    /// The socket peer.
+    pub peer: IpAddr,
+    /// `X-Real-IP`, if sent (trusted only from configured proxies).
+    pub x_real_ip: Option<String>,
+    /// `X-Forwarded-For`, if sent (trusted only from configured proxies).
+    pub x_forwarded_for: Option<String>,
+    /// The client accepts gzip responses.
+    pub accept_gzip: bool,
+}
+
+/// Reads and checks a request. Errors are answered as they are and nothing else happens.
+pub fn intake(request: &mut tiny_http::Request, limits: &Limits, key: Option<&[u8]>) -> Result<Incoming, ApiError> {
+    let method_name = request.method().as_str().to_owned();
+    let method = match request.method() {
+        tiny_http::Method::Get => Method::Get,
+        tiny_http::Method::Head => Method::Head,
+        tiny_http::Method::Post => Method::Post,
+        _ => Method::Other,
+    };
+    let mut content_encoding = None;
+    let mut x_real_ip = None;
+    let mut x_forwarded_for = None;
+    let mut signature = None;
+    let mut accept_gzip = false;
+    for h in request.headers() {
+        let field = &h.field;
+        if field.equiv("Content-Encoding") {
+            content_encoding = Some(h.value.as_str().trim().to_ascii_lowercase());
+        } else if field.equiv("Accept-Encoding") {
+            accept_gzip |= accepts_gzip(h.value.as_str());
+        } else if field.equiv(signature::HEADER) {
+            signature = Some(h.value.as_str().to_owned());
+        } else if field.equiv("X-Real-IP") {
+            x_real_ip = Some(h.value.as_str().to_owned());
+        } else if field.equiv("X-Forwarded-For") {
+            x_forwarded_for = Some(h.value.as_str().to_owned());
+        }
+    }
+    let path = request.url().split('?').next().unwrap_or("/").to_owned();
+    let peer = request.remote_addr().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+
+    let wire = read_limited(request, limits.max_body)?;
+    let body = match content_encoding.as_deref() {
+        None | Some("") | Some("identity") => wire,
+        Some("gzip") | Some("x-gzip") => gzip::inflate(&wire, limits.max_inflated).map_err(|e| match e {
+            gzip::InflateError::Corrupt(_) => ApiError::bad_request(e),
+            gzip::InflateError::TooLarge { .. } => ApiError::too_large(e),
+        })?,
+        Some(other) => {
+            return Err(ApiError::new(415, format!("unsupported Content-Encoding {other:?}: send gzip or nothing")));
+        }
+    };
+    let mut signed = false;
+    if let (Some(key), Some(sig)) = (key, signature.as_deref()) {
+        if !body.is_empty() {
+            if !signature::verify(&body, key, sig) {
+                return Err(ApiError::bad_request("HashSHA256 does not match the body and the server's key"));
+            }
+            signed = true;
+        }
+    }
+    Ok(Incoming { method, method_name, path, body, signed, peer, x_real_ip, x_forwarded_for, accept_gzip })
+}
+
+/// Reads the whole body, refusing more than `max` bytes on the wire.
+fn read_limited(request: &mut tiny_http::Request, max: usize) -> Result<Vec<u8>, ApiError> {
+    let too_large = || ApiError::too_large(format!("request body exceeds the limit of {max} bytes"));
+    let declared = request.body_length();
+    if declared.is_some_and(|len| len > max) {
+        return Err(too_large());
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(0));
+    request
+        .as_reader()
+        .take(max as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+    if body.len() > max {
+        return Err(too_large());
+    }
+    Ok(body)
+}

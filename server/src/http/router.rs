@@ -1,0 +1,263 @@
+//! Routing and the API handlers (SPEC §3.1). Routing is a plain `match` on the method and the
+//! path segments; every endpoint answers with and without a trailing slash, a known path with
+//! the wrong method gets 405 with `Allow`, anything else 404.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use golectra_common::metric::{self, InvalidMetric, Metric, MetricId, MetricKind, Update};
+use percent_encoding::percent_decode_str;
+use serde::de::{Deserializer, Error as _, IgnoredAny, SeqAccess, Visitor};
+
+use super::App;
+use super::reply::{ApiError, Reply};
+use super::request::{Incoming, Method};
+use crate::store::{Batch, Value};
+
+const GET: &str = "GET, HEAD";
+const POST: &str = "POST";
+
+/// Serves one request.
+pub fn route(app: &App, req: &Incoming) -> Result<Reply, ApiError> {
+    let path = req.path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(&req.path);
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let is_get = matches!(req.method, Method::Get | Method::Head);
+    let is_post = req.method == Method::Post;
+    let allow = |ok: bool, methods: &'static str| {
+        if ok { Ok(()) } else { Err(ApiError::method_not_allowed(&req.method_name, methods)) }
+    };
+    match segments.as_slice() {
+        [""] => {
+            allow(is_get, GET)?;
+            super::dashboard::render(app)
+        }
+        ["update"] => {
+            allow(is_post, POST)?;
+            json_update(app, req)
+        }
+        ["update", rest @ ..] => {
+            allow(is_post, POST)?;
+            match rest {
+                [kind, name, value] => text_update(app, req, kind, name, value),
+                [_] | [_, ""] => Err(ApiError::not_found("missing metric name: use /update/{type}/{name}/{value}")),
+                [_, _] => Err(ApiError::not_found("missing metric value: use /update/{type}/{name}/{value}")),
+                _ => Err(ApiError::not_found("too many path segments: use /update/{type}/{name}/{value}")),
+            }
+        }
+        ["value"] => {
+            allow(is_post, POST)?;
+            json_value(app, req)
+        }
+        ["value", rest @ ..] => {
+            allow(is_get, GET)?;
+            match rest {
+                [kind, name] => text_value(app, kind, name),
+                [_] => Err(ApiError::not_found("missing metric name: use /value/{type}/{name}")),
+                _ => Err(ApiError::not_found("too many path segments: use /value/{type}/{name}")),
+            }
+        }
+        ["updates"] => {
+            allow(is_post, POST)?;
+            batch_update(app, req)
+        }
+        ["ping"] => {
+            allow(is_get, GET)?;
+            app.store.ping()?;
+            Ok(Reply::text(200, "ok"))
+        }
+        ["api", "v1", "snapshot"] => {
+            allow(is_get, GET)?;
+            snapshot(app)
+        }
+        _ => Err(ApiError::not_found(format!("no such endpoint: {}", req.path))),
+    }
+}
+
+/// Percent-decodes a path segment.
+fn decode_segment(segment: &str) -> Result<Cow<'_, str>, ApiError> {
+    percent_decode_str(segment)
+        .decode_utf8()
+        .map_err(|_| ApiError::bad_request("path segment is not valid UTF-8 after percent-decoding"))
+}
+
+/// A name from the path: an empty one is a missing one (404), other problems are 400.
+fn path_name(segment: &str) -> Result<String, ApiError> {
+    let decoded = decode_segment(segment)?;
+    match metric::validate_name(&decoded) {
+        Ok(name) => Ok(name.to_owned()),
+        Err(InvalidMetric::EmptyName) => Err(ApiError::not_found("missing metric name")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Strict signature mode: with a key and `REQUIRE_SIGNATURE`, writes must carry a valid signature.
+fn check_signed(app: &App, req: &Incoming) -> Result<(), ApiError> {
+    if app.require_signature && app.key.is_some() && !req.signed {
+        return Err(ApiError::bad_request(
+            "this server requires HashSHA256 on every write: send a signed JSON body to /update or /updates",
+        ));
+    }
+    Ok(())
+}
+
+fn text_update(app: &App, req: &Incoming, kind: &str, name: &str, value: &str) -> Result<Reply, ApiError> {
+    let kind = MetricKind::parse(&decode_segment(kind)?)?;
+    let name = path_name(name)?;
+    let value = decode_segment(value)?;
+    check_signed(app, req)?;
+    let update = match kind {
+        MetricKind::Gauge => Update::Gauge { name, value: metric::parse_gauge(&value)? },
+        MetricKind::Counter => Update::Counter { name, delta: metric::parse_counter(&value)? },
+    };
+    app.store.update(&update)?;
+    app.audit.record(vec![update.name().to_owned()], req);
+    Ok(Reply::text(200, "ok"))
+}
+
+fn text_value(app: &App, kind: &str, name: &str) -> Result<Reply, ApiError> {
+    let kind = MetricKind::parse(&decode_segment(kind)?)?;
+    let name = path_name(name)?;
+    match app.store.get(kind, &name)? {
+        Some(Value::Gauge(v)) => Ok(Reply::text(200, metric::format_gauge(v))),
+        Some(Value::Counter(v)) => Ok(Reply::text(200, v.to_string())),
+        None => Err(not_stored(kind, &name)),
+    }
+}
+
+fn not_stored(kind: MetricKind, name: &str) -> ApiError {
+    ApiError::not_found(format!("no {kind} named {name:?}"))
+}
+
+fn malformed(e: serde_json::Error) -> ApiError {
+    ApiError::bad_request(format!("malformed JSON: {e}"))
+}
+
+fn metric_json(name: &str, value: Value) -> Vec<u8> {
+    let metric = match value {
+        Value::Gauge(v) => Metric::gauge(name, v),
+        Value::Counter(v) => Metric::counter(name, v),
+    };
+    serde_json::to_vec(&metric).expect("a metric always serializes")
+}
+
+fn json_update(app: &App, req: &Incoming) -> Result<Reply, ApiError> {
+    let metric: Metric = serde_json::from_slice(&req.body).map_err(malformed)?;
+    let update = metric.to_update()?;
+    check_signed(app, req)?;
+    let stored = app.store.update(&update)?;
+    app.audit.record(vec![update.name().to_owned()], req);
+    Ok(Reply::json(metric_json(update.name(), stored)))
+}
+
+fn json_value(app: &App, req: &Incoming) -> Result<Reply, ApiError> {
+    let id: MetricId = serde_json::from_slice(&req.body).map_err(malformed)?;
+    let kind = MetricKind::parse(&id.kind)?;
+    let name = metric::validate_name(&id.id)?;
+    match app.store.get(kind, name)? {
+        Some(value) => Ok(Reply::json(metric_json(name, value))),
+        None => Err(not_stored(kind, name)),
+    }
+}
+
+fn batch_update(app: &App, req: &Incoming) -> Result<Reply, ApiError> {
+    let updates = decode_batch(&req.body, app.limits.max_batch_items)?;
+    check_signed(app, req)?;
+    let count = updates.len();
+    let batch = Batch::aggregate(updates).map_err(|e| {
+        ApiError::bad_request(format!(
+            "item {}: counter {:?} overflows within the batch: the sum of its deltas must stay within a 64-bit signed integer",
+            e.index, e.name
+        ))
+    })?;
+    if !batch.is_empty() {
+        app.store.apply(&batch)?;
+        app.audit.record(batch.names(), req);
+    }
+    Ok(Reply::json(format!("{{\"updated\":{count}}}").into_bytes()))
+}
+
+/// Decodes a JSON array of metrics, validating each; errors name the index of the bad item.
+pub fn decode_batch(body: &[u8], max_items: usize) -> Result<Vec<Update>, ApiError> {
+    struct Items {
+        max: usize,
+    }
+    impl<'de> Visitor<'de> for Items {
+        type Value = Result<Vec<Update>, ApiError>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON array of metrics")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(16).min(self.max));
+            loop {
+                let index = out.len();
+                if index == self.max {
+                    if seq.next_element::<IgnoredAny>()?.is_some() {
+                        return Ok(Err(ApiError::too_large(format!(
+                            "batch has more than {} items: split it",
+                            self.max
+                        ))));
+                    }
+                    break;
+                }
+                let metric: Metric = match seq.next_element() {
+                    Ok(Some(m)) => m,
+                    Ok(None) => break,
+                    Err(e) => return Err(A::Error::custom(format!("item {index}: {e}"))),
+                };
+                match metric.to_update() {
+                    Ok(u) => out.push(u),
+                    Err(e) => return Ok(Err(ApiError::bad_request(format!("item {index}: {e}")))),
+                }
+            }
+            Ok(Ok(out))
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let result = de.deserialize_seq(Items { max: max_items }).map_err(malformed)?;
+    let updates = result?;
+    de.end().map_err(malformed)?;
+    Ok(updates)
+}
+
+fn snapshot(app: &App) -> Result<Reply, ApiError> {
+    let snap = app.store.snapshot()?;
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        gauges: BTreeMap<&'a str, f64>,
+        counters: BTreeMap<&'a str, i64>,
+    }
+    let body = Body {
+        gauges: snap.gauges.iter().map(|(k, v)| (k.as_str(), *v)).collect(),
+        counters: snap.counters.iter().map(|(k, v)| (k.as_str(), *v)).collect(),
+    };
+    Ok(Reply::json(serde_json::to_vec(&body).expect("maps of numbers always serialize")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_errors_name_the_index() {
+        let err = decode_batch(br#"[{"id":"a","type":"gauge","value":1},{"id":"b","type":"nope"}]"#, 10).unwrap_err();
+        assert_eq!(err.status, 400);
+        assert!(err.message.starts_with("item 1: unknown metric type"), "{}", err.message);
+        let err = decode_batch(br#"[{"id":"a","type":"gauge","value":1},{"id":"b","type":"counter","delta":"x"}]"#, 10)
+            .unwrap_err();
+        assert!(err.message.contains("item 1:"), "{}", err.message);
+        let err = decode_batch(br#"[{"id":"a","type":"gauge"}]"#, 10).unwrap_err();
+        assert_eq!(err.message, "item 0: gauge without \"value\"");
+    }
+
+    #[test]
+    fn batch_limits_and_shapes() {
+        let three = br#"[{"id":"a","type":"counter","delta":1},{"id":"a","type":"counter","delta":1},{"id":"a","type":"counter","delta":1}]"#;
+        assert_eq!(decode_batch(three, 3).unwrap().len(), 3);
+        assert_eq!(decode_batch(three, 2).unwrap_err().status, 413);
+        assert_eq!(decode_batch(b"[]", 2).unwrap(), vec![]);
+        assert_eq!(decode_batch(b"{}", 2).unwrap_err().status, 400);
+        assert_eq!(decode_batch(b"[] x", 2).unwrap_err().status, 400);
+    }
+}

@@ -1,0 +1,155 @@
+//! The Golectra server as a library: [`Server::start`] opens the store, binds the listener and
+//! starts the worker pool; [`Server::shutdown`] drains requests and makes everything durable.
+//! `main.rs` wraps it with configuration, logging and signals; tests start it in-process.
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod config;
+pub mod http;
+pub mod store;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use config::{Config, Storage};
+use http::{App, HttpServer};
+use store::Store;
+use store::memory::{MemoryStore, SnapshotOptions};
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The store could not be opened (snapshot directory not writable, database unreachable).
+    Store(String),
+    /// The listen address could not be bound.
+    Bind { addr: SocketAddr, error: std::io::Error },
+    /// An audit sink could not be set up.
+    Audit(String),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Store(why) => write!(f, "cannot open the store: {why}"),
+            Self::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
+            Self::Audit(why) => write!(f, "cannot set up the audit trail: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// A running server.
+pub struct Server {
+    http: HttpServer,
+    app: Arc<App>,
+}
+
+impl Server {
+    /// Opens the store and starts serving.
+    pub fn start(config: &Config) -> Result<Self, StartError> {
+        let store = open_store(config)?;
+        let audit = audit::Audit::disabled();
+        let app = Arc::new(App {
+            store,
+            audit,
+            key: config.key.clone(),
+            require_signature: config.require_signature,
+            limits: config.limits,
+            started: Instant::now(),
+        });
+        let http = match HttpServer::start(config.listen, config.workers, app.clone()) {
+            Ok(http) => http,
+            Err(error) => {
+                let _ = app.store.close();
+                return Err(StartError::Bind { addr: config.listen, error });
+            }
+        };
+        Ok(Self { http, app })
+    }
+
+    /// The address the server listens on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.http.local_addr()
+    }
+
+    /// The store, for tests and embedding.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.app.store
+    }
+
+    /// Stops accepting work, answers the requests already received, delivers pending audit
+    /// events and makes the store durable (final snapshot).
+    pub fn shutdown(self) -> Result<(), store::StoreError> {
+        self.http.shutdown();
+        self.app.audit.close();
+        self.app.store.close()
+    }
+}
+
+fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    match &config.storage {
+        Storage::Memory { path, interval, restore } => {
+            let options = SnapshotOptions { path: path.clone(), interval: *interval, restore: *restore };
+            let store = MemoryStore::open(options).map_err(|e| StartError::Store(format!("{}: {e}", path.display())))?;
+            Ok(store)
+        }
+        Storage::Postgres { .. } => Err(StartError::Store("the PostgreSQL store is not available in this build".into())),
+    }
+}
+
+/// One line describing the configuration for the start-up log; the key is never shown.
+pub fn describe(config: &Config) -> String {
+    let storage = match &config.storage {
+        Storage::Memory { path, interval, restore } => {
+            let mode = if interval.is_zero() {
+                "every write durable before its 200".to_owned()
+            } else {
+                format!("snapshot every {}", humantime::format_duration(*interval))
+            };
+            format!("memory store, snapshot {} ({mode}), restore {restore}", path.display())
+        }
+        Storage::Postgres { dsn, .. } => format!("PostgreSQL store at {}", mask_dsn(dsn)),
+    };
+    format!(
+        "{storage}; key {}{}; {} workers; body limit {} B on the wire, {} B inflated, {} items per batch; audit file {}, audit URL {}",
+        if config.key.is_some() { "set (hidden)" } else { "not set" },
+        if config.require_signature { ", signatures required" } else { "" },
+        config.workers,
+        config.limits.max_body,
+        config.limits.max_inflated,
+        config.limits.max_batch_items,
+        config.audit_file.as_ref().map_or("off".into(), |p| p.display().to_string()),
+        config.audit_url.as_deref().unwrap_or("off"),
+    )
+}
+
+/// Hides the password of a DSN in URL (`postgres://u:secret@h`) or key=value (`password=secret`) form.
+pub fn mask_dsn(dsn: &str) -> String {
+    if let Some((scheme, rest)) = dsn.split_once("://") {
+        if let Some((userinfo, host)) = rest.split_once('@') {
+            if let Some((user, _)) = userinfo.split_once(':') {
+                return format!("{scheme}://{user}:***@{host}");
+            }
+        }
+        return dsn.to_owned();
+    }
+    dsn.split_whitespace()
+        .map(|kv| if kv.starts_with("password=") { "password=***" } else { kv })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dsn_passwords_are_masked() {
+        assert_eq!(mask_dsn("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(mask_dsn("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(mask_dsn("host=h password=secret user=u"), "host=h password=*** user=u");
+    }
+}

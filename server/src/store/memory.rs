@@ -1,0 +1,452 @@
+//! The embedded default store: every metric in two hash maps behind one `RwLock`, made durable
+//! by the snapshot file of [`super::snapshot`].
+//!
+//! Durability modes (SPEC §5.1):
+//! - **periodic** (`STORE_INTERVAL=N>0`): a background thread writes a snapshot every N seconds
+//!   when something changed, and once more at shutdown;
+//! - **sync** (`STORE_INTERVAL=0`): a write returns only after a snapshot that contains it is on
+//!   disk. Writers do not each write a file: they wait on a *group commit* — one thread writes
+//!   snapshots back to back, and every write applied before a snapshot started is acknowledged by
+//!   that snapshot's fsync. Concurrent writers therefore share fsyncs;
+//! - **none**: no file at all (tests, benchmarks).
+//!
+//! Every applied write bumps a version number under the write lock; a snapshot records the
+//! version it contains, which is how the group commit knows whom it may acknowledge.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Sender, bounded, select, tick};
+use golectra_common::metric::{MetricKind, Update};
+
+use super::{Batch, Snapshot, Store, StoreError, Value, snapshot};
+
+/// How the memory store persists itself.
+#[derive(Debug, Clone)]
+pub struct SnapshotOptions {
+    /// The snapshot file.
+    pub path: PathBuf,
+    /// Time between snapshots; zero means every write is durable before it is acknowledged.
+    pub interval: Duration,
+    /// Load the file at start.
+    pub restore: bool,
+}
+
+#[derive(Default)]
+struct Tables {
+    gauges: HashMap<String, f64>,
+    counters: HashMap<String, i64>,
+    /// Number of writes applied since start; identifies what a snapshot contains.
+    version: u64,
+    updated_at: Option<SystemTime>,
+}
+
+impl Tables {
+    fn apply(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        // Check every counter first so that a batch is applied completely or not at all.
+        for (name, delta) in &batch.counters {
+            let current = self.counters.get(name.as_str()).copied().unwrap_or(0);
+            if current.checked_add(*delta).is_none() {
+                return Err(StoreError::Overflow { name: name.clone() });
+            }
+        }
+        for (name, value) in &batch.gauges {
+            match self.gauges.get_mut(name.as_str()) {
+                Some(slot) => *slot = *value,
+                None => {
+                    self.gauges.insert(name.clone(), *value);
+                }
+            }
+        }
+        for (name, delta) in &batch.counters {
+            match self.counters.get_mut(name.as_str()) {
+                Some(total) => *total += delta,
+                None => {
+                    self.counters.insert(name.clone(), *delta);
+                }
+            }
+        }
+        self.version += 1;
+        self.updated_at = Some(SystemTime::now());
+        Ok(())
+    }
+}
+
+/// Shared state of the group commit (sync mode).
+#[derive(Default)]
+struct CommitState {
+    /// Highest version a writer is waiting for.
+    requested: u64,
+    /// Highest version known to be on disk.
+    durable: u64,
+    /// The last failed snapshot: the version it would have made durable, and why it failed.
+    failed: Option<(u64, String)>,
+    stop: bool,
+}
+
+#[derive(Default)]
+struct GroupCommit {
+    state: Mutex<CommitState>,
+    /// Wakes the snapshot thread when a writer asks for durability.
+    work: Condvar,
+    /// Wakes writers when a snapshot finished.
+    done: Condvar,
+}
+
+struct SnapshotFile {
+    options: SnapshotOptions,
+    /// Serializes file writes; holds the version of the last snapshot written.
+    written: Mutex<u64>,
+    commit: GroupCommit,
+    /// Stops the background thread (periodic mode).
+    stop_periodic: Mutex<Option<Sender<()>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The in-memory store.
+pub struct MemoryStore {
+    tables: RwLock<Tables>,
+    file: Option<SnapshotFile>,
+}
+
+impl MemoryStore {
+    /// A store without a snapshot file.
+    pub fn ephemeral() -> Arc<Self> {
+        Arc::new(Self { tables: RwLock::default(), file: None })
+    }
+
+    /// Opens the store: restores the snapshot if asked, checks that the snapshot directory is
+    /// writable, and starts the snapshot thread.
+    pub fn open(options: SnapshotOptions) -> std::io::Result<Arc<Self>> {
+        let path = options.path.clone();
+        snapshot::remove_stale_temp_files(&path);
+        let mut tables = Tables::default();
+        if options.restore {
+            let started = Instant::now();
+            for update in snapshot::restore(&path)? {
+                match update {
+                    Update::Gauge { name, value } => {
+                        tables.gauges.insert(name, value);
+                    }
+                    Update::Counter { name, delta } => {
+                        tables.counters.insert(name, delta);
+                    }
+                }
+            }
+            log::debug!("restore took {:?}", started.elapsed());
+        } else if path.exists() {
+            log::warn!(
+                "snapshot {} exists but RESTORE is false: its contents are not loaded and will be replaced by the next snapshot",
+                path.display()
+            );
+        }
+        check_writable(&path)?;
+        let sync = options.interval.is_zero();
+        let store = Arc::new(Self {
+            tables: RwLock::new(tables),
+            file: Some(SnapshotFile {
+                options,
+                written: Mutex::new(0),
+                commit: GroupCommit::default(),
+                stop_periodic: Mutex::new(None),
+                thread: Mutex::new(None),
+            }),
+        });
+        let weak = Arc::downgrade(&store);
+        let file = store.file.as_ref().expect("just set");
+        let builder = std::thread::Builder::new().name("snapshot".into());
+        let handle = if sync {
+            builder.spawn(move || group_commit_loop(weak))?
+        } else {
+            let (stop_tx, stop_rx) = bounded::<()>(1);
+            *file.stop_periodic.lock().expect("poisoned") = Some(stop_tx);
+            let interval = file.options.interval;
+            builder.spawn(move || {
+                let ticker = tick(interval);
+                loop {
+                    select! {
+                        recv(ticker) -> _ => match weak.upgrade() {
+                            Some(store) => store.snapshot_if_changed("periodic"),
+                            None => return,
+                        },
+                        recv(stop_rx) -> _ => return,
+                    }
+                }
+            })?
+        };
+        *file.thread.lock().expect("poisoned") = Some(handle);
+        Ok(store)
+    }
+
+    fn file(&self) -> &SnapshotFile {
+        self.file.as_ref().expect("only called with a snapshot file")
+    }
+
+    /// Writes a snapshot if the store changed since the last one; logs the outcome.
+    fn snapshot_if_changed(&self, why: &str) {
+        let written = *self.file().written.lock().expect("poisoned");
+        if self.tables.read().expect("poisoned").version == written {
+            return;
+        }
+        let started = Instant::now();
+        match self.write_snapshot() {
+            Ok((_, count)) => log::info!(
+                "{why} snapshot: {count} metrics written to {} in {:?}",
+                self.file().options.path.display(),
+                started.elapsed()
+            ),
+            Err(e) => log::error!("{why} snapshot to {} failed: {e}", self.file().options.path.display()),
+        }
+    }
+
+    /// Serializes the tables under the read lock and writes them crash-safely. Returns the
+    /// version that is now durable and the number of metrics written.
+    fn write_snapshot(&self) -> std::io::Result<(u64, usize)> {
+        let file = self.file();
+        let mut written = file.written.lock().expect("poisoned");
+        let (version, bytes, count) = {
+            let tables = self.tables.read().expect("poisoned");
+            let count = tables.gauges.len() + tables.counters.len();
+            let bytes = snapshot::encode(
+                tables.gauges.iter().map(|(k, v)| (k.as_str(), *v)),
+                tables.counters.iter().map(|(k, v)| (k.as_str(), *v)),
+                count,
+            );
+            (tables.version, bytes, count)
+        };
+        snapshot::write_atomic(&file.options.path, &bytes)?;
+        *written = version;
+        Ok((version, count))
+    }
+
+    /// In sync mode, waits until a snapshot containing `version` is on disk.
+    fn wait_durable(&self, version: u64) -> Result<(), StoreError> {
+        let Some(file) = &self.file else { return Ok(()) };
+        if !file.options.interval.is_zero() {
+            return Ok(());
+        }
+        let commit = &file.commit;
+        let mut state = commit.state.lock().expect("poisoned");
+        if state.requested < version {
+            state.requested = version;
+            commit.work.notify_one();
+        }
+        loop {
+            if state.durable >= version {
+                return Ok(());
+            }
+            if let Some((failed_version, why)) = &state.failed {
+                if *failed_version >= version {
+                    return Err(StoreError::Unavailable(format!(
+                        "the write was applied in memory but the snapshot could not be written: {why}"
+                    )));
+                }
+            }
+            state = commit.done.wait(state).expect("poisoned");
+        }
+    }
+
+    fn apply_versioned(&self, batch: &Batch) -> Result<u64, StoreError> {
+        let mut tables = self.tables.write().expect("poisoned");
+        tables.apply(batch)?;
+        Ok(tables.version)
+    }
+}
+
+/// The snapshot thread of sync mode: writes snapshots back to back while writers wait.
+fn group_commit_loop(store: Weak<MemoryStore>) {
+    loop {
+        let Some(strong) = store.upgrade() else { return };
+        let commit = &strong.file().commit;
+        {
+            let mut state = commit.state.lock().expect("poisoned");
+            while state.requested <= state.durable && !state.stop {
+                state = commit.work.wait(state).expect("poisoned");
+            }
+            if state.stop && state.requested <= state.durable {
+                return;
+            }
+        }
+        let attempted = strong.tables.read().expect("poisoned").version;
+        let result = strong.write_snapshot();
+        let mut state = commit.state.lock().expect("poisoned");
+        match result {
+            Ok((version, _)) => state.durable = state.durable.max(version),
+            Err(e) => {
+                log::error!("sync snapshot to {} failed: {e}", strong.file().options.path.display());
+                state.failed = Some((attempted, e.to_string()));
+                // Do not spin on a broken disk: writers that arrive later trigger a new attempt.
+                state.requested = state.requested.min(state.durable);
+            }
+        }
+        commit.done.notify_all();
+    }
+}
+
+fn check_writable(path: &Path) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    tempfile::Builder::new().prefix(".golectra-write-check-").tempfile_in(dir).map(drop).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("snapshot directory {} is not writable: {e}", dir.display()))
+    })
+}
+
+impl Store for MemoryStore {
+    fn update(&self, update: &Update) -> Result<Value, StoreError> {
+        let batch = Batch::from(update);
+        let (version, value) = {
+            let mut tables = self.tables.write().expect("poisoned");
+            tables.apply(&batch)?;
+            let value = match update {
+                Update::Gauge { value, .. } => Value::Gauge(*value),
+                Update::Counter { name, .. } => Value::Counter(tables.counters[name.as_str()]),
+            };
+            (tables.version, value)
+        };
+        self.wait_durable(version)?;
+        Ok(value)
+    }
+
+    fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
+        let version = self.apply_versioned(batch)?;
+        self.wait_durable(version)
+    }
+
+    fn get(&self, kind: MetricKind, name: &str) -> Result<Option<Value>, StoreError> {
+        let tables = self.tables.read().expect("poisoned");
+        Ok(match kind {
+            MetricKind::Gauge => tables.gauges.get(name).map(|v| Value::Gauge(*v)),
+            MetricKind::Counter => tables.counters.get(name).map(|v| Value::Counter(*v)),
+        })
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let (mut gauges, mut counters, updated_at) = {
+            let tables = self.tables.read().expect("poisoned");
+            (
+                tables.gauges.iter().map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>(),
+                tables.counters.iter().map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>(),
+                tables.updated_at,
+            )
+        };
+        gauges.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        counters.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(Snapshot { gauges, counters, updated_at })
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn close(&self) -> Result<(), StoreError> {
+        let Some(file) = &self.file else { return Ok(()) };
+        if let Some(stop) = file.stop_periodic.lock().expect("poisoned").take() {
+            let _ = stop.send(());
+        }
+        {
+            let mut state = file.commit.state.lock().expect("poisoned");
+            state.stop = true;
+            file.commit.work.notify_all();
+        }
+        if let Some(handle) = file.thread.lock().expect("poisoned").take() {
+            let _ = handle.join();
+        }
+        let written = *file.written.lock().expect("poisoned");
+        if self.tables.read().expect("poisoned").version == written && file.options.path.exists() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let (_, count) = self
+            .write_snapshot()
+            .map_err(|e| StoreError::Unavailable(format!("final snapshot to {} failed: {e}", file.options.path.display())))?;
+        log::info!(
+            "final snapshot: {count} metrics written to {} in {:?}",
+            file.options.path.display(),
+            started.elapsed()
+        );
+        Ok(())
+    }
+
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(dir: &Path, interval: Duration, restore: bool) -> SnapshotOptions {
+        SnapshotOptions { path: dir.join("db.json"), interval, restore }
+    }
+
+    #[test]
+    fn overflow_rejects_the_whole_batch() {
+        let store = MemoryStore::ephemeral();
+        store.update(&Update::Counter { name: "c".into(), delta: i64::MAX }).unwrap();
+        let batch = Batch::aggregate([
+            Update::Gauge { name: "g".into(), value: 1.0 },
+            Update::Counter { name: "c".into(), delta: 1 },
+        ])
+        .unwrap();
+        assert_eq!(store.apply(&batch), Err(StoreError::Overflow { name: "c".into() }));
+        assert_eq!(store.get(MetricKind::Gauge, "g"), Ok(None));
+        assert_eq!(store.get(MetricKind::Counter, "c"), Ok(Some(Value::Counter(i64::MAX))));
+    }
+
+    #[test]
+    fn gauge_and_counter_share_a_name() {
+        let store = MemoryStore::ephemeral();
+        store.update(&Update::Gauge { name: "x".into(), value: 2.5 }).unwrap();
+        assert_eq!(store.update(&Update::Counter { name: "x".into(), delta: 3 }), Ok(Value::Counter(3)));
+        assert_eq!(store.update(&Update::Counter { name: "x".into(), delta: 4 }), Ok(Value::Counter(7)));
+        assert_eq!(store.get(MetricKind::Gauge, "x"), Ok(Some(Value::Gauge(2.5))));
+    }
+
+    #[test]
+    fn sync_mode_is_durable_on_return() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MemoryStore::open(options(dir.path(), Duration::ZERO, false)).unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        store.update(&Update::Counter { name: format!("c{t}"), delta: 1 }).unwrap();
+                        // Acknowledged means on disk: the file holds at least this total.
+                        let on_disk = snapshot::decode(&std::fs::read(dir_path(&store)).unwrap()).unwrap();
+                        let total = on_disk.iter().find_map(|u| match u {
+                            Update::Counter { name, delta } if *name == format!("c{t}") => Some(*delta),
+                            _ => None,
+                        });
+                        assert!(total.unwrap() > i);
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        store.close().unwrap();
+    }
+
+    fn dir_path(store: &MemoryStore) -> PathBuf {
+        store.file().options.path.clone()
+    }
+
+    #[test]
+    fn close_writes_and_restore_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MemoryStore::open(options(dir.path(), Duration::from_secs(3600), false)).unwrap();
+        store.update(&Update::Gauge { name: "g".into(), value: 0.1 }).unwrap();
+        store.update(&Update::Counter { name: "g".into(), delta: 5 }).unwrap();
+        store.close().unwrap();
+        let again = MemoryStore::open(options(dir.path(), Duration::from_secs(3600), true)).unwrap();
+        assert_eq!(again.get(MetricKind::Gauge, "g"), Ok(Some(Value::Gauge(0.1))));
+        assert_eq!(again.get(MetricKind::Counter, "g"), Ok(Some(Value::Counter(5))));
+        again.close().unwrap();
+    }
+}

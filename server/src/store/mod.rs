@@ -1,0 +1,191 @@
+//! Storage of metrics behind one [`Store`] trait, so the HTTP layer does not care whether the
+//! metrics live in memory (with a JSON snapshot file) or in PostgreSQL.
+//!
+//! Writes arrive as a [`Batch`]: validated, de-duplicated and pre-aggregated (counter deltas
+//! summed, the last gauge value wins), sorted by name so that every store touches rows in the
+//! same order (no lock-order deadlocks between concurrent batches). A batch is applied
+//! atomically: all of it or nothing.
+
+pub mod memory;
+pub mod snapshot;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::SystemTime;
+
+use golectra_common::metric::{MetricKind, Update};
+
+/// The stored value of one metric.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value {
+    Gauge(f64),
+    Counter(i64),
+}
+
+/// What went wrong in a store; each variant says what the HTTP layer answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// Adding the delta would overflow the counter's `i64` total. Client error (400); nothing
+    /// of the batch was applied.
+    Overflow { name: String },
+    /// The store cannot serve now (database down after retries, snapshot not writable in sync
+    /// mode). Answered 503 with the reason.
+    Unavailable(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Overflow { name } => {
+                write!(f, "counter {name:?} would overflow: its total must stay within a 64-bit signed integer")
+            }
+            Self::Unavailable(why) => write!(f, "store unavailable: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Every stored metric, sorted by name within each kind.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub gauges: Vec<(String, f64)>,
+    pub counters: Vec<(String, i64)>,
+    /// When the last write was applied, if known.
+    pub updated_at: Option<SystemTime>,
+}
+
+/// A storage backend. Implementations are shared by all worker threads.
+pub trait Store: Send + Sync {
+    /// Applies one write and returns the metric's value as now stored (a counter's new total).
+    fn update(&self, update: &Update) -> Result<Value, StoreError>;
+    /// Applies a batch atomically.
+    fn apply(&self, batch: &Batch) -> Result<(), StoreError>;
+    /// Reads one metric.
+    fn get(&self, kind: MetricKind, name: &str) -> Result<Option<Value>, StoreError>;
+    /// Reads every metric.
+    fn snapshot(&self) -> Result<Snapshot, StoreError>;
+    /// Checks that the store can serve (for `/ping`).
+    fn ping(&self) -> Result<(), StoreError>;
+    /// Makes everything acknowledged durable; called once at shutdown.
+    fn close(&self) -> Result<(), StoreError>;
+    /// A short name for logs and the dashboard: `memory` or `postgres`.
+    fn kind(&self) -> &'static str;
+}
+
+/// A validated, pre-aggregated write of several metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Batch {
+    /// Unique gauge names, sorted, with the last value written in the request.
+    pub gauges: Vec<(String, f64)>,
+    /// Unique counter names, sorted, with the sum of their deltas in the request.
+    pub counters: Vec<(String, i64)>,
+}
+
+/// Why a list of updates could not be turned into a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchOverflow {
+    /// Index of the update whose delta made the in-batch sum overflow.
+    pub index: usize,
+    pub name: String,
+}
+
+impl Batch {
+    /// Aggregates updates: counter deltas for the same name add up, the last gauge value wins.
+    pub fn aggregate(updates: impl IntoIterator<Item = Update>) -> Result<Self, BatchOverflow> {
+        let mut gauges = BTreeMap::new();
+        let mut counters: BTreeMap<String, i64> = BTreeMap::new();
+        for (index, update) in updates.into_iter().enumerate() {
+            match update {
+                Update::Gauge { name, value } => {
+                    gauges.insert(name, value);
+                }
+                Update::Counter { name, delta } => match counters.get_mut(&name) {
+                    Some(sum) => {
+                        *sum = sum.checked_add(delta).ok_or(BatchOverflow { index, name })?;
+                    }
+                    None => {
+                        counters.insert(name, delta);
+                    }
+                },
+            }
+        }
+        Ok(Self { gauges: gauges.into_iter().collect(), counters: counters.into_iter().collect() })
+    }
+
+    /// Number of distinct metrics in the batch.
+    pub fn len(&self) -> usize {
+        self.gauges.len() + self.counters.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The distinct names written, sorted (a gauge and a counter of the same name count once).
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> =
+            self.gauges.iter().map(|(n, _)| n.clone()).chain(self.counters.iter().map(|(n, _)| n.clone())).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+}
+
+impl From<&Update> for Batch {
+    fn from(update: &Update) -> Self {
+        match update {
+            Update::Gauge { name, value } => Self { gauges: vec![(name.clone(), *value)], counters: vec![] },
+            Update::Counter { name, delta } => Self { gauges: vec![], counters: vec![(name.clone(), *delta)] },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn g(name: &str, value: f64) -> Update {
+        Update::Gauge { name: name.into(), value }
+    }
+    fn c(name: &str, delta: i64) -> Update {
+        Update::Counter { name: name.into(), delta }
+    }
+
+    #[test]
+    fn aggregates_and_sorts() {
+        let batch = Batch::aggregate([c("b", 2), g("x", 1.0), c("a", 1), c("b", 3), g("x", 2.0), g("b", 7.0)]).unwrap();
+        assert_eq!(batch.counters, vec![("a".into(), 1), ("b".into(), 5)]);
+        assert_eq!(batch.gauges, vec![("b".into(), 7.0), ("x".into(), 2.0)]);
+        assert_eq!(batch.names(), vec!["a", "b", "x"]);
+    }
+
+    #[test]
+    fn in_batch_overflow_names_the_index() {
+        let err = Batch::aggregate([c("a", i64::MAX), g("x", 1.0), c("a", 1)]).unwrap_err();
+        assert_eq!(err, BatchOverflow { index: 2, name: "a".into() });
+    }
+
+    proptest! {
+        /// Applying the aggregate equals applying the items one by one.
+        #[test]
+        fn aggregate_matches_sequential(items in proptest::collection::vec((0u8..4, any::<bool>(), -1000i64..1000), 0..64)) {
+            let updates: Vec<Update> = items.iter().map(|&(n, gauge, v)| {
+                let name = format!("m{n}");
+                if gauge { g(&name, v as f64) } else { c(&name, v) }
+            }).collect();
+            let batch = Batch::aggregate(updates.clone()).unwrap();
+            let mut gauges = BTreeMap::new();
+            let mut counters = BTreeMap::new();
+            for u in updates {
+                match u {
+                    Update::Gauge { name, value } => { gauges.insert(name, value); }
+                    Update::Counter { name, delta } => { *counters.entry(name).or_insert(0) += delta; }
+                }
+            }
+            prop_assert_eq!(batch.gauges, gauges.into_iter().collect::<Vec<_>>());
+            prop_assert_eq!(batch.counters, counters.into_iter().collect::<Vec<_>>());
+        }
+    }
+}

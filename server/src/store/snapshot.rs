@@ -1,0 +1,183 @@
+//! The snapshot file of the memory store (SPEC §5.1): a JSON array of metrics in the wire form,
+//! `[{"id":"Alloc","type":"gauge","value":1.5},{"id":"PollCount","type":"counter","delta":7}]`,
+//! the same format the original writes and reads.
+//!
+//! Writes are crash-safe: the bytes go to a temporary file in the same directory, which is
+//! fsynced, renamed over the old snapshot, and the directory is fsynced. A `kill -9` at any
+//! moment leaves the old or the new snapshot, never a torn or empty one.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use golectra_common::metric::{Metric, Update};
+
+/// Prefix of temporary files, so that leftovers of a crash can be recognised and removed.
+const TEMP_PREFIX: &str = ".golectra-snapshot-";
+
+/// Serializes metrics into the snapshot format.
+pub fn encode<'a>(
+    gauges: impl Iterator<Item = (&'a str, f64)>,
+    counters: impl Iterator<Item = (&'a str, i64)>,
+    capacity_hint: usize,
+) -> Vec<u8> {
+    use serde::ser::{SerializeSeq, Serializer};
+    let mut out = Vec::with_capacity(capacity_hint * 48 + 2);
+    let mut ser = serde_json::Serializer::new(&mut out);
+    let mut seq = ser.serialize_seq(None).expect("serializing to a Vec cannot fail");
+    for (name, value) in gauges {
+        seq.serialize_element(&Metric::gauge(name, value)).expect("serializing to a Vec cannot fail");
+    }
+    for (name, delta) in counters {
+        seq.serialize_element(&Metric::counter(name, delta)).expect("serializing to a Vec cannot fail");
+    }
+    seq.end().expect("serializing to a Vec cannot fail");
+    out
+}
+
+/// Why a snapshot file could not be loaded.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The file could not be read at all (permissions, I/O error). The server refuses to start.
+    Io(io::Error),
+    /// The file is not a valid snapshot. It is moved aside and the server starts empty.
+    Corrupt(String),
+}
+
+/// Parses snapshot bytes. Empty (or whitespace-only) content is an empty store. Later entries
+/// for the same (type, name) replace earlier ones, as a reload of the original's file would.
+pub fn decode(bytes: &[u8]) -> Result<Vec<Update>, LoadError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Vec::new());
+    }
+    let metrics: Vec<Metric> =
+        serde_json::from_slice(bytes).map_err(|e| LoadError::Corrupt(format!("not a JSON array of metrics: {e}")))?;
+    metrics
+        .iter()
+        .enumerate()
+        .map(|(i, m)| m.to_update().map_err(|e| LoadError::Corrupt(format!("entry {i}: {e}"))))
+        .collect()
+}
+
+/// Loads the snapshot at `path` for `RESTORE=true`. A missing file is an empty store; a corrupt
+/// one is renamed to `<path>.corrupt-<unix seconds>` and reported, and the store starts empty.
+pub fn restore(path: &Path) -> Result<Vec<Update>, io::Error> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            log::info!("snapshot {} does not exist yet: starting with an empty store", path.display());
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(e),
+    };
+    match decode(&bytes) {
+        Ok(updates) => {
+            log::info!("restored {} metrics from {}", updates.len(), path.display());
+            Ok(updates)
+        }
+        Err(LoadError::Io(e)) => Err(e),
+        Err(LoadError::Corrupt(why)) => {
+            let aside = corrupt_path(path);
+            fs::rename(path, &aside)?;
+            log::error!(
+                "snapshot {} is corrupt ({why}); moved it to {} and starting with an empty store",
+                path.display(),
+                aside.display()
+            );
+            Ok(Vec::new())
+        }
+    }
+}
+
+fn corrupt_path(path: &Path) -> PathBuf {
+    let secs = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".corrupt-{secs}"));
+    path.with_file_name(name)
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Writes `bytes` to `path` crash-safely (temp file, fsync, rename, fsync directory).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = parent_dir(path);
+    let mut temp = tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(dir)?;
+    temp.write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| e.error)?;
+    File::open(dir)?.sync_all()
+}
+
+/// Removes temporary files a crash may have left next to the snapshot.
+pub fn remove_stale_temp_files(path: &Path) {
+    let Ok(entries) = fs::read_dir(parent_dir(path)) else { return };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => log::info!("removed stale temporary snapshot {}", entry.path().display()),
+                Err(e) => log::warn!("cannot remove stale temporary snapshot {}: {e}", entry.path().display()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_originals_format() {
+        let original = br#"[{"id":"Alloc","type":"gauge","value":12345.5},{"id":"PollCount","type":"counter","delta":7,"hash":""}]"#;
+        assert_eq!(
+            decode(original).unwrap(),
+            vec![
+                Update::Gauge { name: "Alloc".into(), value: 12345.5 },
+                Update::Counter { name: "PollCount".into(), delta: 7 }
+            ]
+        );
+        assert_eq!(decode(b"").unwrap(), vec![]);
+        assert_eq!(decode(b" \n").unwrap(), vec![]);
+        assert!(matches!(decode(b"[{\"id\":"), Err(LoadError::Corrupt(_))));
+        assert!(matches!(decode(br#"[{"id":"x","type":"histogram"}]"#), Err(LoadError::Corrupt(_))));
+    }
+
+    #[test]
+    fn encode_decode_round_trip() {
+        let bytes = encode([("g", 0.1)].into_iter(), [("c", -3)].into_iter(), 2);
+        assert_eq!(
+            std::str::from_utf8(&bytes).unwrap(),
+            r#"[{"id":"g","type":"gauge","value":0.1},{"id":"c","type":"counter","delta":-3}]"#
+        );
+        assert_eq!(decode(&bytes).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn corrupt_file_is_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.json");
+        fs::write(&path, "{oops").unwrap();
+        assert_eq!(restore(&path).unwrap(), vec![]);
+        assert!(!path.exists());
+        let moved: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(moved.len(), 1);
+        assert!(moved[0].to_string_lossy().starts_with("db.json.corrupt-"));
+    }
+
+    #[test]
+    fn atomic_write_replaces_and_cleans() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.json");
+        write_atomic(&path, b"[]").unwrap();
+        write_atomic(&path, b"[1]").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"[1]");
+        fs::write(dir.path().join(format!("{TEMP_PREFIX}x")), "junk").unwrap();
+        remove_stale_temp_files(&path);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}
