@@ -20,7 +20,9 @@ impl std::fmt::Display for InflateError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Corrupt(e) => write!(f, "corrupt gzip body: {e}"),
-            Self::TooLarge { limit } => write!(f, "gzip body inflates past the limit of {limit} bytes"),
+            Self::TooLarge { limit } => {
+                write!(f, "gzip body inflates past the limit of {limit} bytes")
+            }
         }
     }
 }
@@ -32,7 +34,9 @@ impl std::error::Error for InflateError {}
 pub fn inflate(compressed: &[u8], limit: usize) -> Result<Vec<u8>, InflateError> {
     let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).min(limit));
     let mut decoder = flate2::read::MultiGzDecoder::new(compressed).take(limit as u64 + 1);
-    decoder.read_to_end(&mut out).map_err(InflateError::Corrupt)?;
+    decoder
+        .read_to_end(&mut out)
+        .map_err(InflateError::Corrupt)?;
     if out.len() > limit {
         return Err(InflateError::TooLarge { limit });
     }
@@ -43,7 +47,9 @@ pub fn inflate(compressed: &[u8], limit: usize) -> Result<Vec<u8>, InflateError>
 /// the fastest level gets most of the gain for a fraction of the CPU.
 pub fn compress(data: &[u8]) -> Vec<u8> {
     let mut encoder = GzEncoder::new(Vec::with_capacity(data.len() / 4 + 32), Compression::fast());
-    encoder.write_all(data).expect("writing to a Vec cannot fail");
+    encoder
+        .write_all(data)
+        .expect("writing to a Vec cannot fail");
     encoder.finish().expect("writing to a Vec cannot fail")
 }
 
@@ -63,16 +69,25 @@ mod tests {
     fn bomb_is_stopped_at_the_limit() {
         let bomb = compress(&vec![0u8; 10 << 20]);
         assert!(bomb.len() < 64 << 10);
-        assert!(matches!(inflate(&bomb, 1 << 20), Err(InflateError::TooLarge { .. })));
+        assert!(matches!(
+            inflate(&bomb, 1 << 20),
+            Err(InflateError::TooLarge { .. })
+        ));
         assert_eq!(inflate(&bomb, 10 << 20).unwrap().len(), 10 << 20);
     }
 
     #[test]
     fn corrupt_is_reported() {
-        assert!(matches!(inflate(b"not gzip", 100), Err(InflateError::Corrupt(_))));
+        assert!(matches!(
+            inflate(b"not gzip", 100),
+            Err(InflateError::Corrupt(_))
+        ));
         let mut truncated = compress(b"hello world hello world");
         truncated.truncate(truncated.len() - 4);
-        assert!(matches!(inflate(&truncated, 100), Err(InflateError::Corrupt(_))));
+        assert!(matches!(
+            inflate(&truncated, 100),
+            Err(InflateError::Corrupt(_))
+        ));
     }
 
     proptest! {

@@ -52,7 +52,10 @@ fn stderr_identity() -> Option<(u64, u64)> {
 
 /// Installs the global logger. `default_filter` applies when `RUST_LOG` is unset (e.g. `info`).
 pub fn init(default_filter: &str) -> Format {
-    let format = detect_format(std::env::var("JOURNAL_STREAM").ok().as_deref(), stderr_identity());
+    let format = detect_format(
+        std::env::var("JOURNAL_STREAM").ok().as_deref(),
+        stderr_identity(),
+    );
     let mut builder = env_logger::Builder::new();
     builder.parse_filters(default_filter);
     if let Ok(filters) = std::env::var("RUST_LOG") {
@@ -72,7 +75,13 @@ pub fn init(default_filter: &str) -> Format {
             let ts = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
             let message = record.args().to_string();
             let mut lines = message.lines();
-            writeln!(buf, "{ts} {:<5} {}: {}", record.level(), record.target(), lines.next().unwrap_or(""))?;
+            writeln!(
+                buf,
+                "{ts} {:<5} {}: {}",
+                record.level(),
+                record.target(),
+                lines.next().unwrap_or("")
+            )?;
             for line in lines {
                 writeln!(buf, "    {line}")?;
             }

@@ -67,18 +67,29 @@ pub enum InvalidMetric {
 impl fmt::Display for InvalidMetric {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::UnknownKind(k) => write!(f, "unknown metric type {k:?}: expected gauge or counter"),
+            Self::UnknownKind(k) => {
+                write!(f, "unknown metric type {k:?}: expected gauge or counter")
+            }
             Self::EmptyName => f.write_str("metric name is empty"),
             Self::NameTooLong(n) => {
-                write!(f, "metric name is {n} bytes long: at most {MAX_NAME_BYTES} allowed")
+                write!(
+                    f,
+                    "metric name is {n} bytes long: at most {MAX_NAME_BYTES} allowed"
+                )
             }
             Self::ControlInName => f.write_str("metric name contains a control character"),
             Self::BadGauge(v) => write!(f, "invalid gauge value {v:?}: expected a decimal number"),
             Self::NonFiniteGauge(v) => {
-                write!(f, "invalid gauge value {v:?}: NaN and infinities are not accepted")
+                write!(
+                    f,
+                    "invalid gauge value {v:?}: NaN and infinities are not accepted"
+                )
             }
             Self::BadCounter(v) => {
-                write!(f, "invalid counter delta {v:?}: expected a 64-bit signed integer")
+                write!(
+                    f,
+                    "invalid counter delta {v:?}: expected a 64-bit signed integer"
+                )
             }
             Self::MissingValue => f.write_str("gauge without \"value\""),
             Self::MissingDelta => f.write_str("counter without \"delta\""),
@@ -105,7 +116,9 @@ pub fn validate_name(raw: &str) -> Result<&str, InvalidMetric> {
 
 /// Parses a gauge value from text; rejects NaN and infinities.
 pub fn parse_gauge(text: &str) -> Result<f64, InvalidMetric> {
-    let value: f64 = text.parse().map_err(|_| InvalidMetric::BadGauge(text.to_owned()))?;
+    let value: f64 = text
+        .parse()
+        .map_err(|_| InvalidMetric::BadGauge(text.to_owned()))?;
     check_finite(value, text)
 }
 
@@ -119,7 +132,8 @@ fn check_finite(value: f64, shown: &str) -> Result<f64, InvalidMetric> {
 
 /// Parses a counter delta from text.
 pub fn parse_counter(text: &str) -> Result<i64, InvalidMetric> {
-    text.parse().map_err(|_| InvalidMetric::BadCounter(text.to_owned()))
+    text.parse()
+        .map_err(|_| InvalidMetric::BadCounter(text.to_owned()))
 }
 
 /// Formats a gauge the way the text API echoes it: the shortest decimal that parses back to the
@@ -144,8 +158,14 @@ impl Update {
         let kind = MetricKind::parse(kind)?;
         let name = validate_name(name)?.to_owned();
         Ok(match kind {
-            MetricKind::Gauge => Self::Gauge { name, value: parse_gauge(value)? },
-            MetricKind::Counter => Self::Counter { name, delta: parse_counter(value)? },
+            MetricKind::Gauge => Self::Gauge {
+                name,
+                value: parse_gauge(value)?,
+            },
+            MetricKind::Counter => Self::Counter {
+                name,
+                delta: parse_counter(value)?,
+            },
         })
     }
 
@@ -181,11 +201,21 @@ pub struct Metric<'a> {
 
 impl<'a> Metric<'a> {
     pub fn gauge(id: impl Into<Cow<'a, str>>, value: f64) -> Self {
-        Self { id: id.into(), kind: Cow::Borrowed("gauge"), delta: None, value: Some(value) }
+        Self {
+            id: id.into(),
+            kind: Cow::Borrowed("gauge"),
+            delta: None,
+            value: Some(value),
+        }
     }
 
     pub fn counter(id: impl Into<Cow<'a, str>>, delta: i64) -> Self {
-        Self { id: id.into(), kind: Cow::Borrowed("counter"), delta: Some(delta), value: None }
+        Self {
+            id: id.into(),
+            kind: Cow::Borrowed("counter"),
+            delta: Some(delta),
+            value: None,
+        }
     }
 
     /// Checks the metric and turns it into an [`Update`].
@@ -195,11 +225,15 @@ impl<'a> Metric<'a> {
         Ok(match kind {
             MetricKind::Gauge => {
                 let value = self.value.ok_or(InvalidMetric::MissingValue)?;
-                Update::Gauge { name, value: check_finite(value, &value.to_string())? }
+                Update::Gauge {
+                    name,
+                    value: check_finite(value, &value.to_string())?,
+                }
             }
-            MetricKind::Counter => {
-                Update::Counter { name, delta: self.delta.ok_or(InvalidMetric::MissingDelta)? }
-            }
+            MetricKind::Counter => Update::Counter {
+                name,
+                delta: self.delta.ok_or(InvalidMetric::MissingDelta)?,
+            },
         })
     }
 }
@@ -230,10 +264,16 @@ mod tests {
     #[test]
     fn rejects_non_finite_and_garbage() {
         for bad in ["NaN", "inf", "-inf", "infinity", "1e400"] {
-            assert!(matches!(parse_gauge(bad), Err(InvalidMetric::NonFiniteGauge(_))), "{bad}");
+            assert!(
+                matches!(parse_gauge(bad), Err(InvalidMetric::NonFiniteGauge(_))),
+                "{bad}"
+            );
         }
         for bad in ["", "abc", "1,5", " 1"] {
-            assert!(matches!(parse_gauge(bad), Err(InvalidMetric::BadGauge(_))), "{bad}");
+            assert!(
+                matches!(parse_gauge(bad), Err(InvalidMetric::BadGauge(_))),
+                "{bad}"
+            );
         }
         assert!(parse_counter("1.0").is_err());
         assert!(parse_counter("9223372036854775808").is_err());
@@ -245,17 +285,29 @@ mod tests {
         assert_eq!(validate_name("  cpu "), Ok("cpu"));
         assert_eq!(validate_name("   "), Err(InvalidMetric::EmptyName));
         assert_eq!(validate_name(&"a".repeat(255)).map(str::len), Ok(255));
-        assert_eq!(validate_name(&"a".repeat(256)), Err(InvalidMetric::NameTooLong(256)));
+        assert_eq!(
+            validate_name(&"a".repeat(256)),
+            Err(InvalidMetric::NameTooLong(256))
+        );
         assert_eq!(validate_name("a\u{7}b"), Err(InvalidMetric::ControlInName));
     }
 
     #[test]
     fn json_metric_shapes() {
-        let m: Metric = serde_json::from_str(r#"{"id":"c","type":"counter","delta":7,"hash":"x"}"#).unwrap();
-        assert_eq!(m.to_update(), Ok(Update::Counter { name: "c".into(), delta: 7 }));
+        let m: Metric =
+            serde_json::from_str(r#"{"id":"c","type":"counter","delta":7,"hash":"x"}"#).unwrap();
+        assert_eq!(
+            m.to_update(),
+            Ok(Update::Counter {
+                name: "c".into(),
+                delta: 7
+            })
+        );
         let m: Metric = serde_json::from_str(r#"{"id":"g","type":"gauge"}"#).unwrap();
         assert_eq!(m.to_update(), Err(InvalidMetric::MissingValue));
-        assert!(serde_json::from_str::<Metric>(r#"{"id":"c","type":"counter","delta":7.5}"#).is_err());
+        assert!(
+            serde_json::from_str::<Metric>(r#"{"id":"c","type":"counter","delta":7.5}"#).is_err()
+        );
         assert_eq!(
             serde_json::to_string(&Metric::gauge("g", 1.5)).unwrap(),
             r#"{"id":"g","type":"gauge","value":1.5}"#

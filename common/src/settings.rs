@@ -90,14 +90,25 @@ impl Values {
 
     /// The raw text of a setting (its default when neither env nor flag gave one).
     pub fn text(&self, env: &str) -> &str {
-        self.chosen.get(env).map(String::as_str).unwrap_or(self.setting(env).default)
+        self.chosen
+            .get(env)
+            .map(String::as_str)
+            .unwrap_or(self.setting(env).default)
     }
 
     /// Converts a setting with `parse`; a failure becomes a one-line error naming the setting.
-    pub fn parse<T>(&self, env: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Result<T, ConfigError> {
+    pub fn parse<T>(
+        &self,
+        env: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
         let text = self.text(env);
         parse(text).map_err(|why| {
-            ConfigError(format!("invalid {} value {:?}: {why}", self.setting(env).label(), text))
+            ConfigError(format!(
+                "invalid {} value {:?}: {why}",
+                self.setting(env).label(),
+                text
+            ))
         })
     }
 
@@ -124,7 +135,10 @@ impl Values {
     /// An integer in `min..=max`.
     pub fn number(&self, env: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
         self.parse(env, |s| {
-            let n: u64 = s.trim().parse().map_err(|_| "expected a whole number".to_owned())?;
+            let n: u64 = s
+                .trim()
+                .parse()
+                .map_err(|_| "expected a whole number".to_owned())?;
             if (min..=max).contains(&n) {
                 Ok(n)
             } else {
@@ -163,7 +177,9 @@ pub fn parse_bytes(s: &str) -> Result<usize, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
-    let n: usize = digits.parse().map_err(|_| "expected a size like 4194304, 512KiB or 4MiB".to_owned())?;
+    let n: usize = digits
+        .parse()
+        .map_err(|_| "expected a size like 4194304, 512KiB or 4MiB".to_owned())?;
     let scale: usize = match unit.trim() {
         "" | "B" => 1,
         "K" | "KB" | "KiB" => 1 << 10,
@@ -171,7 +187,8 @@ pub fn parse_bytes(s: &str) -> Result<usize, String> {
         "G" | "GB" | "GiB" => 1 << 30,
         other => return Err(format!("unknown size unit {other:?}: use KiB, MiB or GiB")),
     };
-    n.checked_mul(scale).ok_or_else(|| "size is too large".to_owned())
+    n.checked_mul(scale)
+        .ok_or_else(|| "size is too large".to_owned())
 }
 
 /// Reads `args` (without the program name) and `env` against `table`.
@@ -234,13 +251,14 @@ fn normalize_go_style(table: &[Setting], args: impl Iterator<Item = OsString>) -
         if !rest_are_values {
             if arg == "--" {
                 rest_are_values = true;
-            } else if let Some(text) = arg.to_str() {
-                if let Some(body) = text.strip_prefix('-').filter(|b| !b.starts_with('-')) {
-                    let name = body.split('=').next().unwrap_or(body);
-                    if name.len() > 1 && table.iter().any(|s| s.long == name) || name == "help" || name == "version" {
-                        out.push(format!("-{text}").into());
-                        continue;
-                    }
+            } else if let Some(text) = arg.to_str()
+                && let Some(body) = text.strip_prefix('-').filter(|b| !b.starts_with('-'))
+            {
+                let name = body.split('=').next().unwrap_or(body);
+                let known = name.len() > 1 && table.iter().any(|s| s.long == name);
+                if known || name == "help" || name == "version" {
+                    out.push(format!("-{text}").into());
+                    continue;
                 }
             }
         }
@@ -252,8 +270,13 @@ fn normalize_go_style(table: &[Setting], args: impl Iterator<Item = OsString>) -
 /// Renders `--help`: a hand-written introduction followed by every setting of the table with
 /// its flags, environment variable and default.
 pub fn help_text(program: &str, intro: &str, table: &[Setting]) -> String {
-    let mut out = format!("{program} {}\n{intro}\n\nUsage: {program} [FLAGS]\n\n", crate::version::VERSION);
-    out.push_str("Every setting can be given as an environment variable or a flag; the environment wins.\n");
+    let mut out = format!(
+        "{program} {}\n{intro}\n\nUsage: {program} [FLAGS]\n\n",
+        crate::version::VERSION
+    );
+    out.push_str(
+        "Every setting can be given as an environment variable or a flag; the environment wins.\n",
+    );
     out.push_str("Durations are seconds (10) or take a unit (10s, 500ms, 2m).\n\n");
     for s in table {
         let flags = match (s.short, s.arity) {
@@ -262,8 +285,16 @@ pub fn help_text(program: &str, intro: &str, table: &[Setting]) -> String {
             (None, Arity::Value) => format!("    --{} VALUE", s.long),
             (None, Arity::Bool) => format!("    --{}[=BOOL]", s.long),
         };
-        let default = if s.default.is_empty() { "(empty)" } else { s.default };
-        let _ = writeln!(out, "  {flags}\n        env {}, default {default}\n        {}", s.env, s.help);
+        let default = if s.default.is_empty() {
+            "(empty)"
+        } else {
+            s.default
+        };
+        let _ = writeln!(
+            out,
+            "  {flags}\n        env {}, default {default}\n        {}",
+            s.env, s.help
+        );
     }
     out.push_str("  -h, --help\n        print this help\n  -V, --version\n        print version, commit and build date\n");
     out
@@ -274,13 +305,37 @@ mod tests {
     use super::*;
 
     static TABLE: &[Setting] = &[
-        Setting { env: "ADDRESS", short: Some('a'), long: "address", default: ":8080", help: "listen", arity: Arity::Value },
-        Setting { env: "RESTORE", short: Some('r'), long: "restore", default: "false", help: "restore", arity: Arity::Bool },
-        Setting { env: "AUDIT_FILE", short: None, long: "audit-file", default: "", help: "audit", arity: Arity::Value },
+        Setting {
+            env: "ADDRESS",
+            short: Some('a'),
+            long: "address",
+            default: ":8080",
+            help: "listen",
+            arity: Arity::Value,
+        },
+        Setting {
+            env: "RESTORE",
+            short: Some('r'),
+            long: "restore",
+            default: "false",
+            help: "restore",
+            arity: Arity::Bool,
+        },
+        Setting {
+            env: "AUDIT_FILE",
+            short: None,
+            long: "audit-file",
+            default: "",
+            help: "audit",
+            arity: Arity::Value,
+        },
     ];
 
     fn run(args: &[&str], env: &[(&str, &str)]) -> Values {
-        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         match collect(TABLE, args.iter().copied(), |k| env.get(k).cloned()).unwrap() {
             Parsed::Run(v) => v,
             other => panic!("unexpected {other:?}"),
@@ -299,7 +354,12 @@ mod tests {
         ] {
             assert_eq!(run(args, &[]).text("ADDRESS"), "x:1", "{args:?}");
         }
-        for args in [&["--audit-file", "f"][..], &["--audit-file=f"], &["-audit-file=f"], &["-audit-file", "f"]] {
+        for args in [
+            &["--audit-file", "f"][..],
+            &["--audit-file=f"],
+            &["-audit-file=f"],
+            &["-audit-file", "f"],
+        ] {
             assert_eq!(run(args, &[]).text("AUDIT_FILE"), "f", "{args:?}");
         }
     }
@@ -321,15 +381,28 @@ mod tests {
     fn env_beats_flag_beats_default() {
         assert_eq!(run(&[], &[]).text("ADDRESS"), ":8080");
         assert_eq!(run(&["-a", "flag:1"], &[]).text("ADDRESS"), "flag:1");
-        assert_eq!(run(&["-a", "flag:1"], &[("ADDRESS", "env:2")]).text("ADDRESS"), "env:2");
-        assert_eq!(run(&["-a", "flag:1"], &[("ADDRESS", "")]).text("ADDRESS"), "flag:1");
-        assert!(!run(&["-r"], &[("RESTORE", "false")]).bool("RESTORE").unwrap());
+        assert_eq!(
+            run(&["-a", "flag:1"], &[("ADDRESS", "env:2")]).text("ADDRESS"),
+            "env:2"
+        );
+        assert_eq!(
+            run(&["-a", "flag:1"], &[("ADDRESS", "")]).text("ADDRESS"),
+            "flag:1"
+        );
+        assert!(
+            !run(&["-r"], &[("RESTORE", "false")])
+                .bool("RESTORE")
+                .unwrap()
+        );
     }
 
     #[test]
     fn errors_name_the_setting() {
         let err = run(&["-r=maybe"], &[]).bool("RESTORE").unwrap_err();
-        assert_eq!(err.0, r#"invalid RESTORE (-r) value "maybe": expected true or false"#);
+        assert_eq!(
+            err.0,
+            r#"invalid RESTORE (-r) value "maybe": expected true or false"#
+        );
         let unknown = collect(TABLE, ["-x"], |_| None).unwrap_err();
         assert!(unknown.0.contains("-x"), "{unknown}");
         let missing = collect(TABLE, ["-a"], |_| None).unwrap_err();
@@ -340,9 +413,18 @@ mod tests {
 
     #[test]
     fn help_and_version() {
-        assert!(matches!(collect(TABLE, ["--help"], |_| None), Ok(Parsed::Help)));
-        assert!(matches!(collect(TABLE, ["-help"], |_| None), Ok(Parsed::Help)));
-        assert!(matches!(collect(TABLE, ["--version"], |_| None), Ok(Parsed::Version)));
+        assert!(matches!(
+            collect(TABLE, ["--help"], |_| None),
+            Ok(Parsed::Help)
+        ));
+        assert!(matches!(
+            collect(TABLE, ["-help"], |_| None),
+            Ok(Parsed::Help)
+        ));
+        assert!(matches!(
+            collect(TABLE, ["--version"], |_| None),
+            Ok(Parsed::Version)
+        ));
         let help = help_text("prog", "intro", TABLE);
         for s in TABLE {
             assert!(help.contains(s.env) && help.contains(s.long), "{help}");

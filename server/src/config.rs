@@ -10,32 +10,110 @@ use golectra_common::settings::{self, Arity, ConfigError, Parsed, Setting};
 
 /// Every server setting. The order is the order of `--help`.
 pub static SETTINGS: &[Setting] = &[
-    Setting { env: "ADDRESS", short: Some('a'), long: "address", default: ":8080", arity: Arity::Value,
-        help: "listen address: host:port, :port (all IPv4 interfaces), port, or http://host:port" },
-    Setting { env: "FILE_STORAGE_PATH", short: Some('f'), long: "file-storage-path", default: "metrics-db.json", arity: Arity::Value,
-        help: "snapshot file of the memory store (ignored with a DSN)" },
-    Setting { env: "DATABASE_DSN", short: Some('d'), long: "database-dsn", default: "", arity: Arity::Value,
-        help: "PostgreSQL DSN (URL or key=value); empty selects the memory store" },
-    Setting { env: "KEY", short: Some('k'), long: "key", default: "", arity: Arity::Value,
-        help: "signing key: checks HashSHA256 on requests and signs responses" },
-    Setting { env: "STORE_INTERVAL", short: Some('i'), long: "store-interval", default: "300", arity: Arity::Value,
-        help: "time between snapshots; 0 makes every write durable before it is acknowledged" },
-    Setting { env: "RESTORE", short: Some('r'), long: "restore", default: "false", arity: Arity::Bool,
-        help: "load the snapshot file at start" },
-    Setting { env: "AUDIT_FILE", short: None, long: "audit-file", default: "", arity: Arity::Value,
-        help: "append an NDJSON audit event per successful write to this file" },
-    Setting { env: "AUDIT_URL", short: None, long: "audit-url", default: "", arity: Arity::Value,
-        help: "POST an audit event per successful write to this URL" },
-    Setting { env: "REQUIRE_SIGNATURE", short: None, long: "require-signature", default: "false", arity: Arity::Bool,
-        help: "strict mode: with a key, reject writes whose body carries no HashSHA256 (400)" },
-    Setting { env: "WORKERS", short: Some('w'), long: "workers", default: "4 x CPU cores", arity: Arity::Value,
-        help: "number of request worker threads (fixed pool)" },
-    Setting { env: "MAX_BODY_SIZE", short: None, long: "max-body-size", default: "4MiB", arity: Arity::Value,
-        help: "largest request body on the wire; larger gets 413" },
-    Setting { env: "MAX_INFLATED_SIZE", short: None, long: "max-inflated-size", default: "32MiB", arity: Arity::Value,
-        help: "largest request body after gzip inflation; larger gets 413" },
-    Setting { env: "MAX_BATCH_ITEMS", short: None, long: "max-batch-items", default: "100000", arity: Arity::Value,
-        help: "most metrics in one /updates batch; more gets 413" },
+    Setting {
+        env: "ADDRESS",
+        short: Some('a'),
+        long: "address",
+        default: ":8080",
+        arity: Arity::Value,
+        help: "listen address: host:port, :port (all IPv4 interfaces), port, or http://host:port",
+    },
+    Setting {
+        env: "FILE_STORAGE_PATH",
+        short: Some('f'),
+        long: "file-storage-path",
+        default: "metrics-db.json",
+        arity: Arity::Value,
+        help: "snapshot file of the memory store (ignored with a DSN)",
+    },
+    Setting {
+        env: "DATABASE_DSN",
+        short: Some('d'),
+        long: "database-dsn",
+        default: "",
+        arity: Arity::Value,
+        help: "PostgreSQL DSN (URL or key=value); empty selects the memory store",
+    },
+    Setting {
+        env: "KEY",
+        short: Some('k'),
+        long: "key",
+        default: "",
+        arity: Arity::Value,
+        help: "signing key: checks HashSHA256 on requests and signs responses",
+    },
+    Setting {
+        env: "STORE_INTERVAL",
+        short: Some('i'),
+        long: "store-interval",
+        default: "300",
+        arity: Arity::Value,
+        help: "time between snapshots; 0 makes every write durable before it is acknowledged",
+    },
+    Setting {
+        env: "RESTORE",
+        short: Some('r'),
+        long: "restore",
+        default: "false",
+        arity: Arity::Bool,
+        help: "load the snapshot file at start",
+    },
+    Setting {
+        env: "AUDIT_FILE",
+        short: None,
+        long: "audit-file",
+        default: "",
+        arity: Arity::Value,
+        help: "append an NDJSON audit event per successful write to this file",
+    },
+    Setting {
+        env: "AUDIT_URL",
+        short: None,
+        long: "audit-url",
+        default: "",
+        arity: Arity::Value,
+        help: "POST an audit event per successful write to this URL",
+    },
+    Setting {
+        env: "REQUIRE_SIGNATURE",
+        short: None,
+        long: "require-signature",
+        default: "false",
+        arity: Arity::Bool,
+        help: "strict mode: with a key, reject writes whose body carries no HashSHA256 (400)",
+    },
+    Setting {
+        env: "WORKERS",
+        short: Some('w'),
+        long: "workers",
+        default: "4 x CPU cores",
+        arity: Arity::Value,
+        help: "number of request worker threads (fixed pool)",
+    },
+    Setting {
+        env: "MAX_BODY_SIZE",
+        short: None,
+        long: "max-body-size",
+        default: "4MiB",
+        arity: Arity::Value,
+        help: "largest request body on the wire; larger gets 413",
+    },
+    Setting {
+        env: "MAX_INFLATED_SIZE",
+        short: None,
+        long: "max-inflated-size",
+        default: "32MiB",
+        arity: Arity::Value,
+        help: "largest request body after gzip inflation; larger gets 413",
+    },
+    Setting {
+        env: "MAX_BATCH_ITEMS",
+        short: None,
+        long: "max-batch-items",
+        default: "100000",
+        arity: Arity::Value,
+        help: "most metrics in one /updates batch; more gets 413",
+    },
 ];
 
 const INTRO: &str = "Golectra metrics server: stores gauges and counters pushed by agents and serves them over HTTP.";
@@ -73,7 +151,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_body: 4 << 20, max_inflated: 32 << 20, max_batch_items: 100_000 }
+        Self {
+            max_body: 4 << 20,
+            max_inflated: 32 << 20,
+            max_batch_items: 100_000,
+        }
     }
 }
 
@@ -112,8 +194,18 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Command, ConfigError> {
         let values = match settings::collect(SETTINGS, args, env)? {
-            Parsed::Help => return Ok(Command::Help(settings::help_text("golectra-server", INTRO, SETTINGS))),
-            Parsed::Version => return Ok(Command::Version(golectra_common::version::line("golectra-server"))),
+            Parsed::Help => {
+                return Ok(Command::Help(settings::help_text(
+                    "golectra-server",
+                    INTRO,
+                    SETTINGS,
+                )));
+            }
+            Parsed::Version => {
+                return Ok(Command::Version(golectra_common::version::line(
+                    "golectra-server",
+                )));
+            }
             Parsed::Run(values) => values,
         };
         let listen = values.parse("ADDRESS", parse_listen)?;
@@ -122,15 +214,30 @@ impl Config {
         let interval = values.duration("STORE_INTERVAL")?;
         let restore = values.bool("RESTORE")?;
         if path.as_os_str().is_empty() && dsn.is_empty() {
-            return Err(ConfigError("invalid FILE_STORAGE_PATH (-f) value \"\": a snapshot path is required".into()));
+            return Err(ConfigError(
+                "invalid FILE_STORAGE_PATH (-f) value \"\": a snapshot path is required".into(),
+            ));
         }
         let storage = if dsn.trim().is_empty() {
-            Storage::Memory { path, interval, restore }
+            Storage::Memory {
+                path,
+                interval,
+                restore,
+            }
         } else {
             let ignored_file_settings = ["FILE_STORAGE_PATH", "STORE_INTERVAL", "RESTORE"]
                 .iter()
-                .any(|env| values.text(env) != SETTINGS.iter().find(|s| s.env == *env).map_or("", |s| s.default));
-            Storage::Postgres { dsn, ignored_file_settings }
+                .any(|env| {
+                    values.text(env)
+                        != SETTINGS
+                            .iter()
+                            .find(|s| s.env == *env)
+                            .map_or("", |s| s.default)
+                });
+            Storage::Postgres {
+                dsn,
+                ignored_file_settings,
+            }
         };
         let key = Some(values.string("KEY").into_bytes()).filter(|k| !k.is_empty());
         let workers = if values.text("WORKERS") == "4 x CPU cores" {
@@ -140,17 +247,19 @@ impl Config {
         };
         let limits = Limits {
             max_body: values.parse("MAX_BODY_SIZE", |s| at_least(settings::parse_bytes(s)?, 1))?,
-            max_inflated: values.parse("MAX_INFLATED_SIZE", |s| at_least(settings::parse_bytes(s)?, 1))?,
+            max_inflated: values.parse("MAX_INFLATED_SIZE", |s| {
+                at_least(settings::parse_bytes(s)?, 1)
+            })?,
             max_batch_items: values.number("MAX_BATCH_ITEMS", 1, u32::MAX as u64)? as usize,
         };
         let optional = |env: &str| Some(values.string(env)).filter(|s| !s.trim().is_empty());
         let audit_url = optional("AUDIT_URL");
-        if let Some(url) = &audit_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(ConfigError(format!(
-                    "invalid AUDIT_URL (--audit-url) value {url:?}: expected an http:// or https:// URL"
-                )));
-            }
+        if let Some(url) = &audit_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError(format!(
+                "invalid AUDIT_URL (--audit-url) value {url:?}: expected an http:// or https:// URL"
+            )));
         }
         Ok(Command::Run(Box::new(Config {
             listen,
@@ -181,7 +290,11 @@ impl Config {
 }
 
 fn at_least(n: usize, min: usize) -> Result<usize, String> {
-    if n >= min { Ok(n) } else { Err(format!("must be at least {min}")) }
+    if n >= min {
+        Ok(n)
+    } else {
+        Err(format!("must be at least {min}"))
+    }
 }
 
 /// Default worker count: four per core. Workers block on the store (fsync in sync mode, the
@@ -193,7 +306,10 @@ fn default_workers() -> usize {
 /// Parses `host:port`, `:port`, `port` or `http://host:port`.
 pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     let trimmed = text.trim();
-    let without_scheme = trimmed.strip_prefix("http://").unwrap_or(trimmed).trim_end_matches('/');
+    let without_scheme = trimmed
+        .strip_prefix("http://")
+        .unwrap_or(trimmed)
+        .trim_end_matches('/');
     let candidate = if let Some(port) = without_scheme.strip_prefix(':') {
         format!("0.0.0.0:{port}")
     } else if !without_scheme.is_empty() && without_scheme.bytes().all(|b| b.is_ascii_digit()) {
@@ -201,7 +317,9 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     } else {
         without_scheme.to_owned()
     };
-    let port_ok = candidate.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok());
+    let port_ok = candidate
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok());
     if !port_ok {
         return Err("expected host:port, :port, port or http://host:port".into());
     }
@@ -218,7 +336,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         match Config::from_sources(args.iter().copied(), |k| env.get(k).cloned())? {
             Command::Run(c) => Ok(*c),
             other => panic!("unexpected {other:?}"),
@@ -231,7 +352,11 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(
             c.storage,
-            Storage::Memory { path: "metrics-db.json".into(), interval: Duration::from_secs(300), restore: false }
+            Storage::Memory {
+                path: "metrics-db.json".into(),
+                interval: Duration::from_secs(300),
+                restore: false
+            }
         );
         assert_eq!(c.key, None);
         assert_eq!(c.limits, Limits::default());
@@ -242,8 +367,14 @@ mod tests {
     fn listen_forms() {
         assert_eq!(parse_listen(":9090"), Ok("0.0.0.0:9090".parse().unwrap()));
         assert_eq!(parse_listen("9090"), Ok("0.0.0.0:9090".parse().unwrap()));
-        assert_eq!(parse_listen("127.0.0.1:9090"), Ok("127.0.0.1:9090".parse().unwrap()));
-        assert_eq!(parse_listen("http://127.0.0.1:9090"), Ok("127.0.0.1:9090".parse().unwrap()));
+        assert_eq!(
+            parse_listen("127.0.0.1:9090"),
+            Ok("127.0.0.1:9090".parse().unwrap())
+        );
+        assert_eq!(
+            parse_listen("http://127.0.0.1:9090"),
+            Ok("127.0.0.1:9090".parse().unwrap())
+        );
         assert!(parse_listen("localhost:9090").is_ok());
         assert!(parse_listen("nonsense").is_err());
         assert!(parse_listen(":99999").is_err());
@@ -252,37 +383,103 @@ mod tests {
     #[test]
     fn each_setting_env_beats_flag() {
         let c = parse(
-            &["-a", ":1", "-f", "flag.json", "-i", "5", "-k", "flagkey", "-w", "3", "--max-body-size", "1KiB"],
-            &[("ADDRESS", ":2"), ("FILE_STORAGE_PATH", "env.json"), ("STORE_INTERVAL", "0"), ("KEY", "envkey"), ("WORKERS", "7"), ("MAX_BODY_SIZE", "2KiB")],
+            &[
+                "-a",
+                ":1",
+                "-f",
+                "flag.json",
+                "-i",
+                "5",
+                "-k",
+                "flagkey",
+                "-w",
+                "3",
+                "--max-body-size",
+                "1KiB",
+            ],
+            &[
+                ("ADDRESS", ":2"),
+                ("FILE_STORAGE_PATH", "env.json"),
+                ("STORE_INTERVAL", "0"),
+                ("KEY", "envkey"),
+                ("WORKERS", "7"),
+                ("MAX_BODY_SIZE", "2KiB"),
+            ],
         )
         .unwrap();
         assert_eq!(c.listen.port(), 2);
-        assert_eq!(c.storage, Storage::Memory { path: "env.json".into(), interval: Duration::ZERO, restore: false });
+        assert_eq!(
+            c.storage,
+            Storage::Memory {
+                path: "env.json".into(),
+                interval: Duration::ZERO,
+                restore: false
+            }
+        );
         assert_eq!(c.key.as_deref(), Some(&b"envkey"[..]));
         assert_eq!(c.workers, 7);
         assert_eq!(c.limits.max_body, 2048);
-        let flags = parse(&["-a", ":1", "-i", "5", "-r", "-k", "flagkey", "-w", "3"], &[]).unwrap();
+        let flags = parse(
+            &["-a", ":1", "-i", "5", "-r", "-k", "flagkey", "-w", "3"],
+            &[],
+        )
+        .unwrap();
         assert_eq!(flags.listen.port(), 1);
-        assert_eq!(flags.storage, Storage::Memory { path: "metrics-db.json".into(), interval: Duration::from_secs(5), restore: true });
+        assert_eq!(
+            flags.storage,
+            Storage::Memory {
+                path: "metrics-db.json".into(),
+                interval: Duration::from_secs(5),
+                restore: true
+            }
+        );
         assert_eq!(flags.workers, 3);
         let restore = parse(&["-r"], &[("RESTORE", "false")]).unwrap();
-        assert!(matches!(restore.storage, Storage::Memory { restore: false, .. }));
+        assert!(matches!(
+            restore.storage,
+            Storage::Memory { restore: false, .. }
+        ));
     }
 
     #[test]
     fn dsn_selects_postgres_and_notes_ignored_file_settings() {
         let c = parse(&["-d", "postgres://x@h/db"], &[]).unwrap();
-        assert_eq!(c.storage, Storage::Postgres { dsn: "postgres://x@h/db".into(), ignored_file_settings: false });
+        assert_eq!(
+            c.storage,
+            Storage::Postgres {
+                dsn: "postgres://x@h/db".into(),
+                ignored_file_settings: false
+            }
+        );
         let c = parse(&["-i", "1"], &[("DATABASE_DSN", "host=h")]).unwrap();
-        assert_eq!(c.storage, Storage::Postgres { dsn: "host=h".into(), ignored_file_settings: true });
+        assert_eq!(
+            c.storage,
+            Storage::Postgres {
+                dsn: "host=h".into(),
+                ignored_file_settings: true
+            }
+        );
     }
 
     #[test]
     fn audit_settings() {
-        let c = parse(&["-audit-file=/tmp/a.ndjson", "--audit-url", "http://127.0.0.1:1/x"], &[]).unwrap();
+        let c = parse(
+            &[
+                "-audit-file=/tmp/a.ndjson",
+                "--audit-url",
+                "http://127.0.0.1:1/x",
+            ],
+            &[],
+        )
+        .unwrap();
         assert_eq!(c.audit_file, Some("/tmp/a.ndjson".into()));
         assert_eq!(c.audit_url.as_deref(), Some("http://127.0.0.1:1/x"));
-        assert!(parse(&["--audit-url", "ftp://x"], &[]).unwrap_err().0.contains("AUDIT_URL"));
+        assert!(
+            parse(&["--audit-url", "ftp://x"], &[])
+                .unwrap_err()
+                .0
+                .contains("AUDIT_URL")
+        );
     }
 
     #[test]
@@ -303,11 +500,21 @@ mod tests {
 
     #[test]
     fn help_lists_every_setting() {
-        let Command::Help(help) = Config::from_sources(["--help"], |_| None).unwrap() else { panic!() };
+        let Command::Help(help) = Config::from_sources(["--help"], |_| None).unwrap() else {
+            panic!()
+        };
         for s in SETTINGS {
-            assert!(help.contains(s.env) && help.contains(&format!("--{}", s.long)) && help.contains(s.default), "{}", s.env);
+            assert!(
+                help.contains(s.env)
+                    && help.contains(&format!("--{}", s.long))
+                    && help.contains(s.default),
+                "{}",
+                s.env
+            );
         }
-        let Command::Version(v) = Config::from_sources(["--version"], |_| None).unwrap() else { panic!() };
+        let Command::Version(v) = Config::from_sources(["--version"], |_| None).unwrap() else {
+            panic!()
+        };
         assert!(v.starts_with("golectra-server ") && v.contains("commit"));
     }
 }

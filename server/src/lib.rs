@@ -24,7 +24,10 @@ pub enum StartError {
     /// The store could not be opened (snapshot directory not writable, database unreachable).
     Store(String),
     /// The listen address could not be bound.
-    Bind { addr: SocketAddr, error: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
     /// An audit sink could not be set up.
     Audit(String),
 }
@@ -64,7 +67,10 @@ impl Server {
             Ok(http) => http,
             Err(error) => {
                 let _ = app.store.close();
-                return Err(StartError::Bind { addr: config.listen, error });
+                return Err(StartError::Bind {
+                    addr: config.listen,
+                    error,
+                });
             }
         };
         Ok(Self { http, app })
@@ -91,37 +97,66 @@ impl Server {
 
 fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
     match &config.storage {
-        Storage::Memory { path, interval, restore } => {
-            let options = SnapshotOptions { path: path.clone(), interval: *interval, restore: *restore };
-            let store = MemoryStore::open(options).map_err(|e| StartError::Store(format!("{}: {e}", path.display())))?;
+        Storage::Memory {
+            path,
+            interval,
+            restore,
+        } => {
+            let options = SnapshotOptions {
+                path: path.clone(),
+                interval: *interval,
+                restore: *restore,
+            };
+            let store = MemoryStore::open(options)
+                .map_err(|e| StartError::Store(format!("{}: {e}", path.display())))?;
             Ok(store)
         }
-        Storage::Postgres { .. } => Err(StartError::Store("the PostgreSQL store is not available in this build".into())),
+        Storage::Postgres { .. } => Err(StartError::Store(
+            "the PostgreSQL store is not available in this build".into(),
+        )),
     }
 }
 
 /// One line describing the configuration for the start-up log; the key is never shown.
 pub fn describe(config: &Config) -> String {
     let storage = match &config.storage {
-        Storage::Memory { path, interval, restore } => {
+        Storage::Memory {
+            path,
+            interval,
+            restore,
+        } => {
             let mode = if interval.is_zero() {
                 "every write durable before its 200".to_owned()
             } else {
                 format!("snapshot every {}", humantime::format_duration(*interval))
             };
-            format!("memory store, snapshot {} ({mode}), restore {restore}", path.display())
+            format!(
+                "memory store, snapshot {} ({mode}), restore {restore}",
+                path.display()
+            )
         }
         Storage::Postgres { dsn, .. } => format!("PostgreSQL store at {}", mask_dsn(dsn)),
     };
     format!(
         "{storage}; key {}{}; {} workers; body limit {} B on the wire, {} B inflated, {} items per batch; audit file {}, audit URL {}",
-        if config.key.is_some() { "set (hidden)" } else { "not set" },
-        if config.require_signature { ", signatures required" } else { "" },
+        if config.key.is_some() {
+            "set (hidden)"
+        } else {
+            "not set"
+        },
+        if config.require_signature {
+            ", signatures required"
+        } else {
+            ""
+        },
         config.workers,
         config.limits.max_body,
         config.limits.max_inflated,
         config.limits.max_batch_items,
-        config.audit_file.as_ref().map_or("off".into(), |p| p.display().to_string()),
+        config
+            .audit_file
+            .as_ref()
+            .map_or("off".into(), |p| p.display().to_string()),
         config.audit_url.as_deref().unwrap_or("off"),
     )
 }
@@ -129,15 +164,21 @@ pub fn describe(config: &Config) -> String {
 /// Hides the password of a DSN in URL (`postgres://u:secret@h`) or key=value (`password=secret`) form.
 pub fn mask_dsn(dsn: &str) -> String {
     if let Some((scheme, rest)) = dsn.split_once("://") {
-        if let Some((userinfo, host)) = rest.split_once('@') {
-            if let Some((user, _)) = userinfo.split_once(':') {
-                return format!("{scheme}://{user}:***@{host}");
-            }
+        if let Some((userinfo, host)) = rest.split_once('@')
+            && let Some((user, _)) = userinfo.split_once(':')
+        {
+            return format!("{scheme}://{user}:***@{host}");
         }
         return dsn.to_owned();
     }
     dsn.split_whitespace()
-        .map(|kv| if kv.starts_with("password=") { "password=***" } else { kv })
+        .map(|kv| {
+            if kv.starts_with("password=") {
+                "password=***"
+            } else {
+                kv
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -148,8 +189,14 @@ mod tests {
 
     #[test]
     fn dsn_passwords_are_masked() {
-        assert_eq!(mask_dsn("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(
+            mask_dsn("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
         assert_eq!(mask_dsn("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(mask_dsn("host=h password=secret user=u"), "host=h password=*** user=u");
+        assert_eq!(
+            mask_dsn("host=h password=secret user=u"),
+            "host=h password=*** user=u"
+        );
     }
 }

@@ -10,7 +10,8 @@ use golectra_server::config::{Command, Config};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 fn main() -> ExitCode {
-    let config = match Config::from_sources(std::env::args_os().skip(1), |k| std::env::var(k).ok()) {
+    let config = match Config::from_sources(std::env::args_os().skip(1), |k| std::env::var(k).ok())
+    {
         Ok(Command::Run(config)) => config,
         Ok(Command::Help(text) | Command::Version(text)) => {
             println!("{text}");
@@ -33,8 +34,13 @@ fn main() -> ExitCode {
 
 fn run(config: &Config) -> anyhow::Result<()> {
     // Signals are registered before any thread exists, so every thread inherits the mask.
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).context("cannot register signal handlers")?;
-    log::info!("{} starting: {}", golectra_common::version::line("golectra-server"), golectra_server::describe(config));
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .context("cannot register signal handlers")?;
+    log::info!(
+        "{} starting: {}",
+        golectra_common::version::line("golectra-server"),
+        golectra_server::describe(config)
+    );
     let server = golectra_server::Server::start(config)?;
     log::info!("listening on http://{}", server.local_addr());
     let signal = signals.forever().next().unwrap_or(SIGTERM);
@@ -43,7 +49,10 @@ fn run(config: &Config) -> anyhow::Result<()> {
         signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::new(AtomicBool::new(true)))
             .context("cannot register the second-signal handler")?;
     }
-    log::info!("received {}, finishing requests in flight and writing the final snapshot", signal_name(signal));
+    log::info!(
+        "received {}, finishing requests in flight and writing the final snapshot",
+        signal_name(signal)
+    );
     server.shutdown().context("shutdown")?;
     log::info!("stopped");
     Ok(())

@@ -18,8 +18,15 @@ pub fn render(app: &App) -> Result<Reply, ApiError> {
     let mut html = String::with_capacity(4096 + 160 * (snap.gauges.len() + snap.counters.len()));
     let updated = match snap.updated_at {
         Some(at) => {
-            let ago = SystemTime::now().duration_since(at).map(|d| d.as_secs()).unwrap_or(0);
-            format!("last update {} ({} ago)", humantime::format_rfc3339_seconds(at), human_age(ago))
+            let ago = SystemTime::now()
+                .duration_since(at)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            format!(
+                "last update {} ({} ago)",
+                humantime::format_rfc3339_seconds(at),
+                human_age(ago)
+            )
         }
         None => "no update since start".to_owned(),
     };
@@ -49,14 +56,34 @@ td.n{{word-break:break-all}}
         counters = snap.counters.len(),
         store = app.store.kind(),
     );
-    table(&mut html, "Gauges", snap.gauges.iter().map(|(n, v)| (n.as_str(), human_float(*v), format_gauge(*v))));
-    table(&mut html, "Counters", snap.counters.iter().map(|(n, v)| (n.as_str(), group_digits(&v.to_string()), v.to_string())));
+    table(
+        &mut html,
+        "Gauges",
+        snap.gauges
+            .iter()
+            .map(|(n, v)| (n.as_str(), human_float(*v), format_gauge(*v))),
+    );
+    table(
+        &mut html,
+        "Counters",
+        snap.counters
+            .iter()
+            .map(|(n, v)| (n.as_str(), group_digits(&v.to_string()), v.to_string())),
+    );
     html.push_str("</body></html>\n");
     Ok(Reply::html(html).with_header("Cache-Control", "no-store"))
 }
 
-fn table<'a>(html: &mut String, title: &str, rows: impl ExactSizeIterator<Item = (&'a str, String, String)>) {
-    let _ = write!(html, "<section><h2>{title} <span class=\"muted\">({})</span></h2>", rows.len());
+fn table<'a>(
+    html: &mut String,
+    title: &str,
+    rows: impl ExactSizeIterator<Item = (&'a str, String, String)>,
+) {
+    let _ = write!(
+        html,
+        "<section><h2>{title} <span class=\"muted\">({})</span></h2>",
+        rows.len()
+    );
     if rows.len() == 0 {
         html.push_str("<p class=\"muted\">none yet</p></section>\n");
         return;
@@ -65,7 +92,10 @@ fn table<'a>(html: &mut String, title: &str, rows: impl ExactSizeIterator<Item =
     for (name, shown, exact) in rows {
         html.push_str("<tr><td class=\"n\">");
         escape_into(html, name);
-        let _ = writeln!(html, "</td><td class=\"v\" title=\"{exact}\">{shown}</td></tr>");
+        let _ = writeln!(
+            html,
+            "</td><td class=\"v\" title=\"{exact}\">{shown}</td></tr>"
+        );
     }
     html.push_str("</tbody></table></section>\n");
 }
@@ -92,7 +122,9 @@ fn human_float(v: f64) -> String {
     }
     let fixed = format!("{v:.4}");
     let trimmed = fixed.trim_end_matches('0').trim_end_matches('.');
-    let (int, frac) = trimmed.split_once('.').map_or((trimmed, None), |(i, f)| (i, Some(f)));
+    let (int, frac) = trimmed
+        .split_once('.')
+        .map_or((trimmed, None), |(i, f)| (i, Some(f)));
     let mut out = group_digits(int);
     if let Some(frac) = frac {
         out.push('.');
@@ -142,6 +174,9 @@ mod tests {
     fn escapes_markup() {
         let mut out = String::new();
         escape_into(&mut out, "<script>alert('x')</script>&\"");
-        assert_eq!(out, "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;");
+        assert_eq!(
+            out,
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
+        );
     }
 }

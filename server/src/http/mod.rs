@@ -53,10 +53,16 @@ impl HttpServer {
             .map(|i| {
                 let server = server.clone();
                 let app = app.clone();
-                std::thread::Builder::new().name(format!("http-worker-{i}")).spawn(move || worker_loop(&server, &app))
+                std::thread::Builder::new()
+                    .name(format!("http-worker-{i}"))
+                    .spawn(move || worker_loop(&server, &app))
             })
             .collect::<std::io::Result<Vec<_>>>()?;
-        Ok(Self { server, workers, addr })
+        Ok(Self {
+            server,
+            workers,
+            addr,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -94,7 +100,11 @@ fn serve(app: &App, mut request: tiny_http::Request) {
                 Ok(Ok(reply)) => reply,
                 Ok(Err(e)) => e.into(),
                 Err(_) => {
-                    log::error!("handler panicked on {} {}", incoming.method_name, incoming.path);
+                    log::error!(
+                        "handler panicked on {} {}",
+                        incoming.method_name,
+                        incoming.path
+                    );
                     ApiError::new(500, "internal error: the request was not applied").into()
                 }
             };
@@ -110,6 +120,13 @@ fn serve(app: &App, mut request: tiny_http::Request) {
         log::debug!("cannot send the response to {peer:?}: {e}");
     }
     if let Some(url) = url {
-        log::debug!("{} {} {} {:?} {}", peer.map_or("-".into(), |p| p.to_string()), method, url, status, started.elapsed().as_micros());
+        log::debug!(
+            "{} {} {} {:?} {}",
+            peer.map_or("-".into(), |p| p.to_string()),
+            method,
+            url,
+            status,
+            started.elapsed().as_micros()
+        );
     }
 }

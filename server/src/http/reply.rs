@@ -27,15 +27,30 @@ pub struct Reply {
 
 impl Reply {
     pub fn text(status: u16, body: impl Into<String>) -> Self {
-        Self { status, content_type: TEXT, body: body.into().into_bytes(), headers: Vec::new() }
+        Self {
+            status,
+            content_type: TEXT,
+            body: body.into().into_bytes(),
+            headers: Vec::new(),
+        }
     }
 
     pub fn json(body: Vec<u8>) -> Self {
-        Self { status: 200, content_type: JSON, body, headers: Vec::new() }
+        Self {
+            status: 200,
+            content_type: JSON,
+            body,
+            headers: Vec::new(),
+        }
     }
 
     pub fn html(body: String) -> Self {
-        Self { status: 200, content_type: HTML, body: body.into_bytes(), headers: Vec::new() }
+        Self {
+            status: 200,
+            content_type: HTML,
+            body: body.into_bytes(),
+            headers: Vec::new(),
+        }
     }
 
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -45,12 +60,18 @@ impl Reply {
 
     fn compressible(&self) -> bool {
         self.body.len() >= GZIP_MIN_BYTES
-            && (self.content_type == JSON || self.content_type == HTML || self.content_type == PROMETHEUS)
+            && (self.content_type == JSON
+                || self.content_type == HTML
+                || self.content_type == PROMETHEUS)
     }
 
     /// Encodes the reply: signs the uncompressed body when a key is set, then gzips it when the
     /// client accepts gzip and the content type is one that SPEC §3.2 compresses.
-    pub fn into_response(self, accept_gzip: bool, key: Option<&[u8]>) -> Response<std::io::Cursor<Vec<u8>>> {
+    pub fn into_response(
+        self,
+        accept_gzip: bool,
+        key: Option<&[u8]>,
+    ) -> Response<std::io::Cursor<Vec<u8>>> {
         let mut headers = Vec::with_capacity(self.headers.len() + 3);
         headers.push(header("Content-Type", self.content_type));
         if let Some(key) = key.filter(|_| !self.body.is_empty()) {
@@ -75,7 +96,8 @@ impl Reply {
 }
 
 fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("header names and values are ASCII without newlines")
+    Header::from_bytes(name.as_bytes(), value.as_bytes())
+        .expect("header names and values are ASCII without newlines")
 }
 
 /// A request that cannot be served, with the status and the one-line reason sent back.
@@ -89,7 +111,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: u16, message: impl fmt::Display) -> Self {
-        Self { status, message: message.to_string(), allow: None }
+        Self {
+            status,
+            message: message.to_string(),
+            allow: None,
+        }
     }
     pub fn bad_request(message: impl fmt::Display) -> Self {
         Self::new(400, message)
@@ -101,14 +127,22 @@ impl ApiError {
         Self::new(413, message)
     }
     pub fn method_not_allowed(method: &str, allow: &'static str) -> Self {
-        Self { status: 405, message: format!("method {method} is not allowed here: use {allow}"), allow: Some(allow) }
+        Self {
+            status: 405,
+            message: format!("method {method} is not allowed here: use {allow}"),
+            allow: Some(allow),
+        }
     }
 }
 
 impl From<ApiError> for Reply {
     fn from(e: ApiError) -> Self {
         // One line, always: a message must never be able to forge a second line.
-        let mut message: String = e.message.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        let mut message: String = e
+            .message
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
         message.push('\n');
         let reply = Reply::text(e.status, message);
         match e.allow {
@@ -139,9 +173,15 @@ pub fn accepts_gzip(accept_encoding: &str) -> bool {
         let mut parts = item.split(';');
         let coding = parts.next().unwrap_or("").trim();
         let rejected = parts.any(|p| {
-            p.trim().strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()).is_some_and(|q| q <= 0.0)
+            p.trim()
+                .strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
         });
-        !rejected && (coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") || coding == "*")
+        !rejected
+            && (coding.eq_ignore_ascii_case("gzip")
+                || coding.eq_ignore_ascii_case("x-gzip")
+                || coding == "*")
     })
 }
 

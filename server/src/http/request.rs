@@ -43,7 +43,11 @@ pub struct Incoming {
 }
 
 /// Reads and checks a request. Errors are answered as they are and nothing else happens.
-pub fn intake(request: &mut tiny_http::Request, limits: &Limits, key: Option<&[u8]>) -> Result<Incoming, ApiError> {
+pub fn intake(
+    request: &mut tiny_http::Request,
+    limits: &Limits,
+    key: Option<&[u8]>,
+) -> Result<Incoming, ApiError> {
     let method_name = request.method().as_str().to_owned();
     let method = match request.method() {
         tiny_http::Method::Get => Method::Get,
@@ -71,34 +75,54 @@ pub fn intake(request: &mut tiny_http::Request, limits: &Limits, key: Option<&[u
         }
     }
     let path = request.url().split('?').next().unwrap_or("/").to_owned();
-    let peer = request.remote_addr().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    let peer = request
+        .remote_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
 
     let wire = read_limited(request, limits.max_body)?;
     let body = match content_encoding.as_deref() {
         None | Some("") | Some("identity") => wire,
-        Some("gzip") | Some("x-gzip") => gzip::inflate(&wire, limits.max_inflated).map_err(|e| match e {
-            gzip::InflateError::Corrupt(_) => ApiError::bad_request(e),
-            gzip::InflateError::TooLarge { .. } => ApiError::too_large(e),
-        })?,
+        Some("gzip") | Some("x-gzip") => {
+            gzip::inflate(&wire, limits.max_inflated).map_err(|e| match e {
+                gzip::InflateError::Corrupt(_) => ApiError::bad_request(e),
+                gzip::InflateError::TooLarge { .. } => ApiError::too_large(e),
+            })?
+        }
         Some(other) => {
-            return Err(ApiError::new(415, format!("unsupported Content-Encoding {other:?}: send gzip or nothing")));
+            return Err(ApiError::new(
+                415,
+                format!("unsupported Content-Encoding {other:?}: send gzip or nothing"),
+            ));
         }
     };
     let mut signed = false;
-    if let (Some(key), Some(sig)) = (key, signature.as_deref()) {
-        if !body.is_empty() {
-            if !signature::verify(&body, key, sig) {
-                return Err(ApiError::bad_request("HashSHA256 does not match the body and the server's key"));
-            }
-            signed = true;
+    if let (Some(key), Some(sig)) = (key, signature.as_deref())
+        && !body.is_empty()
+    {
+        if !signature::verify(&body, key, sig) {
+            return Err(ApiError::bad_request(
+                "HashSHA256 does not match the body and the server's key",
+            ));
         }
+        signed = true;
     }
-    Ok(Incoming { method, method_name, path, body, signed, peer, x_real_ip, x_forwarded_for, accept_gzip })
+    Ok(Incoming {
+        method,
+        method_name,
+        path,
+        body,
+        signed,
+        peer,
+        x_real_ip,
+        x_forwarded_for,
+        accept_gzip,
+    })
 }
 
 /// Reads the whole body, refusing more than `max` bytes on the wire.
 fn read_limited(request: &mut tiny_http::Request, max: usize) -> Result<Vec<u8>, ApiError> {
-    let too_large = || ApiError::too_large(format!("request body exceeds the limit of {max} bytes"));
+    let too_large =
+        || ApiError::too_large(format!("request body exceeds the limit of {max} bytes"));
     let declared = request.body_length();
     if declared.is_some_and(|len| len > max) {
         return Err(too_large());

@@ -19,12 +19,20 @@ const POST: &str = "POST";
 
 /// Serves one request.
 pub fn route(app: &App, req: &Incoming) -> Result<Reply, ApiError> {
-    let path = req.path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(&req.path);
+    let path = req
+        .path
+        .strip_suffix('/')
+        .filter(|p| !p.is_empty())
+        .unwrap_or(&req.path);
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     let is_get = matches!(req.method, Method::Get | Method::Head);
     let is_post = req.method == Method::Post;
     let allow = |ok: bool, methods: &'static str| {
-        if ok { Ok(()) } else { Err(ApiError::method_not_allowed(&req.method_name, methods)) }
+        if ok {
+            Ok(())
+        } else {
+            Err(ApiError::method_not_allowed(&req.method_name, methods))
+        }
     };
     match segments.as_slice() {
         [""] => {
@@ -39,9 +47,15 @@ pub fn route(app: &App, req: &Incoming) -> Result<Reply, ApiError> {
             allow(is_post, POST)?;
             match rest {
                 [kind, name, value] => text_update(app, req, kind, name, value),
-                [_] | [_, ""] => Err(ApiError::not_found("missing metric name: use /update/{type}/{name}/{value}")),
-                [_, _] => Err(ApiError::not_found("missing metric value: use /update/{type}/{name}/{value}")),
-                _ => Err(ApiError::not_found("too many path segments: use /update/{type}/{name}/{value}")),
+                [_] | [_, ""] => Err(ApiError::not_found(
+                    "missing metric name: use /update/{type}/{name}/{value}",
+                )),
+                [_, _] => Err(ApiError::not_found(
+                    "missing metric value: use /update/{type}/{name}/{value}",
+                )),
+                _ => Err(ApiError::not_found(
+                    "too many path segments: use /update/{type}/{name}/{value}",
+                )),
             }
         }
         ["value"] => {
@@ -52,8 +66,12 @@ pub fn route(app: &App, req: &Incoming) -> Result<Reply, ApiError> {
             allow(is_get, GET)?;
             match rest {
                 [kind, name] => text_value(app, kind, name),
-                [_] => Err(ApiError::not_found("missing metric name: use /value/{type}/{name}")),
-                _ => Err(ApiError::not_found("too many path segments: use /value/{type}/{name}")),
+                [_] => Err(ApiError::not_found(
+                    "missing metric name: use /value/{type}/{name}",
+                )),
+                _ => Err(ApiError::not_found(
+                    "too many path segments: use /value/{type}/{name}",
+                )),
             }
         }
         ["updates"] => {
@@ -69,15 +87,18 @@ pub fn route(app: &App, req: &Incoming) -> Result<Reply, ApiError> {
             allow(is_get, GET)?;
             snapshot(app)
         }
-        _ => Err(ApiError::not_found(format!("no such endpoint: {}", req.path))),
+        _ => Err(ApiError::not_found(format!(
+            "no such endpoint: {}",
+            req.path
+        ))),
     }
 }
 
 /// Percent-decodes a path segment.
 fn decode_segment(segment: &str) -> Result<Cow<'_, str>, ApiError> {
-    percent_decode_str(segment)
-        .decode_utf8()
-        .map_err(|_| ApiError::bad_request("path segment is not valid UTF-8 after percent-decoding"))
+    percent_decode_str(segment).decode_utf8().map_err(|_| {
+        ApiError::bad_request("path segment is not valid UTF-8 after percent-decoding")
+    })
 }
 
 /// A name from the path: an empty one is a missing one (404), other problems are 400.
@@ -100,14 +121,26 @@ fn check_signed(app: &App, req: &Incoming) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn text_update(app: &App, req: &Incoming, kind: &str, name: &str, value: &str) -> Result<Reply, ApiError> {
+fn text_update(
+    app: &App,
+    req: &Incoming,
+    kind: &str,
+    name: &str,
+    value: &str,
+) -> Result<Reply, ApiError> {
     let kind = MetricKind::parse(&decode_segment(kind)?)?;
     let name = path_name(name)?;
     let value = decode_segment(value)?;
     check_signed(app, req)?;
     let update = match kind {
-        MetricKind::Gauge => Update::Gauge { name, value: metric::parse_gauge(&value)? },
-        MetricKind::Counter => Update::Counter { name, delta: metric::parse_counter(&value)? },
+        MetricKind::Gauge => Update::Gauge {
+            name,
+            value: metric::parse_gauge(&value)?,
+        },
+        MetricKind::Counter => Update::Counter {
+            name,
+            delta: metric::parse_counter(&value)?,
+        },
     };
     app.store.update(&update)?;
     app.audit.record(vec![update.name().to_owned()], req);
@@ -215,7 +248,9 @@ pub fn decode_batch(body: &[u8], max_items: usize) -> Result<Vec<Update>, ApiErr
         }
     }
     let mut de = serde_json::Deserializer::from_slice(body);
-    let result = de.deserialize_seq(Items { max: max_items }).map_err(malformed)?;
+    let result = de
+        .deserialize_seq(Items { max: max_items })
+        .map_err(malformed)?;
     let updates = result?;
     de.end().map_err(malformed)?;
     Ok(updates)
@@ -230,9 +265,15 @@ fn snapshot(app: &App) -> Result<Reply, ApiError> {
     }
     let body = Body {
         gauges: snap.gauges.iter().map(|(k, v)| (k.as_str(), *v)).collect(),
-        counters: snap.counters.iter().map(|(k, v)| (k.as_str(), *v)).collect(),
+        counters: snap
+            .counters
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect(),
     };
-    Ok(Reply::json(serde_json::to_vec(&body).expect("maps of numbers always serialize")))
+    Ok(Reply::json(
+        serde_json::to_vec(&body).expect("maps of numbers always serialize"),
+    ))
 }
 
 #[cfg(test)]
@@ -241,11 +282,22 @@ mod tests {
 
     #[test]
     fn batch_errors_name_the_index() {
-        let err = decode_batch(br#"[{"id":"a","type":"gauge","value":1},{"id":"b","type":"nope"}]"#, 10).unwrap_err();
+        let err = decode_batch(
+            br#"[{"id":"a","type":"gauge","value":1},{"id":"b","type":"nope"}]"#,
+            10,
+        )
+        .unwrap_err();
         assert_eq!(err.status, 400);
-        assert!(err.message.starts_with("item 1: unknown metric type"), "{}", err.message);
-        let err = decode_batch(br#"[{"id":"a","type":"gauge","value":1},{"id":"b","type":"counter","delta":"x"}]"#, 10)
-            .unwrap_err();
+        assert!(
+            err.message.starts_with("item 1: unknown metric type"),
+            "{}",
+            err.message
+        );
+        let err = decode_batch(
+            br#"[{"id":"a","type":"gauge","value":1},{"id":"b","type":"counter","delta":"x"}]"#,
+            10,
+        )
+        .unwrap_err();
         assert!(err.message.contains("item 1:"), "{}", err.message);
         let err = decode_batch(br#"[{"id":"a","type":"gauge"}]"#, 10).unwrap_err();
         assert_eq!(err.message, "item 0: gauge without \"value\"");

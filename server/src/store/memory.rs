@@ -115,7 +115,10 @@ pub struct MemoryStore {
 impl MemoryStore {
     /// A store without a snapshot file.
     pub fn ephemeral() -> Arc<Self> {
-        Arc::new(Self { tables: RwLock::default(), file: None })
+        Arc::new(Self {
+            tables: RwLock::default(),
+            file: None,
+        })
     }
 
     /// Opens the store: restores the snapshot if asked, checks that the snapshot directory is
@@ -182,7 +185,9 @@ impl MemoryStore {
     }
 
     fn file(&self) -> &SnapshotFile {
-        self.file.as_ref().expect("only called with a snapshot file")
+        self.file
+            .as_ref()
+            .expect("only called with a snapshot file")
     }
 
     /// Writes a snapshot if the store changed since the last one; logs the outcome.
@@ -198,7 +203,10 @@ impl MemoryStore {
                 self.file().options.path.display(),
                 started.elapsed()
             ),
-            Err(e) => log::error!("{why} snapshot to {} failed: {e}", self.file().options.path.display()),
+            Err(e) => log::error!(
+                "{why} snapshot to {} failed: {e}",
+                self.file().options.path.display()
+            ),
         }
     }
 
@@ -224,7 +232,9 @@ impl MemoryStore {
 
     /// In sync mode, waits until a snapshot containing `version` is on disk.
     fn wait_durable(&self, version: u64) -> Result<(), StoreError> {
-        let Some(file) = &self.file else { return Ok(()) };
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
         if !file.options.interval.is_zero() {
             return Ok(());
         }
@@ -238,12 +248,12 @@ impl MemoryStore {
             if state.durable >= version {
                 return Ok(());
             }
-            if let Some((failed_version, why)) = &state.failed {
-                if *failed_version >= version {
-                    return Err(StoreError::Unavailable(format!(
-                        "the write was applied in memory but the snapshot could not be written: {why}"
-                    )));
-                }
+            if let Some((failed_version, why)) = &state.failed
+                && *failed_version >= version
+            {
+                return Err(StoreError::Unavailable(format!(
+                    "the write was applied in memory but the snapshot could not be written: {why}"
+                )));
             }
             state = commit.done.wait(state).expect("poisoned");
         }
@@ -259,7 +269,9 @@ impl MemoryStore {
 /// The snapshot thread of sync mode: writes snapshots back to back while writers wait.
 fn group_commit_loop(store: Weak<MemoryStore>) {
     loop {
-        let Some(strong) = store.upgrade() else { return };
+        let Some(strong) = store.upgrade() else {
+            return;
+        };
         let commit = &strong.file().commit;
         {
             let mut state = commit.state.lock().expect("poisoned");
@@ -276,7 +288,10 @@ fn group_commit_loop(store: Weak<MemoryStore>) {
         match result {
             Ok((version, _)) => state.durable = state.durable.max(version),
             Err(e) => {
-                log::error!("sync snapshot to {} failed: {e}", strong.file().options.path.display());
+                log::error!(
+                    "sync snapshot to {} failed: {e}",
+                    strong.file().options.path.display()
+                );
                 state.failed = Some((attempted, e.to_string()));
                 // Do not spin on a broken disk: writers that arrive later trigger a new attempt.
                 state.requested = state.requested.min(state.durable);
@@ -291,9 +306,16 @@ fn check_writable(path: &Path) -> std::io::Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    tempfile::Builder::new().prefix(".golectra-write-check-").tempfile_in(dir).map(drop).map_err(|e| {
-        std::io::Error::new(e.kind(), format!("snapshot directory {} is not writable: {e}", dir.display()))
-    })
+    tempfile::Builder::new()
+        .prefix(".golectra-write-check-")
+        .tempfile_in(dir)
+        .map(drop)
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("snapshot directory {} is not writable: {e}", dir.display()),
+            )
+        })
 }
 
 impl Store for MemoryStore {
@@ -329,14 +351,26 @@ impl Store for MemoryStore {
         let (mut gauges, mut counters, updated_at) = {
             let tables = self.tables.read().expect("poisoned");
             (
-                tables.gauges.iter().map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>(),
-                tables.counters.iter().map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>(),
+                tables
+                    .gauges
+                    .iter()
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect::<Vec<_>>(),
+                tables
+                    .counters
+                    .iter()
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect::<Vec<_>>(),
                 tables.updated_at,
             )
         };
         gauges.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         counters.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        Ok(Snapshot { gauges, counters, updated_at })
+        Ok(Snapshot {
+            gauges,
+            counters,
+            updated_at,
+        })
     }
 
     fn ping(&self) -> Result<(), StoreError> {
@@ -344,7 +378,9 @@ impl Store for MemoryStore {
     }
 
     fn close(&self) -> Result<(), StoreError> {
-        let Some(file) = &self.file else { return Ok(()) };
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
         if let Some(stop) = file.stop_periodic.lock().expect("poisoned").take() {
             let _ = stop.send(());
         }
@@ -361,9 +397,12 @@ impl Store for MemoryStore {
             return Ok(());
         }
         let started = Instant::now();
-        let (_, count) = self
-            .write_snapshot()
-            .map_err(|e| StoreError::Unavailable(format!("final snapshot to {} failed: {e}", file.options.path.display())))?;
+        let (_, count) = self.write_snapshot().map_err(|e| {
+            StoreError::Unavailable(format!(
+                "final snapshot to {} failed: {e}",
+                file.options.path.display()
+            ))
+        })?;
         log::info!(
             "final snapshot: {count} metrics written to {} in {:?}",
             file.options.path.display(),
@@ -382,30 +421,71 @@ mod tests {
     use super::*;
 
     fn options(dir: &Path, interval: Duration, restore: bool) -> SnapshotOptions {
-        SnapshotOptions { path: dir.join("db.json"), interval, restore }
+        SnapshotOptions {
+            path: dir.join("db.json"),
+            interval,
+            restore,
+        }
     }
 
     #[test]
     fn overflow_rejects_the_whole_batch() {
         let store = MemoryStore::ephemeral();
-        store.update(&Update::Counter { name: "c".into(), delta: i64::MAX }).unwrap();
+        store
+            .update(&Update::Counter {
+                name: "c".into(),
+                delta: i64::MAX,
+            })
+            .unwrap();
         let batch = Batch::aggregate([
-            Update::Gauge { name: "g".into(), value: 1.0 },
-            Update::Counter { name: "c".into(), delta: 1 },
+            Update::Gauge {
+                name: "g".into(),
+                value: 1.0,
+            },
+            Update::Counter {
+                name: "c".into(),
+                delta: 1,
+            },
         ])
         .unwrap();
-        assert_eq!(store.apply(&batch), Err(StoreError::Overflow { name: "c".into() }));
+        assert_eq!(
+            store.apply(&batch),
+            Err(StoreError::Overflow { name: "c".into() })
+        );
         assert_eq!(store.get(MetricKind::Gauge, "g"), Ok(None));
-        assert_eq!(store.get(MetricKind::Counter, "c"), Ok(Some(Value::Counter(i64::MAX))));
+        assert_eq!(
+            store.get(MetricKind::Counter, "c"),
+            Ok(Some(Value::Counter(i64::MAX)))
+        );
     }
 
     #[test]
     fn gauge_and_counter_share_a_name() {
         let store = MemoryStore::ephemeral();
-        store.update(&Update::Gauge { name: "x".into(), value: 2.5 }).unwrap();
-        assert_eq!(store.update(&Update::Counter { name: "x".into(), delta: 3 }), Ok(Value::Counter(3)));
-        assert_eq!(store.update(&Update::Counter { name: "x".into(), delta: 4 }), Ok(Value::Counter(7)));
-        assert_eq!(store.get(MetricKind::Gauge, "x"), Ok(Some(Value::Gauge(2.5))));
+        store
+            .update(&Update::Gauge {
+                name: "x".into(),
+                value: 2.5,
+            })
+            .unwrap();
+        assert_eq!(
+            store.update(&Update::Counter {
+                name: "x".into(),
+                delta: 3
+            }),
+            Ok(Value::Counter(3))
+        );
+        assert_eq!(
+            store.update(&Update::Counter {
+                name: "x".into(),
+                delta: 4
+            }),
+            Ok(Value::Counter(7))
+        );
+        assert_eq!(
+            store.get(MetricKind::Gauge, "x"),
+            Ok(Some(Value::Gauge(2.5)))
+        );
     }
 
     #[test]
@@ -417,11 +497,19 @@ mod tests {
                 let store = store.clone();
                 std::thread::spawn(move || {
                     for i in 0..50 {
-                        store.update(&Update::Counter { name: format!("c{t}"), delta: 1 }).unwrap();
+                        store
+                            .update(&Update::Counter {
+                                name: format!("c{t}"),
+                                delta: 1,
+                            })
+                            .unwrap();
                         // Acknowledged means on disk: the file holds at least this total.
-                        let on_disk = snapshot::decode(&std::fs::read(dir_path(&store)).unwrap()).unwrap();
+                        let on_disk =
+                            snapshot::decode(&std::fs::read(dir_path(&store)).unwrap()).unwrap();
                         let total = on_disk.iter().find_map(|u| match u {
-                            Update::Counter { name, delta } if *name == format!("c{t}") => Some(*delta),
+                            Update::Counter { name, delta } if *name == format!("c{t}") => {
+                                Some(*delta)
+                            }
                             _ => None,
                         });
                         assert!(total.unwrap() > i);
@@ -440,13 +528,31 @@ mod tests {
     #[test]
     fn close_writes_and_restore_reads() {
         let dir = tempfile::tempdir().unwrap();
-        let store = MemoryStore::open(options(dir.path(), Duration::from_secs(3600), false)).unwrap();
-        store.update(&Update::Gauge { name: "g".into(), value: 0.1 }).unwrap();
-        store.update(&Update::Counter { name: "g".into(), delta: 5 }).unwrap();
+        let store =
+            MemoryStore::open(options(dir.path(), Duration::from_secs(3600), false)).unwrap();
+        store
+            .update(&Update::Gauge {
+                name: "g".into(),
+                value: 0.1,
+            })
+            .unwrap();
+        store
+            .update(&Update::Counter {
+                name: "g".into(),
+                delta: 5,
+            })
+            .unwrap();
         store.close().unwrap();
-        let again = MemoryStore::open(options(dir.path(), Duration::from_secs(3600), true)).unwrap();
-        assert_eq!(again.get(MetricKind::Gauge, "g"), Ok(Some(Value::Gauge(0.1))));
-        assert_eq!(again.get(MetricKind::Counter, "g"), Ok(Some(Value::Counter(5))));
+        let again =
+            MemoryStore::open(options(dir.path(), Duration::from_secs(3600), true)).unwrap();
+        assert_eq!(
+            again.get(MetricKind::Gauge, "g"),
+            Ok(Some(Value::Gauge(0.1)))
+        );
+        assert_eq!(
+            again.get(MetricKind::Counter, "g"),
+            Ok(Some(Value::Counter(5)))
+        );
         again.close().unwrap();
     }
 }

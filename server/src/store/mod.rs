@@ -37,7 +37,10 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Overflow { name } => {
-                write!(f, "counter {name:?} would overflow: its total must stay within a 64-bit signed integer")
+                write!(
+                    f,
+                    "counter {name:?} would overflow: its total must stay within a 64-bit signed integer"
+                )
             }
             Self::Unavailable(why) => write!(f, "store unavailable: {why}"),
         }
@@ -102,7 +105,9 @@ impl Batch {
                 }
                 Update::Counter { name, delta } => match counters.get_mut(&name) {
                     Some(sum) => {
-                        *sum = sum.checked_add(delta).ok_or(BatchOverflow { index, name })?;
+                        *sum = sum
+                            .checked_add(delta)
+                            .ok_or(BatchOverflow { index, name })?;
                     }
                     None => {
                         counters.insert(name, delta);
@@ -110,7 +115,10 @@ impl Batch {
                 },
             }
         }
-        Ok(Self { gauges: gauges.into_iter().collect(), counters: counters.into_iter().collect() })
+        Ok(Self {
+            gauges: gauges.into_iter().collect(),
+            counters: counters.into_iter().collect(),
+        })
     }
 
     /// Number of distinct metrics in the batch.
@@ -124,8 +132,12 @@ impl Batch {
 
     /// The distinct names written, sorted (a gauge and a counter of the same name count once).
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> =
-            self.gauges.iter().map(|(n, _)| n.clone()).chain(self.counters.iter().map(|(n, _)| n.clone())).collect();
+        let mut names: Vec<String> = self
+            .gauges
+            .iter()
+            .map(|(n, _)| n.clone())
+            .chain(self.counters.iter().map(|(n, _)| n.clone()))
+            .collect();
         names.sort_unstable();
         names.dedup();
         names
@@ -135,8 +147,14 @@ impl Batch {
 impl From<&Update> for Batch {
     fn from(update: &Update) -> Self {
         match update {
-            Update::Gauge { name, value } => Self { gauges: vec![(name.clone(), *value)], counters: vec![] },
-            Update::Counter { name, delta } => Self { gauges: vec![], counters: vec![(name.clone(), *delta)] },
+            Update::Gauge { name, value } => Self {
+                gauges: vec![(name.clone(), *value)],
+                counters: vec![],
+            },
+            Update::Counter { name, delta } => Self {
+                gauges: vec![],
+                counters: vec![(name.clone(), *delta)],
+            },
         }
     }
 }
@@ -147,15 +165,29 @@ mod tests {
     use proptest::prelude::*;
 
     fn g(name: &str, value: f64) -> Update {
-        Update::Gauge { name: name.into(), value }
+        Update::Gauge {
+            name: name.into(),
+            value,
+        }
     }
     fn c(name: &str, delta: i64) -> Update {
-        Update::Counter { name: name.into(), delta }
+        Update::Counter {
+            name: name.into(),
+            delta,
+        }
     }
 
     #[test]
     fn aggregates_and_sorts() {
-        let batch = Batch::aggregate([c("b", 2), g("x", 1.0), c("a", 1), c("b", 3), g("x", 2.0), g("b", 7.0)]).unwrap();
+        let batch = Batch::aggregate([
+            c("b", 2),
+            g("x", 1.0),
+            c("a", 1),
+            c("b", 3),
+            g("x", 2.0),
+            g("b", 7.0),
+        ])
+        .unwrap();
         assert_eq!(batch.counters, vec![("a".into(), 1), ("b".into(), 5)]);
         assert_eq!(batch.gauges, vec![("b".into(), 7.0), ("x".into(), 2.0)]);
         assert_eq!(batch.names(), vec!["a", "b", "x"]);
@@ -164,7 +196,13 @@ mod tests {
     #[test]
     fn in_batch_overflow_names_the_index() {
         let err = Batch::aggregate([c("a", i64::MAX), g("x", 1.0), c("a", 1)]).unwrap_err();
-        assert_eq!(err, BatchOverflow { index: 2, name: "a".into() });
+        assert_eq!(
+            err,
+            BatchOverflow {
+                index: 2,
+                name: "a".into()
+            }
+        );
     }
 
     proptest! {

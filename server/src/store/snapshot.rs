@@ -25,12 +25,16 @@ pub fn encode<'a>(
     use serde::ser::{SerializeSeq, Serializer};
     let mut out = Vec::with_capacity(capacity_hint * 48 + 2);
     let mut ser = serde_json::Serializer::new(&mut out);
-    let mut seq = ser.serialize_seq(None).expect("serializing to a Vec cannot fail");
+    let mut seq = ser
+        .serialize_seq(None)
+        .expect("serializing to a Vec cannot fail");
     for (name, value) in gauges {
-        seq.serialize_element(&Metric::gauge(name, value)).expect("serializing to a Vec cannot fail");
+        seq.serialize_element(&Metric::gauge(name, value))
+            .expect("serializing to a Vec cannot fail");
     }
     for (name, delta) in counters {
-        seq.serialize_element(&Metric::counter(name, delta)).expect("serializing to a Vec cannot fail");
+        seq.serialize_element(&Metric::counter(name, delta))
+            .expect("serializing to a Vec cannot fail");
     }
     seq.end().expect("serializing to a Vec cannot fail");
     out
@@ -51,12 +55,15 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Update>, LoadError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Vec::new());
     }
-    let metrics: Vec<Metric> =
-        serde_json::from_slice(bytes).map_err(|e| LoadError::Corrupt(format!("not a JSON array of metrics: {e}")))?;
+    let metrics: Vec<Metric> = serde_json::from_slice(bytes)
+        .map_err(|e| LoadError::Corrupt(format!("not a JSON array of metrics: {e}")))?;
     metrics
         .iter()
         .enumerate()
-        .map(|(i, m)| m.to_update().map_err(|e| LoadError::Corrupt(format!("entry {i}: {e}"))))
+        .map(|(i, m)| {
+            m.to_update()
+                .map_err(|e| LoadError::Corrupt(format!("entry {i}: {e}")))
+        })
         .collect()
 }
 
@@ -66,7 +73,10 @@ pub fn restore(path: &Path) -> Result<Vec<Update>, io::Error> {
     let bytes = match fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            log::info!("snapshot {} does not exist yet: starting with an empty store", path.display());
+            log::info!(
+                "snapshot {} does not exist yet: starting with an empty store",
+                path.display()
+            );
             return Ok(Vec::new());
         }
         Err(e) => return Err(e),
@@ -91,8 +101,14 @@ pub fn restore(path: &Path) -> Result<Vec<Update>, io::Error> {
 }
 
 fn corrupt_path(path: &Path) -> PathBuf {
-    let secs = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(format!(".corrupt-{secs}"));
     path.with_file_name(name)
 }
@@ -107,7 +123,9 @@ fn parent_dir(path: &Path) -> &Path {
 /// Writes `bytes` to `path` crash-safely (temp file, fsync, rename, fsync directory).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = parent_dir(path);
-    let mut temp = tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(dir)?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(dir)?;
     temp.write_all(bytes)?;
     temp.as_file().sync_all()?;
     temp.persist(path).map_err(|e| e.error)?;
@@ -116,12 +134,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// Removes temporary files a crash may have left next to the snapshot.
 pub fn remove_stale_temp_files(path: &Path) {
-    let Ok(entries) = fs::read_dir(parent_dir(path)) else { return };
+    let Ok(entries) = fs::read_dir(parent_dir(path)) else {
+        return;
+    };
     for entry in entries.flatten() {
         if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
             match fs::remove_file(entry.path()) {
-                Ok(()) => log::info!("removed stale temporary snapshot {}", entry.path().display()),
-                Err(e) => log::warn!("cannot remove stale temporary snapshot {}: {e}", entry.path().display()),
+                Ok(()) => log::info!(
+                    "removed stale temporary snapshot {}",
+                    entry.path().display()
+                ),
+                Err(e) => log::warn!(
+                    "cannot remove stale temporary snapshot {}: {e}",
+                    entry.path().display()
+                ),
             }
         }
     }
@@ -137,14 +163,23 @@ mod tests {
         assert_eq!(
             decode(original).unwrap(),
             vec![
-                Update::Gauge { name: "Alloc".into(), value: 12345.5 },
-                Update::Counter { name: "PollCount".into(), delta: 7 }
+                Update::Gauge {
+                    name: "Alloc".into(),
+                    value: 12345.5
+                },
+                Update::Counter {
+                    name: "PollCount".into(),
+                    delta: 7
+                }
             ]
         );
         assert_eq!(decode(b"").unwrap(), vec![]);
         assert_eq!(decode(b" \n").unwrap(), vec![]);
         assert!(matches!(decode(b"[{\"id\":"), Err(LoadError::Corrupt(_))));
-        assert!(matches!(decode(br#"[{"id":"x","type":"histogram"}]"#), Err(LoadError::Corrupt(_))));
+        assert!(matches!(
+            decode(br#"[{"id":"x","type":"histogram"}]"#),
+            Err(LoadError::Corrupt(_))
+        ));
     }
 
     #[test]
@@ -164,7 +199,11 @@ mod tests {
         fs::write(&path, "{oops").unwrap();
         assert_eq!(restore(&path).unwrap(), vec![]);
         assert!(!path.exists());
-        let moved: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        let moved: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(moved.len(), 1);
         assert!(moved[0].to_string_lossy().starts_with("db.json.corrupt-"));
     }

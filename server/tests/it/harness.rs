@@ -1,0 +1,377 @@
+//! Shared test harness: starts servers (in-process on port 0, or the real binary), and a small
+//! HTTP client that returns raw status, headers and body (no automatic decompression).
+//!
+//! Tests that exercise the HTTP API loop over [`backends`], so the same suite runs against every
+//! store: the memory store always, PostgreSQL when `GOLECTRA_TEST_DATABASE_DSN` is set (CI
+//! always sets it; locally a skip is announced on stderr).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use golectra_server::config::{Config, Storage};
+
+/// Environment variable holding the PostgreSQL DSN for tests.
+pub const DSN_ENV: &str = "GOLECTRA_TEST_DATABASE_DSN";
+
+/// A store the suite runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    Postgres,
+}
+
+/// The backends available in this run.
+pub fn backends() -> Vec<Backend> {
+    let mut out = vec![Backend::Memory];
+    if std::env::var(DSN_ENV).is_ok_and(|v| !v.is_empty()) {
+        out.push(Backend::Postgres);
+    } else {
+        eprintln!("NOTE: {DSN_ENV} is not set: PostgreSQL variants of the API tests are SKIPPED");
+    }
+    out
+}
+
+/// A fresh, empty PostgreSQL database for one test, or `None` (with a loud note) when no DSN is
+/// configured.
+pub fn fresh_postgres_dsn() -> Option<String> {
+    let base = std::env::var(DSN_ENV).ok().filter(|v| !v.is_empty());
+    if base.is_none() {
+        eprintln!("NOTE: {DSN_ENV} is not set: this PostgreSQL test is SKIPPED");
+    }
+    base.map(|base| postgres_support::fresh_database(&base))
+}
+
+pub mod postgres_support {
+    /// Creates a new empty database next to the one `base` points at and returns its DSN.
+    pub fn fresh_database(base: &str) -> String {
+        let _ = base;
+        panic!("PostgreSQL test support is not built yet")
+    }
+}
+
+/// An in-process server on 127.0.0.1:0 with its own temporary directory.
+pub struct TestServer {
+    pub server: Option<golectra_server::Server>,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub backend: Backend,
+}
+
+impl TestServer {
+    pub fn start(backend: Backend) -> Self {
+        Self::start_with(backend, |_| {})
+    }
+
+    /// Starts a server after letting the test adjust the configuration.
+    pub fn start_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = match backend {
+            Backend::Memory => Storage::Memory {
+                path: dir.path().join("metrics-db.json"),
+                interval: Duration::from_secs(3600),
+                restore: false,
+            },
+            Backend::Postgres => Storage::Postgres {
+                dsn: fresh_postgres_dsn().expect("backends() only offers PostgreSQL with a DSN"),
+                ignored_file_settings: false,
+            },
+        };
+        let mut config = Config::for_tests(storage);
+        adjust(&mut config);
+        let server = golectra_server::Server::start(&config).expect("server starts");
+        let addr = server.local_addr();
+        Self {
+            server: Some(server),
+            addr,
+            dir,
+            backend,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(self.addr)
+    }
+
+    /// Shuts down cleanly (final snapshot).
+    pub fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().expect("clean shutdown");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            let _ = server.shutdown();
+        }
+    }
+}
+
+/// A response as received.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// A minimal HTTP client for tests.
+#[derive(Clone)]
+pub struct Client {
+    addr: SocketAddr,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    pub fn new(addr: SocketAddr) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        Self { addr, agent }
+    }
+
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        let uri = format!("http://{}{path}", self.addr);
+        let mut builder = ureq::http::Request::builder().method(method).uri(&uri);
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let request = builder.body(body.to_vec()).expect("valid request");
+        let mut response = self
+            .agent
+            .run(request)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+            .collect();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(256 << 20)
+            .read_to_vec()
+            .expect("body");
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        self.request("GET", path, &[], b"")
+    }
+
+    pub fn post(&self, path: &str, body: &[u8]) -> Resp {
+        self.request("POST", path, &[], body)
+    }
+
+    pub fn post_json(&self, path: &str, body: &str) -> Resp {
+        self.request(
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+    }
+}
+
+/// The real `golectra-server` binary, started with arguments and environment; its stderr is
+/// collected so tests can wait for log lines.
+pub struct BinaryServer {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: Arc<Mutex<String>>,
+}
+
+pub fn server_binary() -> &'static str {
+    env!("CARGO_BIN_EXE_golectra-server")
+}
+
+impl BinaryServer {
+    /// Starts the binary listening on 127.0.0.1:0 and waits for its "listening on" line.
+    pub fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(server_binary());
+        cmd.current_dir(dir).args(["-a", "127.0.0.1:0"]).args(args);
+        for var in [
+            "ADDRESS",
+            "FILE_STORAGE_PATH",
+            "DATABASE_DSN",
+            "KEY",
+            "STORE_INTERVAL",
+            "RESTORE",
+            "JOURNAL_STREAM",
+            "NOTIFY_SOCKET",
+            "WATCHDOG_USEC",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn golectra-server");
+        let stderr = child.stderr.take().expect("piped");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stderr);
+            let mut line = String::new();
+            while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                if let Some(addr) = line.split("listening on http://").nth(1) {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+                sink.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => addr.parse().expect("socket address in the log"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("server did not start; log:\n{}", log.lock().unwrap());
+            }
+        };
+        Self { child, addr, log }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(self.addr)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, signal: i32) {
+        let rc = send_signal(self.pid(), signal);
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// Sends SIGTERM and waits for the exit code.
+    pub fn terminate(mut self) -> (i32, String) {
+        self.signal(libc::SIGTERM);
+        let status = wait_timeout(&mut self.child, Duration::from_secs(30));
+        (status, self.log.lock().unwrap().clone())
+    }
+
+    /// SIGKILL, no cleanup.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for BinaryServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends `signal` to the process `pid` (a child this test started).
+pub fn send_signal(pid: i32, signal: i32) -> i32 {
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) takes two integers and touches no memory of ours.
+    unsafe {
+        libc::kill(pid, signal)
+    }
+}
+
+/// Waits for a child with a deadline; returns its exit code (or -signal).
+pub fn wait_timeout(child: &mut Child, limit: Duration) -> i32 {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            use std::os::unix::process::ExitStatusExt;
+            return status
+                .code()
+                .unwrap_or_else(|| -status.signal().unwrap_or(0));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs the binary to completion (for `--help`, bad configuration…).
+pub fn run_binary(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(server_binary());
+    for var in [
+        "ADDRESS",
+        "FILE_STORAGE_PATH",
+        "DATABASE_DSN",
+        "KEY",
+        "STORE_INTERVAL",
+        "RESTORE",
+    ] {
+        cmd.env_remove(var);
+    }
+    let out = cmd
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    golectra_common::gzip::compress(data)
+}
+
+pub fn gunzip(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(data)
+        .read_to_end(&mut out)
+        .expect("valid gzip");
+    out
+}
+
+pub fn temp_path(dir: &tempfile::TempDir, name: &str) -> PathBuf {
+    dir.path().join(name)
+}
