@@ -6,6 +6,7 @@
 pub mod gzip;
 pub mod logging;
 pub mod metric;
+pub mod notify;
 pub mod settings;
 pub mod signature;
 pub mod version;
