@@ -23,7 +23,7 @@ mod file;
 mod url;
 
 pub use file::FileSink;
-pub use url::{UrlSink, validate_url};
+pub use url::{CONNECT_TIMEOUT, REQUEST_TIMEOUT, UrlSink, validate_url};
 
 use std::collections::VecDeque;
 use std::fmt;
