@@ -187,7 +187,7 @@ impl Audit {
         limits: QueueLimits,
         trusted_proxies: Vec<IpNet>,
     ) -> std::io::Result<Self> {
-        let mut handles = Vec::with_capacity(sinks.len());
+        let mut handles: Vec<SinkHandle> = Vec::with_capacity(sinks.len());
         for sink in sinks {
             let name = sink.name().to_owned();
             let queue = Arc::new(Queue::new(limits));
@@ -204,7 +204,6 @@ impl Audit {
                 Err(e) => {
                     // Stop the workers already running before reporting the failure.
                     for handle in &handles {
-                        let handle: &SinkHandle = handle;
                         handle.queue.close();
                     }
                     return Err(e);
