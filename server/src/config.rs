@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use golectra_common::settings::{self, Arity, ConfigError, Parsed, Setting};
 
+use crate::audit::client_ip::{self, IpNet};
+
 /// Every server setting. The order is the order of `--help`.
 pub static SETTINGS: &[Setting] = &[
     Setting {
@@ -72,7 +74,15 @@ pub static SETTINGS: &[Setting] = &[
         long: "audit-url",
         default: "",
         arity: Arity::Value,
-        help: "POST an audit event per successful write to this URL",
+        help: "POST an audit event per successful write to this http:// URL",
+    },
+    Setting {
+        env: "TRUSTED_PROXIES",
+        short: None,
+        long: "trusted-proxies",
+        default: "",
+        arity: Arity::Value,
+        help: "comma-separated IPs/CIDRs whose X-Real-IP / X-Forwarded-For name the audited client",
     },
     Setting {
         env: "REQUIRE_SIGNATURE",
@@ -172,8 +182,11 @@ pub struct Config {
     pub require_signature: bool,
     /// Audit file (`AUDIT_FILE`, default none).
     pub audit_file: Option<PathBuf>,
-    /// Audit URL (`AUDIT_URL`, default none).
+    /// Audit URL (`AUDIT_URL`, default none); plain `http://` only.
     pub audit_url: Option<String>,
+    /// Peers whose `X-Real-IP` / `X-Forwarded-For` are believed in audit events
+    /// (`TRUSTED_PROXIES`, default none).
+    pub trusted_proxies: Vec<IpNet>,
     /// Worker threads (`WORKERS`, default 4 × cores).
     pub workers: usize,
     pub limits: Limits,
@@ -253,14 +266,14 @@ impl Config {
             max_batch_items: values.number("MAX_BATCH_ITEMS", 1, u32::MAX as u64)? as usize,
         };
         let optional = |env: &str| Some(values.string(env)).filter(|s| !s.trim().is_empty());
-        let audit_url = optional("AUDIT_URL");
-        if let Some(url) = &audit_url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            return Err(ConfigError(format!(
-                "invalid AUDIT_URL (--audit-url) value {url:?}: expected an http:// or https:// URL"
-            )));
-        }
+        let audit_url = match optional("AUDIT_URL") {
+            None => None,
+            Some(_) => Some(values.parse("AUDIT_URL", |s| {
+                crate::audit::validate_url(s.trim())?;
+                Ok(s.trim().to_owned())
+            })?),
+        };
+        let trusted_proxies = values.parse("TRUSTED_PROXIES", client_ip::parse_list)?;
         Ok(Command::Run(Box::new(Config {
             listen,
             storage,
@@ -268,6 +281,7 @@ impl Config {
             require_signature: values.bool("REQUIRE_SIGNATURE")?,
             audit_file: optional("AUDIT_FILE").map(PathBuf::from),
             audit_url,
+            trusted_proxies,
             workers,
             limits,
         })))
@@ -283,6 +297,7 @@ impl Config {
             require_signature: false,
             audit_file: None,
             audit_url: None,
+            trusted_proxies: Vec::new(),
             workers: 4,
             limits: Limits::default(),
         }
@@ -479,6 +494,44 @@ mod tests {
                 .unwrap_err()
                 .0
                 .contains("AUDIT_URL")
+        );
+        let https = parse(&["--audit-url", "https://audit.example.com/hook"], &[]).unwrap_err();
+        assert!(
+            https.0.contains("AUDIT_URL (--audit-url)")
+                && https.0.contains("https is not supported"),
+            "{https}"
+        );
+        let c = parse(
+            &["--audit-file", "flag.ndjson", "--audit-url", "http://flag/"],
+            &[("AUDIT_FILE", "env.ndjson"), ("AUDIT_URL", "http://env/")],
+        )
+        .unwrap();
+        assert_eq!(c.audit_file, Some("env.ndjson".into()));
+        assert_eq!(c.audit_url.as_deref(), Some("http://env/"));
+        assert_eq!(parse(&[], &[]).unwrap().audit_url, None);
+    }
+
+    #[test]
+    fn trusted_proxies() {
+        assert!(parse(&[], &[]).unwrap().trusted_proxies.is_empty());
+        let c = parse(&["--trusted-proxies", "10.0.0.0/8, 127.0.0.1,::1"], &[]).unwrap();
+        assert_eq!(
+            c.trusted_proxies,
+            client_ip::parse_list("10.0.0.0/8,127.0.0.1/32,::1/128").unwrap()
+        );
+        let c = parse(
+            &["-trusted-proxies=10.0.0.0/8"],
+            &[("TRUSTED_PROXIES", "192.168.0.0/16")],
+        )
+        .unwrap();
+        assert_eq!(
+            c.trusted_proxies,
+            client_ip::parse_list("192.168.0.0/16").unwrap()
+        );
+        let err = parse(&[], &[("TRUSTED_PROXIES", "10.0.0.0/8,proxy.local")]).unwrap_err();
+        assert!(
+            err.0.contains("TRUSTED_PROXIES (--trusted-proxies)") && err.0.contains("proxy.local"),
+            "{err}"
         );
     }
 

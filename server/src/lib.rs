@@ -54,7 +54,13 @@ impl Server {
     /// Opens the store and starts serving.
     pub fn start(config: &Config) -> Result<Self, StartError> {
         let store = open_store(config)?;
-        let audit = audit::Audit::disabled();
+        let audit = match audit::Audit::from_config(config) {
+            Ok(audit) => audit,
+            Err(why) => {
+                let _ = store.close();
+                return Err(StartError::Audit(why));
+            }
+        };
         let app = Arc::new(App {
             store,
             audit,
@@ -84,6 +90,11 @@ impl Server {
     /// The store, for tests and embedding.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.app.store
+    }
+
+    /// The audit trail, for its counters.
+    pub fn audit(&self) -> &audit::Audit {
+        &self.app.audit
     }
 
     /// Stops accepting work, answers the requests already received, delivers pending audit
@@ -138,7 +149,7 @@ pub fn describe(config: &Config) -> String {
         Storage::Postgres { dsn, .. } => format!("PostgreSQL store at {}", mask_dsn(dsn)),
     };
     format!(
-        "{storage}; key {}{}; {} workers; body limit {} B on the wire, {} B inflated, {} items per batch; audit file {}, audit URL {}",
+        "{storage}; key {}{}; {} workers; body limit {} B on the wire, {} B inflated, {} items per batch; audit file {}, audit URL {}, trusted proxies {}",
         if config.key.is_some() {
             "set (hidden)"
         } else {
@@ -158,6 +169,16 @@ pub fn describe(config: &Config) -> String {
             .as_ref()
             .map_or("off".into(), |p| p.display().to_string()),
         config.audit_url.as_deref().unwrap_or("off"),
+        if config.trusted_proxies.is_empty() {
+            "none".to_owned()
+        } else {
+            config
+                .trusted_proxies
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        },
     )
 }
 

@@ -344,6 +344,9 @@ pub fn run_binary(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) 
         "KEY",
         "STORE_INTERVAL",
         "RESTORE",
+        "AUDIT_FILE",
+        "AUDIT_URL",
+        "TRUSTED_PROXIES",
     ] {
         cmd.env_remove(var);
     }

@@ -2,6 +2,7 @@
 //! crash safety, configuration of the real binary.
 
 mod api;
+mod audit;
 mod cli;
 mod harness;
 mod persistence;
