@@ -1,7 +1,7 @@
 //! Which address an audit event names as the client (SPEC §6).
 //!
 //! The socket peer is the only address the server can verify. A reverse proxy in front of the
-//! server makes every peer the proxy, so `X-Real-IP` (or the first valid address of
+//! server makes every peer the proxy, so `X-Real-IP` (or the rightmost untrusted hop of
 //! `X-Forwarded-For`) is believed — but only when the peer is one of the configured trusted
 //! proxies; from anybody else those headers are just text a client chose to send.
 
@@ -102,8 +102,26 @@ pub fn client_ip(
     }
     x_real_ip
         .and_then(parse_forwarded_addr)
-        .or_else(|| x_forwarded_for.and_then(|v| v.split(',').find_map(parse_forwarded_addr)))
+        .or_else(|| x_forwarded_for.and_then(|v| forwarded_client(v, trusted)))
         .unwrap_or(peer)
+}
+
+/// The client named by `X-Forwarded-For`. Each proxy *appends* the address it received the
+/// request from, so only the right end of the list is written by proxies we trust; whatever a
+/// client sent stands further left. Walking from the right, the first hop that is not a trusted
+/// proxy is the client. An unparsable hop ends the walk (nothing left of it can be vouched for).
+fn forwarded_client(header: &str, trusted: &[IpNet]) -> Option<IpAddr> {
+    let mut client = None;
+    for hop in header.rsplit(',') {
+        let Some(addr) = parse_forwarded_addr(hop) else {
+            break;
+        };
+        client = Some(addr);
+        if !trusted.iter().any(|net| net.contains(addr)) {
+            break;
+        }
+    }
+    client
 }
 
 /// One address as proxies write it: `1.2.3.4`, `2001:db8::1`, `[2001:db8::1]`, or with a port
@@ -186,9 +204,22 @@ mod tests {
             from("::ffff:127.0.0.1", Some("1.2.3.4"), None),
             ip("1.2.3.4")
         );
+        // The rightmost untrusted hop is the client; what a client prepends cannot spoof it.
         assert_eq!(
-            from("127.0.0.1", Some("junk"), Some("junk, 5.6.7.8:99, 9.9.9.9")),
+            from(
+                "127.0.0.1",
+                Some("junk"),
+                Some("6.6.6.6, 5.6.7.8:99, 9.9.9.9")
+            ),
+            ip("9.9.9.9")
+        );
+        assert_eq!(
+            from("127.0.0.1", None, Some("6.6.6.6, 5.6.7.8, 127.0.0.1")),
             ip("5.6.7.8")
+        );
+        assert_eq!(
+            from("127.0.0.1", None, Some("5.6.7.8, junk")),
+            ip("127.0.0.1")
         );
         assert_eq!(
             from("127.0.0.1", None, Some("[2001:db8::1]:443")),
