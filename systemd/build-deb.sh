@@ -7,6 +7,7 @@
 # Usage: systemd/build-deb.sh [OUTDIR]        (default OUTDIR: <target dir>/debian)
 #   Without GOLECTRA_BIN_DIR it runs `cargo build --release` first; with it, the binaries in that
 #   directory are packaged as they are (tests use the debug build).
+#   DEB_COMPRESSOR: dpkg-deb's -Z (default xz; the tests use none to save time).
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -85,5 +86,5 @@ chmod 0755 "$root/DEBIAN/postinst" "$root/DEBIAN/prerm" "$root/DEBIAN/postrm"
 
 mkdir -p "$out"
 deb="$out/golectra_${version}_${arch}.deb"
-dpkg-deb --root-owner-group --build "$root" "$deb" >/dev/null
+dpkg-deb --root-owner-group "-Z${DEB_COMPRESSOR:-xz}" --build "$root" "$deb" >/dev/null
 echo "$deb"

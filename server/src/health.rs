@@ -118,11 +118,14 @@ fn reachable(listen: SocketAddr) -> SocketAddr {
 /// The `STATUS=` line: where the server serves and how many metrics it holds.
 pub fn status_line(listen: SocketAddr, store: &dyn Store) -> String {
     match store.snapshot() {
-        Ok(s) => format!(
-            "serving on http://{listen}, {} store, {} metrics",
-            store.kind(),
-            s.gauges.len() + s.counters.len()
-        ),
+        Ok(s) => {
+            let n = s.gauges.len() + s.counters.len();
+            format!(
+                "serving on http://{listen}, {} store, {n} metric{}",
+                store.kind(),
+                if n == 1 { "" } else { "s" }
+            )
+        }
         Err(e) => format!("serving on http://{listen}, {e}"),
     }
 }

@@ -1,7 +1,9 @@
 //! Integration tests of `golectra-server`: the HTTP API against every store, snapshots and
-//! crash safety, configuration of the real binary.
+//! crash safety, configuration of the real binary, and operations (systemd units, sd_notify,
+//! journald logging, packaging).
 
 mod api;
 mod cli;
 mod harness;
+mod ops;
 mod persistence;
