@@ -41,6 +41,39 @@ pub fn detect_format(journal_stream: Option<&str>, stderr_id: Option<(u64, u64)>
     }
 }
 
+/// Renders one record as it is written to stderr, newline-terminated. Every line of a
+/// multi-line message carries the `<N>` prefix under journald (journald splits on newlines and
+/// would otherwise file the continuation lines at its default priority); in the plain format the
+/// continuation lines are indented under the first.
+pub fn render(
+    format: Format,
+    level: Level,
+    target: &str,
+    message: &str,
+    now: std::time::SystemTime,
+) -> String {
+    let mut lines = message.lines();
+    let first = lines.next().unwrap_or("");
+    let mut out = String::with_capacity(message.len() + 48);
+    match format {
+        Format::Journald => {
+            let prio = syslog_priority(level);
+            out.push_str(&format!("<{prio}>{target}: {first}\n"));
+            for line in lines {
+                out.push_str(&format!("<{prio}>{target}: {line}\n"));
+            }
+        }
+        Format::Plain => {
+            let ts = humantime::format_rfc3339_seconds(now);
+            out.push_str(&format!("{ts} {level:<5} {target}: {first}\n"));
+            for line in lines {
+                out.push_str(&format!("    {line}\n"));
+            }
+        }
+    }
+    out
+}
+
 /// Device and inode of this process's stderr.
 fn stderr_identity() -> Option<(u64, u64)> {
     use std::os::fd::AsFd;
@@ -62,32 +95,17 @@ pub fn init(default_filter: &str) -> Format {
         builder.parse_filters(&filters);
     }
     builder.target(env_logger::Target::Stderr);
-    match format {
-        Format::Journald => builder.format(|buf, record| {
-            let prio = syslog_priority(record.level());
-            let message = record.args().to_string();
-            for line in message.lines() {
-                writeln!(buf, "<{prio}>{}: {line}", record.target())?;
-            }
-            Ok(())
-        }),
-        Format::Plain => builder.format(|buf, record| {
-            let ts = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
-            let message = record.args().to_string();
-            let mut lines = message.lines();
-            writeln!(
-                buf,
-                "{ts} {:<5} {}: {}",
-                record.level(),
-                record.target(),
-                lines.next().unwrap_or("")
-            )?;
-            for line in lines {
-                writeln!(buf, "    {line}")?;
-            }
-            Ok(())
-        }),
-    };
+    builder.format(move |buf, record| {
+        let line = render(
+            format,
+            record.level(),
+            record.target(),
+            &record.args().to_string(),
+            std::time::SystemTime::now(),
+        );
+        // One write per record, so concurrent threads never interleave inside a message.
+        buf.write_all(line.as_bytes())
+    });
     // A second init (tests starting several servers in one process) keeps the first logger.
     let _ = builder.try_init();
     format
@@ -103,6 +121,45 @@ mod tests {
         assert_eq!(detect_format(Some("8:43"), Some((8, 42))), Format::Plain);
         assert_eq!(detect_format(None, Some((8, 42))), Format::Plain);
         assert_eq!(detect_format(Some("garbage"), Some((8, 42))), Format::Plain);
+    }
+
+    #[test]
+    fn journald_lines_carry_the_priority_and_no_timestamp() {
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        assert_eq!(
+            render(
+                Format::Journald,
+                Level::Warn,
+                "golectra_server",
+                "disk slow\nsecond line",
+                now
+            ),
+            "<4>golectra_server: disk slow\n<4>golectra_server: second line\n"
+        );
+        assert_eq!(
+            render(Format::Journald, Level::Error, "t", "", now),
+            "<3>t: \n",
+            "an empty message still produces a line"
+        );
+        assert_eq!(
+            render(Format::Journald, Level::Trace, "t", "x", now),
+            "<7>t: x\n"
+        );
+    }
+
+    #[test]
+    fn plain_lines_carry_timestamp_and_level() {
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        assert_eq!(
+            render(
+                Format::Plain,
+                Level::Info,
+                "golectra_server",
+                "up\nmore",
+                now
+            ),
+            "2023-11-14T22:13:20Z INFO  golectra_server: up\n    more\n"
+        );
     }
 
     #[test]

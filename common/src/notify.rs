@@ -3,6 +3,8 @@
 //! abstract socket (`@name`). Without `NOTIFY_SOCKET` every call is a no-op, so the daemons
 //! behave the same outside systemd. The protocol is small and stable, so it is written here
 //! rather than pulled in as a dependency.
+//!
+//! [`Listener`] is the receiving end — what systemd does — for the daemons' integration tests.
 
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::Duration;
@@ -56,6 +58,11 @@ impl Notifier {
         }
     }
 
+    /// Whether a service manager listens (`NOTIFY_SOCKET` was set and usable).
+    pub fn is_enabled(&self) -> bool {
+        self.target.is_some()
+    }
+
     /// How often to send `WATCHDOG=1` (half of `WATCHDOG_USEC`), if the watchdog is enabled.
     pub fn watchdog_interval(&self) -> Option<Duration> {
         self.watchdog
@@ -90,33 +97,117 @@ impl Notifier {
     }
 }
 
-fn connect(socket: &str) -> std::io::Result<(UnixDatagram, SocketAddr)> {
-    let addr = match socket.strip_prefix('@') {
+fn address(socket: &str) -> std::io::Result<SocketAddr> {
+    match socket.strip_prefix('@') {
         Some(name) => {
             use std::os::linux::net::SocketAddrExt;
-            SocketAddr::from_abstract_name(name.as_bytes())?
+            SocketAddr::from_abstract_name(name.as_bytes())
         }
-        None => SocketAddr::from_pathname(socket)?,
-    };
-    Ok((UnixDatagram::unbound()?, addr))
+        None => SocketAddr::from_pathname(socket),
+    }
+}
+
+fn connect(socket: &str) -> std::io::Result<(UnixDatagram, SocketAddr)> {
+    Ok((UnixDatagram::unbound()?, address(socket)?))
+}
+
+/// The service manager's side of the protocol, for tests: binds a datagram socket that a daemon
+/// started with `NOTIFY_SOCKET=`[`Listener::notify_socket`] reports to.
+#[derive(Debug)]
+pub struct Listener {
+    socket: UnixDatagram,
+    name: String,
+}
+
+/// One received datagram and when it arrived.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub text: String,
+    pub at: std::time::Instant,
+}
+
+impl Message {
+    /// Whether the datagram carries the assignment `field` (e.g. `READY=1`) on a line of its own.
+    pub fn has(&self, field: &str) -> bool {
+        self.text.lines().any(|l| l == field)
+    }
+
+    /// The value of `KEY=` in the datagram, if present.
+    pub fn value(&self, key: &str) -> Option<&str> {
+        self.text
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+    }
+}
+
+impl Listener {
+    /// Binds `socket`: a filesystem path, or `@name` for an abstract socket.
+    pub fn bind(socket: &str) -> std::io::Result<Self> {
+        Ok(Self {
+            socket: UnixDatagram::bind_addr(&address(socket)?)?,
+            name: socket.to_owned(),
+        })
+    }
+
+    /// The value to put in the daemon's `NOTIFY_SOCKET`.
+    pub fn notify_socket(&self) -> &str {
+        &self.name
+    }
+
+    /// The next datagram, or `None` after `timeout`.
+    pub fn recv(&self, timeout: Duration) -> Option<Message> {
+        self.socket
+            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
+            .ok()?;
+        let mut buf = [0u8; 4096];
+        let n = self.socket.recv(&mut buf).ok()?;
+        Some(Message {
+            text: String::from_utf8_lossy(&buf[..n]).into_owned(),
+            at: std::time::Instant::now(),
+        })
+    }
+
+    /// Receives until a datagram carrying `field` arrives; returns it with everything received
+    /// before it, or `Err` with what was received if `timeout` passes first.
+    pub fn wait_for(
+        &self,
+        field: &str,
+        timeout: Duration,
+    ) -> Result<(Message, Vec<Message>), Vec<Message>> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut before = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(before);
+            }
+            match self.recv(left) {
+                Some(m) if m.has(field) => return Ok((m, before)),
+                Some(m) => before.push(m),
+                None => return Err(before),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn receive(socket: &UnixDatagram) -> String {
-        let mut buf = [0u8; 512];
-        let n = socket.recv(&mut buf).unwrap();
-        String::from_utf8_lossy(&buf[..n]).into_owned()
+    fn receive(listener: &Listener) -> String {
+        listener
+            .recv(Duration::from_secs(5))
+            .expect("a datagram")
+            .text
     }
 
     #[test]
     fn path_socket() {
         let dir = tempfile_dir();
         let path = dir.join("notify.sock");
-        let listener = UnixDatagram::bind(&path).unwrap();
-        let n = Notifier::from_values(path.to_str(), None, None);
+        let listener = Listener::bind(path.to_str().unwrap()).unwrap();
+        let n = Notifier::from_values(Some(listener.notify_socket()), None, None);
+        assert!(n.is_enabled());
         n.ready("serving");
         assert_eq!(receive(&listener), "READY=1\nSTATUS=serving");
         n.stopping();
@@ -126,15 +217,27 @@ mod tests {
 
     #[test]
     fn abstract_socket() {
-        use std::os::linux::net::SocketAddrExt;
-        let name = format!("golectra-test-{}", std::process::id());
-        let listener =
-            UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap())
-                .unwrap();
-        let n = Notifier::from_values(Some(&format!("@{name}")), Some("2000000"), None);
+        let listener = Listener::bind(&format!("@golectra-test-{}", std::process::id())).unwrap();
+        let n = Notifier::from_values(Some(listener.notify_socket()), Some("2000000"), None);
         n.watchdog();
         assert_eq!(receive(&listener), "WATCHDOG=1");
+        n.ready("serving on http://127.0.0.1:1");
+        let (ready, before) = listener
+            .wait_for("READY=1", Duration::from_secs(5))
+            .unwrap();
+        assert!(before.is_empty());
+        assert_eq!(ready.value("STATUS"), Some("serving on http://127.0.0.1:1"));
         assert_eq!(n.watchdog_interval(), Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn without_a_socket_nothing_is_sent() {
+        let n = Notifier::from_values(None, Some("1000000"), None);
+        assert!(!n.is_enabled());
+        n.ready("x");
+        n.watchdog();
+        assert!(!Notifier::from_values(Some(""), None, None).is_enabled());
+        assert!(!Notifier::disabled().is_enabled());
     }
 
     #[test]

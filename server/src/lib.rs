@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod health;
 pub mod http;
 pub mod store;
 

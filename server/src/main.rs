@@ -1,12 +1,19 @@
-//! `golectra-server`: parse the configuration, start the server, wait for SIGTERM/SIGINT, shut
-//! down cleanly. Exit codes: 0 clean stop, 2 bad configuration, 1 any other fatal error.
+//! `golectra-server`: parse the configuration, start the server, tell systemd it is ready, wait
+//! for SIGTERM/SIGINT, shut down cleanly. Exit codes: 0 clean stop, 2 bad configuration, 1 any
+//! other fatal error.
+//!
+//! Under `Type=notify` systemd hears `READY=1` once the listener accepts connections,
+//! `STOPPING=1` when shutdown starts, and `WATCHDOG=1` from the [`health::Watchdog`] thread only
+//! while the HTTP pool answers its own `/ping`. Outside systemd all of that is a no-op.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
+use golectra_common::notify::Notifier;
 use golectra_server::config::{Command, Config};
+use golectra_server::health;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 fn main() -> ExitCode {
@@ -23,16 +30,18 @@ fn main() -> ExitCode {
         }
     };
     golectra_common::logging::init("info");
-    match run(&config) {
+    let notifier = Arc::new(Notifier::from_env());
+    match run(&config, &notifier) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e:#}");
+            notifier.status(&format!("failed: {e:#}"));
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(config: &Config) -> anyhow::Result<()> {
+fn run(config: &Config, notifier: &Arc<Notifier>) -> anyhow::Result<()> {
     // Signals are registered before any thread exists, so every thread inherits the mask.
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
         .context("cannot register signal handlers")?;
@@ -42,12 +51,23 @@ fn run(config: &Config) -> anyhow::Result<()> {
         golectra_server::describe(config)
     );
     let server = golectra_server::Server::start(config)?;
-    log::info!("listening on http://{}", server.local_addr());
+    let addr = server.local_addr();
+    log::info!("listening on http://{addr}");
+    // The listener is bound and the workers run: connections are accepted from here on.
+    notifier.ready(&health::status_line(addr, server.store().as_ref()));
+    let watchdog = health::Watchdog::spawn(notifier.clone(), addr, server.store().clone())
+        .context("cannot start the watchdog thread")?;
+
     let signal = signals.forever().next().unwrap_or(SIGTERM);
     // A second signal ends the process at once, without the final snapshot.
     for sig in [SIGTERM, SIGINT] {
         signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::new(AtomicBool::new(true)))
             .context("cannot register the second-signal handler")?;
+    }
+    notifier.stopping();
+    notifier.status("stopping: finishing requests in flight, writing the final snapshot");
+    if let Some(watchdog) = watchdog {
+        watchdog.stop();
     }
     log::info!(
         "received {}, finishing requests in flight and writing the final snapshot",

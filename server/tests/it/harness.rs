@@ -378,3 +378,155 @@ pub fn gunzip(data: &[u8]) -> Vec<u8> {
 pub fn temp_path(dir: &tempfile::TempDir, name: &str) -> PathBuf {
     dir.path().join(name)
 }
+
+/// The workspace root (where `Cargo.toml`, `systemd/` and `target/` live).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("server/ sits in the workspace")
+        .to_owned()
+}
+
+/// The directory of the binaries under test (`target/debug` in a normal `cargo test`).
+pub fn binary_dir() -> PathBuf {
+    Path::new(server_binary())
+        .parent()
+        .expect("a binary lives in a directory")
+        .to_owned()
+}
+
+/// Whether this run is CI (`CI=true`), where nothing may be skipped.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Checks that a prerequisite of a test is there. Missing in CI: the test fails. Missing
+/// elsewhere: a loud note on stderr and `false`, and the caller returns (the test is skipped).
+pub fn require(what: &str, present: bool, hint: &str) -> bool {
+    if present {
+        return true;
+    }
+    assert!(!in_ci(), "{what} is missing in CI: {hint}");
+    eprintln!("NOTE: {what} is missing: this test is SKIPPED ({hint})");
+    false
+}
+
+/// [`require`] for a program on `PATH`.
+pub fn require_tool(tool: &str, package: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()));
+    require(
+        tool,
+        found,
+        &format!("install the Debian package {package}"),
+    )
+}
+
+/// The `golectra-agent` binary next to the server binary. `cargo test -p golectra-server` does
+/// not build it: run `cargo build --workspace` first.
+pub fn agent_binary() -> Option<PathBuf> {
+    let path = binary_dir().join("golectra-agent");
+    let ok = require(
+        "the golectra-agent binary",
+        path.is_file(),
+        "run `cargo build --workspace` before the tests",
+    );
+    ok.then_some(path)
+}
+
+/// A daemon started with its stderr in a file (so its device and inode are known, as journald
+/// needs) and, optionally, `NOTIFY_SOCKET` and friends in its environment. Used for the server
+/// here; the agent's tests can start their binary the same way.
+pub struct Daemon {
+    pub child: Child,
+    pub stderr: PathBuf,
+}
+
+impl Daemon {
+    /// Spawns `program` in `dir` with `args`, a clean systemd-related environment plus `env`, and
+    /// stderr redirected to `dir/<name>.stderr`. `env` may name `JOURNAL_STREAM` as
+    /// [`JOURNAL_STREAM_OF_STDERR`] to get the stderr file's own `dev:ino`.
+    pub fn spawn(
+        program: &Path,
+        dir: &Path,
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let stderr = dir.join(format!("{name}.stderr"));
+        let file = std::fs::File::create(&stderr).expect("create the stderr file");
+        let mut cmd = Command::new(program);
+        cmd.current_dir(dir).args(args);
+        for var in [
+            "ADDRESS",
+            "FILE_STORAGE_PATH",
+            "DATABASE_DSN",
+            "KEY",
+            "STORE_INTERVAL",
+            "RESTORE",
+            "JOURNAL_STREAM",
+            "NOTIFY_SOCKET",
+            "WATCHDOG_USEC",
+            "WATCHDOG_PID",
+            "RUST_LOG",
+        ] {
+            cmd.env_remove(var);
+        }
+        for (key, value) in env {
+            if *key == "JOURNAL_STREAM" && *value == JOURNAL_STREAM_OF_STDERR {
+                use std::os::unix::fs::MetadataExt;
+                let meta = file.metadata().expect("stat the stderr file");
+                cmd.env(key, format!("{}:{}", meta.dev(), meta.ino()));
+            } else {
+                cmd.env(key, value);
+            }
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
+        Self { child, stderr }
+    }
+
+    /// Everything the daemon wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`; panics with the log after `limit`.
+    pub fn wait_for_log(&mut self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("daemon exited ({status}) before logging {needle:?}:\n{log}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the log within {limit:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then the exit code.
+    pub fn terminate(&mut self) -> i32 {
+        assert_eq!(send_signal(self.child.id() as i32, libc::SIGTERM), 0);
+        wait_timeout(&mut self.child, Duration::from_secs(30))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Placeholder value for [`Daemon::spawn`]: set `JOURNAL_STREAM` to the stderr file's `dev:ino`.
+pub const JOURNAL_STREAM_OF_STDERR: &str = "<stderr dev:ino>";

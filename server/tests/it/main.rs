@@ -1,8 +1,10 @@
 //! Integration tests of `golectra-server`: the HTTP API against every store, snapshots and
-//! crash safety, configuration of the real binary.
+//! crash safety, configuration of the real binary, and operations (systemd units, sd_notify,
+//! journald logging, packaging).
 
 mod api;
 mod audit;
 mod cli;
 mod harness;
+mod ops;
 mod persistence;

@@ -1,0 +1,229 @@
+//! Is the running server really serving? Answers that for systemd: the watchdog thread started
+//! by `main` under `Type=notify` asks the server's own HTTP pool for `GET /ping` every
+//! `WATCHDOG_USEC/2` and sends `WATCHDOG=1` only when a complete answer came back in time.
+//!
+//! Why a request over the socket rather than a heartbeat flag: an answer proves the whole path a
+//! client depends on — the listener accepts, a worker of the fixed pool is free to take the
+//! request, the router runs, the store answers `ping()` — where a flag set by some thread proves
+//! only that this thread runs. If every worker is stuck (a wedged lock, a hung store call) the
+//! probe times out, the pings stop, and systemd restarts the service after `WatchdogSec`.
+//!
+//! A `503` from `/ping` (PostgreSQL unreachable) still counts as alive: the process is healthy
+//! and restarting it cannot bring the database back — it would only turn degraded service into
+//! a crash loop, because the server refuses to start without its database. That state is
+//! reported in `STATUS=` and in the log instead.
+//!
+//! Each tick also counts the stored metrics for `STATUS=`, which takes the store's read lock:
+//! a store whose lock never comes free stops the pings too.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Sender, bounded, select, tick};
+use golectra_common::notify::Notifier;
+
+use crate::store::Store;
+
+/// How often `STATUS=` is refreshed when systemd asked for no watchdog.
+pub const STATUS_INTERVAL: Duration = Duration::from_secs(30);
+
+/// What the server answered on `/ping`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// `200`: serving, store healthy.
+    Serving,
+    /// `503`: serving, but the store is unavailable; the reason as the server gave it.
+    StoreUnavailable(String),
+}
+
+/// Asks the server listening on `listen` for `GET /ping`, allowing `timeout` in all. `Err` says
+/// why no usable answer came back (connection refused, timeout, an unexpected status).
+pub fn probe(listen: SocketAddr, timeout: Duration) -> Result<Health, String> {
+    let deadline = Instant::now() + timeout;
+    let target = reachable(listen);
+    let mut stream = TcpStream::connect_timeout(&target, timeout)
+        .map_err(|e| format!("cannot connect to {target}: {e}"))?;
+    let left = || {
+        let left = deadline.saturating_duration_since(Instant::now());
+        (!left.is_zero())
+            .then_some(left)
+            .ok_or_else(|| format!("no answer from {target} within {timeout:?}"))
+    };
+    stream
+        .set_write_timeout(Some(left()?))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(
+            format!(
+                "GET /ping HTTP/1.1\r\nHost: {target}\r\nUser-Agent: golectra-watchdog\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .map_err(|e| format!("cannot send the probe to {target}: {e}"))?;
+    // The answer is a few dozen bytes; the cap only guards against a confused peer.
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while answer.len() < 64 * 1024 {
+        stream
+            .set_read_timeout(Some(left()?))
+            .map_err(|e| e.to_string())?;
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(format!("no answer from {target} within {timeout:?}"));
+            }
+            Err(e) => return Err(format!("cannot read the answer from {target}: {e}")),
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or_else(|| format!("not an HTTP answer from {target}: {:?}", first_line(&text)))?;
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).trim();
+    match status {
+        200 => Ok(Health::Serving),
+        503 => Ok(Health::StoreUnavailable(first_line(body).to_owned())),
+        other => Err(format!("/ping answered {other}: {}", first_line(body))),
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
+}
+
+/// Where to connect to reach a listener: the wildcard addresses become loopback.
+fn reachable(listen: SocketAddr) -> SocketAddr {
+    match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), listen.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), listen.port())
+        }
+        _ => listen,
+    }
+}
+
+/// The `STATUS=` line: where the server serves and how many metrics it holds.
+pub fn status_line(listen: SocketAddr, store: &dyn Store) -> String {
+    match store.snapshot() {
+        Ok(s) => {
+            let n = s.gauges.len() + s.counters.len();
+            format!(
+                "serving on http://{listen}, {} store, {n} metric{}",
+                store.kind(),
+                if n == 1 { "" } else { "s" }
+            )
+        }
+        Err(e) => format!("serving on http://{listen}, {e}"),
+    }
+}
+
+/// The thread that proves progress to systemd: `WATCHDOG=1` after each successful [`probe`],
+/// and a fresh `STATUS=` line. Runs only when a service manager listens.
+pub struct Watchdog {
+    stop: Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl Watchdog {
+    /// Starts the thread if `notifier` talks to a service manager; `None` otherwise.
+    pub fn spawn(
+        notifier: Arc<Notifier>,
+        listen: SocketAddr,
+        store: Arc<dyn Store>,
+    ) -> std::io::Result<Option<Self>> {
+        if !notifier.is_enabled() {
+            return Ok(None);
+        }
+        let (stop, stopped) = bounded::<()>(0);
+        let thread = std::thread::Builder::new()
+            .name("watchdog".into())
+            .spawn(move || {
+                let pinging = notifier.watchdog_interval();
+                let interval = pinging.unwrap_or(STATUS_INTERVAL);
+                let ticker = tick(interval);
+                let mut last_problem: Option<String> = None;
+                loop {
+                    select! {
+                        // Disconnected: the server is shutting down.
+                        recv(stopped) -> _ => return,
+                        recv(ticker) -> _ => {}
+                    }
+                    let (alive, problem) = match probe(listen, interval) {
+                        Ok(Health::Serving) => (true, None),
+                        Ok(Health::StoreUnavailable(why)) => {
+                            (true, Some(format!("degraded: /ping answers 503: {why}")))
+                        }
+                        Err(why) => (false, Some(format!("not answering: {why}"))),
+                    };
+                    if alive && pinging.is_some() {
+                        notifier.watchdog();
+                    }
+                    if problem != last_problem {
+                        match &problem {
+                            Some(p) if alive => log::warn!("health check: {p}"),
+                            Some(p) => {
+                                log::error!("health check: {p}; the systemd watchdog is not pinged")
+                            }
+                            None => log::info!("health check: serving again"),
+                        }
+                    }
+                    match &problem {
+                        Some(p) => notifier.status(p),
+                        None => notifier.status(&status_line(listen, store.as_ref())),
+                    }
+                    last_problem = problem;
+                }
+            })?;
+        Ok(Some(Self { stop, thread }))
+    }
+
+    /// Stops the thread (no more `WATCHDOG=1`) and waits for it.
+    pub fn stop(self) {
+        drop(self.stop);
+        let _ = self.thread.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_are_probed_on_loopback() {
+        assert_eq!(
+            reachable("0.0.0.0:8080".parse().unwrap()),
+            "127.0.0.1:8080".parse().unwrap()
+        );
+        assert_eq!(
+            reachable("[::]:8080".parse().unwrap()),
+            "[::1]:8080".parse().unwrap()
+        );
+        assert_eq!(
+            reachable("10.1.2.3:80".parse().unwrap()),
+            "10.1.2.3:80".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn nothing_listening_is_an_error() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        // The listener is dropped: the port refuses connections.
+        assert!(probe(port, Duration::from_secs(2)).is_err());
+    }
+}
