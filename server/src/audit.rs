@@ -3,6 +3,7 @@
 //!
 //! This module currently records nothing; the sinks are built by the audit issue.
 
+use crate::exposition::{Exporter, Exposition};
 use crate::http::request::Incoming;
 
 /// The audit fan-out shared by all workers.
@@ -22,4 +23,13 @@ impl Audit {
 
     /// Delivers pending events; called once at shutdown.
     pub fn close(&self) {}
+}
+
+/// Per-sink delivery counters for `/metrics`. With sinks, this writes
+/// `golectra_audit_events_delivered_total{sink="file"|"url"}` and
+/// `golectra_audit_events_dropped_total{sink=…}` (counters); without sinks, nothing.
+impl Exporter for Audit {
+    fn export(&self, out: &mut Exposition) {
+        let _ = out;
+    }
 }

@@ -5,7 +5,10 @@
 
 pub mod audit;
 pub mod config;
+pub mod exposition;
+pub mod history;
 pub mod http;
+pub mod process;
 pub mod store;
 
 use std::fmt;
@@ -14,6 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use config::{Config, Storage};
+use history::{History, Sampler};
 use http::{App, HttpServer};
 use store::Store;
 use store::memory::{MemoryStore, SnapshotOptions};
@@ -48,6 +52,7 @@ impl std::error::Error for StartError {}
 pub struct Server {
     http: HttpServer,
     app: Arc<App>,
+    sampler: Option<Sampler>,
 }
 
 impl Server {
@@ -55,6 +60,16 @@ impl Server {
     pub fn start(config: &Config) -> Result<Self, StartError> {
         let store = open_store(config)?;
         let audit = audit::Audit::disabled();
+        let history = Arc::new(History::new(config.history));
+        let sampler = match Sampler::spawn(history.clone(), store.clone()) {
+            Ok(sampler) => sampler,
+            Err(e) => {
+                let _ = store.close();
+                return Err(StartError::Store(format!(
+                    "cannot start the history sampler: {e}"
+                )));
+            }
+        };
         let app = Arc::new(App {
             store,
             audit,
@@ -62,10 +77,15 @@ impl Server {
             require_signature: config.require_signature,
             limits: config.limits,
             started: Instant::now(),
+            stats: http::stats::HttpStats::default(),
+            history,
         });
         let http = match HttpServer::start(config.listen, config.workers, app.clone()) {
             Ok(http) => http,
             Err(error) => {
+                if let Some(sampler) = sampler {
+                    sampler.stop();
+                }
                 let _ = app.store.close();
                 return Err(StartError::Bind {
                     addr: config.listen,
@@ -73,7 +93,7 @@ impl Server {
                 });
             }
         };
-        Ok(Self { http, app })
+        Ok(Self { http, app, sampler })
     }
 
     /// The address the server listens on (useful with port 0).
@@ -90,6 +110,9 @@ impl Server {
     /// events and makes the store durable (final snapshot).
     pub fn shutdown(self) -> Result<(), store::StoreError> {
         self.http.shutdown();
+        if let Some(sampler) = self.sampler {
+            sampler.stop();
+        }
         self.app.audit.close();
         self.app.store.close()
     }
@@ -138,7 +161,7 @@ pub fn describe(config: &Config) -> String {
         Storage::Postgres { dsn, .. } => format!("PostgreSQL store at {}", mask_dsn(dsn)),
     };
     format!(
-        "{storage}; key {}{}; {} workers; body limit {} B on the wire, {} B inflated, {} items per batch; audit file {}, audit URL {}",
+        "{storage}; key {}{}; {} workers; body limit {} B on the wire, {} B inflated, {} items per batch; audit file {}, audit URL {}; history {}",
         if config.key.is_some() {
             "set (hidden)"
         } else {
@@ -158,6 +181,15 @@ pub fn describe(config: &Config) -> String {
             .as_ref()
             .map_or("off".into(), |p| p.display().to_string()),
         config.audit_url.as_deref().unwrap_or("off"),
+        if config.history.points == 0 {
+            "off".to_owned()
+        } else {
+            format!(
+                "{} points every {}",
+                config.history.points,
+                humantime::format_duration(config.history.interval)
+            )
+        },
     )
 }
 
