@@ -337,11 +337,19 @@ fn sparkline(html: &mut String, row: &Row, now_ms: i64) {
     escape_into(html, row.name);
     let _ = write!(
         html,
-        ": {} samples, min {}, max {}</title><polygon points=\"0,{h} {line} {lx:.1},{h}\" fill=\"currentColor\" fill-opacity=\".12\"/><polyline points=\"{line}\" fill=\"none\" stroke=\"currentColor\" stroke-width=\"1.5\" stroke-linejoin=\"round\" stroke-linecap=\"round\"/><circle cx=\"{lx:.1}\" cy=\"{ly:.1}\" r=\"2.2\" fill=\"currentColor\"/></svg>",
+        ": {} samples, min {}, max {}</title>{area}<polyline points=\"{line}\" fill=\"none\" stroke=\"currentColor\" stroke-width=\"1.5\" stroke-linejoin=\"round\" stroke-linecap=\"round\"/><circle cx=\"{lx:.1}\" cy=\"{ly:.1}\" r=\"2.2\" fill=\"currentColor\"/></svg>",
         points.len(),
         human_float(min),
         human_float(max),
-        h = SPARK_H,
+        // A flat line needs no area under it.
+        area = if max > min {
+            format!(
+                "<polygon points=\"0,{h} {line} {lx:.1},{h}\" fill=\"currentColor\" fill-opacity=\".12\"/>",
+                h = SPARK_H
+            )
+        } else {
+            String::new()
+        },
     );
 }
 
