@@ -9,6 +9,7 @@ use std::time::Duration;
 use golectra_common::settings::{self, Arity, ConfigError, Parsed, Setting};
 
 use crate::audit::client_ip::{self, IpNet};
+use crate::history::HistoryOptions;
 
 /// Every server setting. The order is the order of `--help`.
 pub static SETTINGS: &[Setting] = &[
@@ -124,6 +125,22 @@ pub static SETTINGS: &[Setting] = &[
         arity: Arity::Value,
         help: "most metrics in one /updates batch; more gets 413",
     },
+    Setting {
+        env: "HISTORY_INTERVAL",
+        short: None,
+        long: "history-interval",
+        default: "5s",
+        arity: Arity::Value,
+        help: "time between samples of the in-memory history behind the dashboard's sparklines",
+    },
+    Setting {
+        env: "HISTORY_POINTS",
+        short: None,
+        long: "history-points",
+        default: "60",
+        arity: Arity::Value,
+        help: "samples kept per metric (16 bytes each); 0 turns the history off",
+    },
 ];
 
 const INTRO: &str = "Golectra metrics server: stores gauges and counters pushed by agents and serves them over HTTP.";
@@ -190,6 +207,9 @@ pub struct Config {
     /// Worker threads (`WORKERS`, default 4 × cores).
     pub workers: usize,
     pub limits: Limits,
+    /// History behind the sparklines (`HISTORY_INTERVAL`, default 5 s; `HISTORY_POINTS`,
+    /// default 60).
+    pub history: HistoryOptions,
 }
 
 /// What the command line asks the server to do.
@@ -284,6 +304,10 @@ impl Config {
             trusted_proxies,
             workers,
             limits,
+            history: HistoryOptions {
+                interval: values.positive_duration("HISTORY_INTERVAL")?,
+                points: values.number("HISTORY_POINTS", 0, 100_000)? as usize,
+            },
         })))
     }
 
@@ -300,6 +324,7 @@ impl Config {
             trusted_proxies: Vec::new(),
             workers: 4,
             limits: Limits::default(),
+            history: HistoryOptions::default(),
         }
     }
 }
@@ -376,6 +401,7 @@ mod tests {
         assert_eq!(c.key, None);
         assert_eq!(c.limits, Limits::default());
         assert!(c.workers >= 4);
+        assert_eq!(c.history, HistoryOptions::default());
     }
 
     #[test]
@@ -477,6 +503,22 @@ mod tests {
     }
 
     #[test]
+    fn history_settings() {
+        let c = parse(
+            &["--history-interval=250ms", "--history-points", "7"],
+            &[("HISTORY_POINTS", "0")],
+        )
+        .unwrap();
+        assert_eq!(
+            c.history,
+            HistoryOptions {
+                interval: Duration::from_millis(250),
+                points: 0
+            }
+        );
+    }
+
+    #[test]
     fn audit_settings() {
         let c = parse(
             &[
@@ -545,6 +587,8 @@ mod tests {
             (&["-w", "0"], &[], "WORKERS (-w)"),
             (&["--max-body-size", "lots"], &[], "MAX_BODY_SIZE"),
             (&["--max-batch-items", "0"], &[], "MAX_BATCH_ITEMS"),
+            (&["--history-interval", "0"], &[], "HISTORY_INTERVAL"),
+            (&["--history-points", "many"], &[], "HISTORY_POINTS"),
         ] {
             let err = parse(args, env).unwrap_err();
             assert!(err.0.contains(setting), "{args:?} {env:?}: {err}");

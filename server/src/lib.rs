@@ -5,8 +5,11 @@
 
 pub mod audit;
 pub mod config;
+pub mod exposition;
 pub mod health;
+pub mod history;
 pub mod http;
+pub mod process;
 pub mod store;
 
 use std::fmt;
@@ -15,6 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use config::{Config, Storage};
+use history::{History, Sampler};
 use http::{App, HttpServer};
 use store::Store;
 use store::memory::{MemoryStore, SnapshotOptions};
@@ -49,6 +53,7 @@ impl std::error::Error for StartError {}
 pub struct Server {
     http: HttpServer,
     app: Arc<App>,
+    sampler: Option<Sampler>,
 }
 
 impl Server {
@@ -62,6 +67,17 @@ impl Server {
                 return Err(StartError::Audit(why));
             }
         };
+        let history = Arc::new(History::new(config.history));
+        let sampler = match Sampler::spawn(history.clone(), store.clone()) {
+            Ok(sampler) => sampler,
+            Err(e) => {
+                audit.close();
+                let _ = store.close();
+                return Err(StartError::Store(format!(
+                    "cannot start the history sampler: {e}"
+                )));
+            }
+        };
         let app = Arc::new(App {
             store,
             audit,
@@ -69,10 +85,16 @@ impl Server {
             require_signature: config.require_signature,
             limits: config.limits,
             started: Instant::now(),
+            stats: http::stats::HttpStats::default(),
+            history,
         });
         let http = match HttpServer::start(config.listen, config.workers, app.clone()) {
             Ok(http) => http,
             Err(error) => {
+                if let Some(sampler) = sampler {
+                    sampler.stop();
+                }
+                app.audit.close();
                 let _ = app.store.close();
                 return Err(StartError::Bind {
                     addr: config.listen,
@@ -80,7 +102,7 @@ impl Server {
                 });
             }
         };
-        Ok(Self { http, app })
+        Ok(Self { http, app, sampler })
     }
 
     /// The address the server listens on (useful with port 0).
@@ -102,6 +124,9 @@ impl Server {
     /// events and makes the store durable (final snapshot).
     pub fn shutdown(self) -> Result<(), store::StoreError> {
         self.http.shutdown();
+        if let Some(sampler) = self.sampler {
+            sampler.stop();
+        }
         self.app.audit.close();
         self.app.store.close()
     }
@@ -150,7 +175,7 @@ pub fn describe(config: &Config) -> String {
         Storage::Postgres { dsn, .. } => format!("PostgreSQL store at {}", mask_dsn(dsn)),
     };
     format!(
-        "{storage}; key {}{}; {} workers; body limit {} B on the wire, {} B inflated, {} items per batch; audit file {}, audit URL {}, trusted proxies {}",
+        "{storage}; key {}{}; {} workers; body limit {} B on the wire, {} B inflated, {} items per batch; audit file {}, audit URL {}, trusted proxies {}; history {}",
         if config.key.is_some() {
             "set (hidden)"
         } else {
@@ -179,6 +204,15 @@ pub fn describe(config: &Config) -> String {
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(",")
+        },
+        if config.history.points == 0 {
+            "off".to_owned()
+        } else {
+            format!(
+                "{} points every {}",
+                config.history.points,
+                humantime::format_duration(config.history.interval)
+            )
         },
     )
 }

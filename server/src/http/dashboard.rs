@@ -1,6 +1,14 @@
-//! The HTML dashboard at `GET /` (SPEC §3.4): gauges and counters in two tables sorted by name,
-//! values formatted for people (exact value on hover), counts, the time of the last update,
-//! self-refreshing, no external assets. Every name is HTML-escaped.
+//! The HTML dashboard at `GET /` (SPEC §3.4): a page an operator keeps open.
+//!
+//! The server renders everything: a header with counts, last write, uptime, version and store
+//! kind; gauges and counters in two tables sorted by name with a value for people (exact on
+//! hover), an inline SVG sparkline of the metric's history ([`crate::history`]) and the age of
+//! its last change. A small inline script adds a filter box (kept in `?q=` so a reload or a
+//! shared link keeps it) and refreshes the tables every few seconds by fetching the page again
+//! and swapping them in, without losing the filter. Without JavaScript the page still shows
+//! everything and reloads itself. No external assets: it works offline. Every name is escaped
+//! for HTML (which also covers the SVG `<title>`); the script only reads names through
+//! attributes and never builds markup from them.
 
 use std::fmt::Write;
 use std::time::SystemTime;
@@ -9,95 +17,340 @@ use golectra_common::metric::format_gauge;
 
 use super::App;
 use super::reply::{ApiError, Reply};
+use crate::history::{Series, Tables, unix_ms};
 
 /// Seconds between automatic refreshes of the page.
 const REFRESH_SECS: u32 = 10;
 
+/// Sparkline size in CSS pixels.
+const SPARK_W: f64 = 120.0;
+const SPARK_H: f64 = 28.0;
+
+const STYLE: &str = r#"
+:root{color-scheme:light dark;--fg:#1b2130;--muted:#667085;--line:#e6e8ee;--bg:#f6f7f9;--card:#fff;--head:#f0f2f5;--accent:#2f6fde;--spark:#2f6fde}
+@media (prefers-color-scheme:dark){:root{--fg:#e6e8ee;--muted:#98a2b3;--line:#2b3240;--bg:#0f131a;--card:#161b24;--head:#1c2230;--accent:#6ea3ff;--spark:#6ea3ff}}
+*{box-sizing:border-box}
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:var(--fg);background:var(--bg)}
+.wrap{max-width:76rem;margin:0 auto;padding:1rem}
+header{display:flex;flex-wrap:wrap;gap:.4rem 1.5rem;align-items:center;justify-content:space-between;margin-bottom:1rem}
+h1{font-size:1.35rem;margin:0;letter-spacing:.01em}
+h1 small{font-size:.8rem;font-weight:500;color:var(--muted);margin-left:.4rem}
+.facts{display:flex;flex-wrap:wrap;gap:.5rem;margin:0;padding:0;list-style:none}
+.facts li{background:var(--card);border:1px solid var(--line);border-radius:999px;padding:.15rem .7rem;color:var(--muted);white-space:nowrap}
+.facts b{color:var(--fg);font-weight:600}
+.bar{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center;margin-bottom:1rem}
+#filter{flex:1 1 16rem;max-width:28rem;font:inherit;padding:.45rem .7rem;border:1px solid var(--line);border-radius:.5rem;background:var(--card);color:var(--fg)}
+#filter:focus{outline:2px solid var(--accent);outline-offset:1px}
+#status{color:var(--muted);font-size:.85rem}
+section{background:var(--card);border:1px solid var(--line);border-radius:.75rem;margin-bottom:1rem;overflow:hidden}
+h2{font-size:1rem;margin:0;padding:.7rem 1rem;border-bottom:1px solid var(--line)}
+h2 .count{color:var(--muted);font-weight:500}
+table{border-collapse:collapse;width:100%}
+th,td{padding:.4rem 1rem;border-bottom:1px solid var(--line);text-align:left;vertical-align:middle}
+tbody tr:last-child td{border-bottom:0}
+th{background:var(--head);font-weight:600;font-size:.8rem;color:var(--muted);text-transform:uppercase;letter-spacing:.04em}
+td.n{word-break:break-all;font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.9em}
+.v{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.v{font-weight:600}
+td.s{width:1%;color:var(--spark)} td.s svg{display:block}
+td.a{color:var(--muted);white-space:nowrap;width:1%;text-align:right}
+tbody tr:hover{background:var(--head)}
+.empty{padding:.8rem 1rem;color:var(--muted);margin:0}
+footer{color:var(--muted);font-size:.8rem;text-align:center;padding:.5rem 0 1.5rem}
+footer a{color:var(--accent)}
+@media (max-width:640px){
+ .wrap{padding:.6rem}
+ thead{display:none}
+ table,tbody{display:block}
+ tr{display:grid;grid-template-columns:1fr auto;grid-template-areas:"n n" "s v" "s a";gap:.1rem .8rem;padding:.5rem .8rem;border-bottom:1px solid var(--line)}
+ tbody tr:last-child{border-bottom:0}
+ td{padding:0;border:0}
+ td.n{grid-area:n} td.v{grid-area:v;align-self:end} td.s{grid-area:s;width:auto} td.a{grid-area:a;width:auto;align-self:start;font-size:.85em}
+}
+"#;
+
+const SCRIPT: &str = r#"
+(function () {
+  var box = document.getElementById('filter');
+  var status = document.getElementById('status');
+  box.value = new URLSearchParams(location.search).get('q') || '';
+  function apply() {
+    var needle = box.value.trim().toLowerCase();
+    var shown = 0, total = 0;
+    document.querySelectorAll('#tables section').forEach(function (section) {
+      var rows = section.querySelectorAll('tbody tr'), visible = 0;
+      rows.forEach(function (row) {
+        var hit = needle === '' || row.getAttribute('data-name').indexOf(needle) >= 0;
+        row.hidden = !hit;
+        if (hit) visible++;
+      });
+      var count = section.querySelector('.count');
+      if (count) count.textContent = needle === '' ? '(' + rows.length + ')' : '(' + visible + ' of ' + rows.length + ')';
+      shown += visible; total += rows.length;
+    });
+    box.setAttribute('data-shown', shown);
+    var url = new URL(location.href);
+    if (box.value.trim() === '') url.searchParams.delete('q'); else url.searchParams.set('q', box.value);
+    history.replaceState(null, '', url.pathname + url.search + url.hash);
+  }
+  function refresh() {
+    fetch(location.pathname, {cache: 'no-store'}).then(function (r) {
+      if (!r.ok) throw new Error('HTTP ' + r.status);
+      return r.text();
+    }).then(function (text) {
+      var page = new DOMParser().parseFromString(text, 'text/html');
+      ['tables', 'facts'].forEach(function (id) {
+        var fresh = page.getElementById(id);
+        if (fresh) document.getElementById(id).replaceWith(fresh);
+      });
+      document.title = page.title;
+      apply();
+      status.textContent = 'updated ' + new Date().toLocaleTimeString();
+    }).catch(function () {
+      status.textContent = 'server unreachable, retrying';
+    });
+  }
+  box.addEventListener('input', apply);
+  apply();
+  status.textContent = 'live, refreshes every REFRESH_SECSs';
+  setInterval(refresh, REFRESH_SECS * 1000);
+})();
+"#;
+
 pub fn render(app: &App) -> Result<Reply, ApiError> {
     let snap = app.store.snapshot()?;
-    let mut html = String::with_capacity(4096 + 160 * (snap.gauges.len() + snap.counters.len()));
-    let updated = match snap.updated_at {
+    let now = SystemTime::now();
+    let now_ms = unix_ms(now);
+    let total = snap.gauges.len() + snap.counters.len();
+    let mut html = String::with_capacity(8192 + 900 * total);
+    let version = golectra_common::version::VERSION;
+    let last_write = match snap.updated_at {
         Some(at) => {
-            let ago = SystemTime::now()
-                .duration_since(at)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
+            let ago = now.duration_since(at).map(|d| d.as_secs()).unwrap_or(0);
             format!(
-                "last update {} ({} ago)",
+                "<li title=\"{}\">last write <b>{} ago</b></li>",
                 humantime::format_rfc3339_seconds(at),
                 human_age(ago)
             )
         }
-        None => "no update since start".to_owned(),
+        None => "<li>last write <b>none since start</b></li>".to_owned(),
     };
-    let uptime = human_age(app.started.elapsed().as_secs());
     let _ = write!(
         html,
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="refresh" content="{REFRESH_SECS}">
-<title>Golectra — {total} metrics</title>
-<style>
-:root{{color-scheme:light dark;--fg:#1d2330;--muted:#6b7280;--line:#e5e7eb;--bg:#fff;--head:#f3f4f6}}
-@media (prefers-color-scheme:dark){{:root{{--fg:#e5e7eb;--muted:#9ca3af;--line:#374151;--bg:#111827;--head:#1f2937}}}}
-body{{font:14px/1.4 system-ui,sans-serif;margin:0 auto;padding:1rem;max-width:72rem;color:var(--fg);background:var(--bg)}}
-header{{display:flex;flex-wrap:wrap;gap:.5rem 1.5rem;align-items:baseline;border-bottom:1px solid var(--line);padding-bottom:.5rem}}
-h1{{font-size:1.3rem;margin:0}} .muted{{color:var(--muted)}}
-section{{margin-top:1.2rem;overflow-x:auto}} h2{{font-size:1.05rem;margin:.3rem 0}}
-table{{border-collapse:collapse;width:100%}} th,td{{padding:.3rem .6rem;border-bottom:1px solid var(--line);text-align:left}}
-th{{background:var(--head);font-weight:600}} td.v{{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}}
-td.n{{word-break:break-all}}
-</style></head><body>
-<header><h1>Golectra</h1><span class="muted">{gauges} gauges · {counters} counters · {updated} · store {store} · up {uptime} · refreshes every {REFRESH_SECS}s</span></header>
+<noscript><meta http-equiv="refresh" content="{REFRESH_SECS}"></noscript>
+<title>Golectra · {total} metrics</title>
+<style>{STYLE}</style></head><body><div class="wrap">
+<header><h1>Golectra<small>v{version}</small></h1>
+<ul class="facts" id="facts"><li><b>{gauges} gauges</b></li><li><b>{counters} counters</b></li>{last_write}<li>up <b>{uptime}</b></li><li>store <b>{store}</b></li></ul></header>
+<div class="bar"><input id="filter" type="search" placeholder="Filter by name…" aria-label="Filter metrics by name" autocomplete="off" spellcheck="false"><span id="status">refreshes every {REFRESH_SECS}s</span></div>
+<main id="tables">
 "#,
-        total = snap.gauges.len() + snap.counters.len(),
         gauges = snap.gauges.len(),
         counters = snap.counters.len(),
+        uptime = human_age(app.started.elapsed().as_secs()),
         store = app.store.kind(),
     );
-    table(
-        &mut html,
-        "Gauges",
-        snap.gauges
-            .iter()
-            .map(|(n, v)| (n.as_str(), human_float(*v), format_gauge(*v))),
+    app.history.read(|history| {
+        let gauges = snap.gauges.iter().map(|(name, v)| Row {
+            name,
+            shown: human_float(*v),
+            exact: format_gauge(*v),
+            current: *v,
+            series: history.gauges.get(name.as_str()).map(Spark::from),
+        });
+        table(&mut html, "gauges", "Gauges", gauges, now_ms, history);
+        let counters = snap.counters.iter().map(|(name, v)| Row {
+            name,
+            shown: group_digits(&v.to_string()),
+            exact: v.to_string(),
+            current: *v as f64,
+            series: history.counters.get(name.as_str()).map(Spark::from),
+        });
+        table(&mut html, "counters", "Counters", counters, now_ms, history);
+    });
+    let interval = app.history.options().interval;
+    let _ = write!(
+        html,
+        "</main>\n<footer>Sparklines: the last {} samples, one every {}. <a href=\"/metrics\">/metrics</a> · <a href=\"/api/v1/snapshot\">snapshot JSON</a></footer>\n</div><script>{}</script></body></html>\n",
+        app.history.options().points,
+        humantime::format_duration(interval),
+        SCRIPT.replace("REFRESH_SECS", &REFRESH_SECS.to_string()),
     );
-    table(
-        &mut html,
-        "Counters",
-        snap.counters
-            .iter()
-            .map(|(n, v)| (n.as_str(), group_digits(&v.to_string()), v.to_string())),
-    );
-    html.push_str("</body></html>\n");
     Ok(Reply::html(html).with_header("Cache-Control", "no-store"))
+}
+
+/// A metric's history as the dashboard needs it: points as floats and the last change.
+struct Spark {
+    points: Vec<(i64, f64)>,
+    changed_at_ms: Option<i64>,
+}
+
+impl<T: Copy + Default + Into<SparkValue>> From<&Series<T>> for Spark {
+    fn from(s: &Series<T>) -> Self {
+        Self {
+            points: s.ring.iter().map(|(t, v)| (t, v.into().0)).collect(),
+            changed_at_ms: s.changed_at_ms,
+        }
+    }
+}
+
+/// Gauges and counters as plotted (an `i64` past 2^53 loses digits here, not in the tables).
+struct SparkValue(f64);
+impl From<f64> for SparkValue {
+    fn from(v: f64) -> Self {
+        Self(v)
+    }
+}
+impl From<i64> for SparkValue {
+    fn from(v: i64) -> Self {
+        Self(v as f64)
+    }
+}
+
+struct Row<'a> {
+    name: &'a str,
+    shown: String,
+    exact: String,
+    current: f64,
+    series: Option<Spark>,
 }
 
 fn table<'a>(
     html: &mut String,
+    id: &str,
     title: &str,
-    rows: impl ExactSizeIterator<Item = (&'a str, String, String)>,
+    rows: impl ExactSizeIterator<Item = Row<'a>>,
+    now_ms: i64,
+    history: &Tables,
 ) {
     let _ = write!(
         html,
-        "<section><h2>{title} <span class=\"muted\">({})</span></h2>",
+        "<section id=\"{id}\"><h2>{title} <span class=\"count\">({})</span></h2>",
         rows.len()
     );
     if rows.len() == 0 {
-        html.push_str("<p class=\"muted\">none yet</p></section>\n");
-        return;
-    }
-    html.push_str("<table><thead><tr><th>Name</th><th>Value</th></tr></thead><tbody>\n");
-    for (name, shown, exact) in rows {
-        html.push_str("<tr><td class=\"n\">");
-        escape_into(html, name);
         let _ = writeln!(
             html,
-            "</td><td class=\"v\" title=\"{exact}\">{shown}</td></tr>"
+            "<p class=\"empty\">No {id} yet: point an agent at this server or POST to /update.</p></section>"
         );
+        return;
+    }
+    html.push_str("<table><thead><tr><th>Name</th><th class=\"v\">Value</th><th>Recent</th><th class=\"v\">Changed</th></tr></thead><tbody>\n");
+    for row in rows {
+        html.push_str("<tr data-name=\"");
+        escape_into(html, &row.name.to_lowercase());
+        html.push_str("\"><td class=\"n\">");
+        escape_into(html, row.name);
+        let _ = write!(
+            html,
+            "</td><td class=\"v\" title=\"{}\">{}</td><td class=\"s\">",
+            row.exact, row.shown
+        );
+        sparkline(html, &row, now_ms);
+        html.push_str("</td><td class=\"a\"");
+        age_cell(html, &row, now_ms, history.last_sample_ms);
+        html.push_str("</td></tr>\n");
     }
     html.push_str("</tbody></table></section>\n");
+}
+
+/// The "changed" cell: how long ago the sampler saw the value change.
+fn age_cell(html: &mut String, row: &Row, now_ms: i64, last_sample_ms: Option<i64>) {
+    let last_sampled = row
+        .series
+        .as_ref()
+        .and_then(|s| s.points.last().map(|p| p.1));
+    match (&row.series, last_sampled) {
+        // Changed after the last sample, or not sampled yet.
+        (None, _) => html.push_str(" title=\"written after the last history sample\">new"),
+        (Some(_), Some(v)) if v != row.current => {
+            let since = last_sample_ms.map_or(0, |t| (now_ms - t).max(0) as u64 / 1000);
+            let _ = write!(
+                html,
+                " title=\"changed after the last history sample\">&lt; {}",
+                human_age(since + 1)
+            );
+        }
+        (Some(s), _) => match s.changed_at_ms {
+            Some(at) => {
+                let at_time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(at as u64);
+                let _ = write!(
+                    html,
+                    " title=\"{}\">{}",
+                    humantime::format_rfc3339_seconds(at_time),
+                    human_age(((now_ms - at).max(0) / 1000) as u64)
+                );
+            }
+            None => html.push_str(" title=\"unchanged since the server started\">—"),
+        },
+    }
+}
+
+/// An inline SVG polyline of the recent values plus the current one, on a time axis.
+fn sparkline(html: &mut String, row: &Row, now_ms: i64) {
+    let mut points: Vec<(i64, f64)> = row
+        .series
+        .as_ref()
+        .map(|s| s.points.clone())
+        .unwrap_or_default();
+    points.push((now_ms, row.current));
+    let (min, max) = points
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+            (lo.min(p.1), hi.max(p.1))
+        });
+    let t0 = points[0].0;
+    let span = (now_ms - t0).max(1) as f64;
+    let pad = 3.0;
+    let xy = |(t, v): (i64, f64)| {
+        let x = if points.len() == 1 {
+            SPARK_W
+        } else {
+            (t - t0) as f64 / span * SPARK_W
+        };
+        let y = if max > min {
+            SPARK_H - pad - (v - min) / (max - min) * (SPARK_H - 2.0 * pad)
+        } else {
+            SPARK_H / 2.0
+        };
+        (x.clamp(0.0, SPARK_W), y)
+    };
+    let mut line = String::with_capacity(points.len() * 12);
+    if points.len() == 1 {
+        let _ = write!(line, "0,{:.1} ", SPARK_H / 2.0);
+    }
+    for p in &points {
+        let (x, y) = xy(*p);
+        let _ = write!(line, "{x:.1},{y:.1} ");
+    }
+    let line = line.trim_end();
+    let (lx, ly) = xy(*points.last().expect("at least the current value"));
+    let _ = write!(
+        html,
+        "<svg class=\"spark\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\"><title>",
+        w = SPARK_W,
+        h = SPARK_H
+    );
+    escape_into(html, row.name);
+    let _ = write!(
+        html,
+        ": {} samples, min {}, max {}</title>{area}<polyline points=\"{line}\" fill=\"none\" stroke=\"currentColor\" stroke-width=\"1.5\" stroke-linejoin=\"round\" stroke-linecap=\"round\"/><circle cx=\"{lx:.1}\" cy=\"{ly:.1}\" r=\"2.2\" fill=\"currentColor\"/></svg>",
+        points.len(),
+        human_float(min),
+        human_float(max),
+        // A flat line needs no area under it.
+        area = if max > min {
+            format!(
+                "<polygon points=\"0,{h} {line} {lx:.1},{h}\" fill=\"currentColor\" fill-opacity=\".12\"/>",
+                h = SPARK_H
+            )
+        } else {
+            String::new()
+        },
+    );
 }
 
 /// Escapes text for HTML element content and attribute values.

@@ -9,9 +9,11 @@
 //! already received, so workers finish every request in flight before they exit.
 
 pub mod dashboard;
+pub mod metrics;
 pub mod reply;
 pub mod request;
 pub mod router;
+pub mod stats;
 
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -21,8 +23,10 @@ use std::time::Instant;
 
 use crate::audit::Audit;
 use crate::config::Limits;
+use crate::history::History;
 use crate::store::Store;
 use reply::{ApiError, Reply};
+use stats::{HttpStats, Route};
 
 /// What every handler can reach.
 pub struct App {
@@ -32,6 +36,10 @@ pub struct App {
     pub require_signature: bool,
     pub limits: Limits,
     pub started: Instant,
+    /// Traffic counters for `/metrics`.
+    pub stats: HttpStats,
+    /// Recent values of every metric, for the dashboard and `/api/v1/history`.
+    pub history: Arc<History>,
 }
 
 /// The listener and its worker pool.
@@ -93,9 +101,13 @@ fn worker_loop(server: &tiny_http::Server, app: &App) {
 fn serve(app: &App, mut request: tiny_http::Request) {
     let started = Instant::now();
     let key = app.key.as_deref();
+    let path = request.url().split('?').next().unwrap_or("/");
+    let route = Route::of(&Route::segments(path));
+    let mut read = 0;
     let (reply, accept_gzip) = match request::intake(&mut request, &app.limits, key) {
         Ok(incoming) => {
-            let routed = catch_unwind(AssertUnwindSafe(|| router::route(app, &incoming)));
+            read = incoming.wire_bytes;
+            let routed = catch_unwind(AssertUnwindSafe(|| router::route(app, &incoming, route)));
             let reply = match routed {
                 Ok(Ok(reply)) => reply,
                 Ok(Err(e)) => e.into(),
@@ -116,9 +128,12 @@ fn serve(app: &App, mut request: tiny_http::Request) {
     let method = request.method().clone();
     let peer = request.remote_addr().copied();
     let url = log::log_enabled!(log::Level::Debug).then(|| request.url().to_owned());
-    if let Err(e) = request.respond(reply.into_response(accept_gzip, key)) {
+    let response = reply.into_response(accept_gzip, key);
+    let sent = response.data_length().unwrap_or(0);
+    if let Err(e) = request.respond(response) {
         log::debug!("cannot send the response to {peer:?}: {e}");
     }
+    app.stats.request(route, status, read, sent);
     if let Some(url) = url {
         log::debug!(
             "{} {} {} {:?} {}",

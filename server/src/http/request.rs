@@ -30,6 +30,8 @@ pub struct Incoming {
     pub path: String,
     /// Uncompressed body.
     pub body: Vec<u8>,
+    /// Body bytes as received on the wire (before inflation).
+    pub wire_bytes: usize,
     /// The body carried a valid `HashSHA256`.
     pub signed: bool,
     /// The socket peer.
@@ -80,6 +82,7 @@ pub fn intake(
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
 
     let wire = read_limited(request, limits.max_body)?;
+    let wire_bytes = wire.len();
     let body = match content_encoding.as_deref() {
         None | Some("") | Some("identity") => wire,
         Some("gzip") | Some("x-gzip") => {
@@ -111,6 +114,7 @@ pub fn intake(
         method_name,
         path,
         body,
+        wire_bytes,
         signed,
         peer,
         x_real_ip,

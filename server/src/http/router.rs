@@ -12,19 +12,15 @@ use serde::de::{Deserializer, Error as _, IgnoredAny, SeqAccess, Visitor};
 use super::App;
 use super::reply::{ApiError, Reply};
 use super::request::{Incoming, Method};
+use super::stats::Route;
 use crate::store::{Batch, Value};
 
 const GET: &str = "GET, HEAD";
 const POST: &str = "POST";
 
-/// Serves one request.
-pub fn route(app: &App, req: &Incoming) -> Result<Reply, ApiError> {
-    let path = req
-        .path
-        .strip_suffix('/')
-        .filter(|p| !p.is_empty())
-        .unwrap_or(&req.path);
-    let segments: Vec<&str> = path.split('/').skip(1).collect();
+/// Serves one request addressed to `route` (see [`Route::of`]).
+pub fn route(app: &App, req: &Incoming, route: Route) -> Result<Reply, ApiError> {
+    let segments = Route::segments(&req.path);
     let is_get = matches!(req.method, Method::Get | Method::Head);
     let is_post = req.method == Method::Post;
     let allow = |ok: bool, methods: &'static str| {
@@ -34,18 +30,18 @@ pub fn route(app: &App, req: &Incoming) -> Result<Reply, ApiError> {
             Err(ApiError::method_not_allowed(&req.method_name, methods))
         }
     };
-    match segments.as_slice() {
-        [""] => {
+    match route {
+        Route::Dashboard => {
             allow(is_get, GET)?;
             super::dashboard::render(app)
         }
-        ["update"] => {
+        Route::UpdateJson => {
             allow(is_post, POST)?;
             json_update(app, req)
         }
-        ["update", rest @ ..] => {
+        Route::UpdateText => {
             allow(is_post, POST)?;
-            match rest {
+            match &segments[1..] {
                 [kind, name, value] => text_update(app, req, kind, name, value),
                 [_] | [_, ""] => Err(ApiError::not_found(
                     "missing metric name: use /update/{type}/{name}/{value}",
@@ -58,13 +54,13 @@ pub fn route(app: &App, req: &Incoming) -> Result<Reply, ApiError> {
                 )),
             }
         }
-        ["value"] => {
+        Route::ValueJson => {
             allow(is_post, POST)?;
             json_value(app, req)
         }
-        ["value", rest @ ..] => {
+        Route::ValueText => {
             allow(is_get, GET)?;
-            match rest {
+            match &segments[1..] {
                 [kind, name] => text_value(app, kind, name),
                 [_] => Err(ApiError::not_found(
                     "missing metric name: use /value/{type}/{name}",
@@ -74,20 +70,34 @@ pub fn route(app: &App, req: &Incoming) -> Result<Reply, ApiError> {
                 )),
             }
         }
-        ["updates"] => {
+        Route::Updates => {
             allow(is_post, POST)?;
             batch_update(app, req)
         }
-        ["ping"] => {
+        Route::Ping => {
             allow(is_get, GET)?;
             app.store.ping()?;
             Ok(Reply::text(200, "ok"))
         }
-        ["api", "v1", "snapshot"] => {
+        Route::Snapshot => {
             allow(is_get, GET)?;
             snapshot(app)
         }
-        _ => Err(ApiError::not_found(format!(
+        Route::Metrics => {
+            allow(is_get, GET)?;
+            super::metrics::render(app)
+        }
+        Route::History => {
+            allow(is_get, GET)?;
+            match &segments[3..] {
+                [kind, name] => history(app, kind, name),
+                [_] => Err(ApiError::not_found(
+                    "missing metric name: use /api/v1/history/{type}/{name}",
+                )),
+                _ => Err(ApiError::not_found("use /api/v1/history/{type}/{name}")),
+            }
+        }
+        Route::Other => Err(ApiError::not_found(format!(
             "no such endpoint: {}",
             req.path
         ))),
@@ -143,6 +153,7 @@ fn text_update(
         },
     };
     app.store.update(&update)?;
+    count_ingested(app, std::slice::from_ref(&update));
     app.audit.record(vec![update.name().to_owned()], req);
     Ok(Reply::text(200, "ok"))
 }
@@ -155,6 +166,49 @@ fn text_value(app: &App, kind: &str, name: &str) -> Result<Reply, ApiError> {
         Some(Value::Counter(v)) => Ok(Reply::text(200, v.to_string())),
         None => Err(not_stored(kind, &name)),
     }
+}
+
+fn count_ingested(app: &App, updates: &[Update]) {
+    for u in updates {
+        match u {
+            Update::Gauge { .. } => app.stats.ingested(1, 0),
+            Update::Counter { .. } => app.stats.ingested(0, 1),
+        }
+    }
+}
+
+/// `GET /api/v1/history/{type}/{name}`: the metric's recent points, oldest first.
+fn history(app: &App, kind: &str, name: &str) -> Result<Reply, ApiError> {
+    let kind = MetricKind::parse(&decode_segment(kind)?)?;
+    let name = path_name(name)?;
+    let Some(current) = app.store.get(kind, &name)? else {
+        return Err(not_stored(kind, &name));
+    };
+    let (points, changed_at_ms) = app.history.series(kind, &name).unwrap_or_default();
+    let options = app.history.options();
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        id: &'a str,
+        #[serde(rename = "type")]
+        kind: &'a str,
+        value: Value,
+        interval_seconds: f64,
+        capacity: usize,
+        changed_at_ms: Option<i64>,
+        points: Vec<(i64, Value)>,
+    }
+    let body = Body {
+        id: &name,
+        kind: kind.as_str(),
+        value: current,
+        interval_seconds: options.interval.as_secs_f64(),
+        capacity: options.points,
+        changed_at_ms,
+        points,
+    };
+    Ok(Reply::json(
+        serde_json::to_vec(&body).expect("numbers and strings always serialize"),
+    ))
 }
 
 fn not_stored(kind: MetricKind, name: &str) -> ApiError {
@@ -178,6 +232,7 @@ fn json_update(app: &App, req: &Incoming) -> Result<Reply, ApiError> {
     let update = metric.to_update()?;
     check_signed(app, req)?;
     let stored = app.store.update(&update)?;
+    count_ingested(app, std::slice::from_ref(&update));
     app.audit.record(vec![update.name().to_owned()], req);
     Ok(Reply::json(metric_json(update.name(), stored)))
 }
@@ -196,6 +251,10 @@ fn batch_update(app: &App, req: &Incoming) -> Result<Reply, ApiError> {
     let updates = decode_batch(&req.body, app.limits.max_batch_items)?;
     check_signed(app, req)?;
     let count = updates.len();
+    let gauges = updates
+        .iter()
+        .filter(|u| matches!(u, Update::Gauge { .. }))
+        .count();
     let batch = Batch::aggregate(updates).map_err(|e| {
         ApiError::bad_request(format!(
             "item {}: counter {:?} overflows within the batch: the sum of its deltas must stay within a 64-bit signed integer",
@@ -204,6 +263,7 @@ fn batch_update(app: &App, req: &Incoming) -> Result<Reply, ApiError> {
     })?;
     if !batch.is_empty() {
         app.store.apply(&batch)?;
+        app.stats.ingested(gauges, count - gauges);
         app.audit.record(batch.names(), req);
     }
     Ok(Reply::json(format!("{{\"updated\":{count}}}").into_bytes()))

@@ -23,6 +23,7 @@ use crossbeam_channel::{Sender, bounded, select, tick};
 use golectra_common::metric::{MetricKind, Update};
 
 use super::{Batch, Snapshot, Store, StoreError, Value, snapshot};
+use crate::exposition::{Exposition, FamilyType};
 
 /// How the memory store persists itself.
 #[derive(Debug, Clone)]
@@ -96,8 +97,20 @@ struct GroupCommit {
     done: Condvar,
 }
 
+/// Outcomes of snapshot writes, for `/metrics`.
+#[derive(Debug, Default, Clone, Copy)]
+struct SnapshotStats {
+    /// When the last successful snapshot finished, and how long it took.
+    last_success: Option<(SystemTime, Duration)>,
+    /// Metrics in the last successful snapshot.
+    last_count: usize,
+    written: u64,
+    failed: u64,
+}
+
 struct SnapshotFile {
     options: SnapshotOptions,
+    stats: Mutex<SnapshotStats>,
     /// Serializes file writes; holds the version of the last snapshot written.
     written: Mutex<u64>,
     commit: GroupCommit,
@@ -152,6 +165,7 @@ impl MemoryStore {
             tables: RwLock::new(tables),
             file: Some(SnapshotFile {
                 options,
+                stats: Mutex::default(),
                 written: Mutex::new(0),
                 commit: GroupCommit::default(),
                 stop_periodic: Mutex::new(None),
@@ -215,6 +229,7 @@ impl MemoryStore {
     fn write_snapshot(&self) -> std::io::Result<(u64, usize)> {
         let file = self.file();
         let mut written = file.written.lock().expect("poisoned");
+        let started = Instant::now();
         let (version, bytes, count) = {
             let tables = self.tables.read().expect("poisoned");
             let count = tables.gauges.len() + tables.counters.len();
@@ -225,7 +240,19 @@ impl MemoryStore {
             );
             (tables.version, bytes, count)
         };
-        snapshot::write_atomic(&file.options.path, &bytes)?;
+        let result = snapshot::write_atomic(&file.options.path, &bytes);
+        let mut stats = file.stats.lock().expect("poisoned");
+        match result {
+            Ok(()) => {
+                stats.last_success = Some((SystemTime::now(), started.elapsed()));
+                stats.last_count = count;
+                stats.written += 1;
+            }
+            Err(e) => {
+                stats.failed += 1;
+                return Err(e);
+            }
+        }
         *written = version;
         Ok((version, count))
     }
@@ -413,6 +440,46 @@ impl Store for MemoryStore {
 
     fn kind(&self) -> &'static str {
         "memory"
+    }
+
+    fn export(&self, out: &mut Exposition) {
+        let Some(file) = &self.file else {
+            return;
+        };
+        let stats = *file.stats.lock().expect("poisoned");
+        out.family(
+            "golectra_snapshot_writes_total",
+            "Snapshot files written successfully (periodic, synchronous and final).",
+            FamilyType::Counter,
+        )
+        .sample(&[], stats.written);
+        out.family(
+            "golectra_snapshot_failures_total",
+            "Snapshot writes that failed (the previous file stays in place).",
+            FamilyType::Counter,
+        )
+        .sample(&[], stats.failed);
+        if let Some((at, took)) = stats.last_success {
+            let at = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            out.family(
+                "golectra_snapshot_last_success_timestamp_seconds",
+                "When the last successful snapshot finished (unix seconds).",
+                FamilyType::Gauge,
+            )
+            .sample(&[], at.as_secs_f64());
+            out.family(
+                "golectra_snapshot_last_duration_seconds",
+                "How long the last successful snapshot took: encoding, write, fsync and rename.",
+                FamilyType::Gauge,
+            )
+            .sample(&[], took.as_secs_f64());
+            out.family(
+                "golectra_snapshot_last_metrics",
+                "Metrics in the last successful snapshot.",
+                FamilyType::Gauge,
+            )
+            .sample(&[], stats.last_count);
+        }
     }
 }
 

@@ -15,8 +15,11 @@ use std::time::SystemTime;
 
 use golectra_common::metric::{MetricKind, Update};
 
-/// The stored value of one metric.
-#[derive(Debug, Clone, Copy, PartialEq)]
+use crate::exposition::Exposition;
+
+/// The stored value of one metric (serialized as a bare JSON number).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[serde(untagged)]
 pub enum Value {
     Gauge(f64),
     Counter(i64),
@@ -74,6 +77,11 @@ pub trait Store: Send + Sync {
     fn close(&self) -> Result<(), StoreError>;
     /// A short name for logs and the dashboard: `memory` or `postgres`.
     fn kind(&self) -> &'static str;
+    /// Adds the store's own metrics to `/metrics` (snapshot timings, database retries and
+    /// errors…) under `golectra_`. The default exports nothing.
+    fn export(&self, out: &mut Exposition) {
+        let _ = out;
+    }
 }
 
 /// A validated, pre-aggregated write of several metrics.

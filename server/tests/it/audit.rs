@@ -525,3 +525,44 @@ fn the_binary_refuses_an_unusable_audit_configuration() {
         assert!(stderr.contains(setting), "{stderr}");
     }
 }
+
+#[test]
+fn audit_counters_are_exported_in_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.ndjson");
+    let s = TestServer::start_with(Backend::Memory, |c| c.audit_file = Some(file.clone()));
+    let c = s.client();
+    for i in 0..3 {
+        assert_eq!(c.post(&format!("/update/counter/c{i}/1"), b"").status, 200);
+    }
+    wait_for_lines(&file, 3);
+    // The counter moves right after the line is written: wait for it, boundedly.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut metrics = c.get("/metrics").text();
+    while !metrics.contains(r#"golectra_audit_events_delivered_total{sink="file"} 3"#)
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+        metrics = c.get("/metrics").text();
+    }
+    for line in [
+        r#"golectra_audit_events_delivered_total{sink="file"} 3"#,
+        r#"golectra_audit_events_dropped_total{sink="file"} 0"#,
+        r#"golectra_audit_events_failed_total{sink="file"} 0"#,
+        r#"golectra_audit_events_queued{sink="file"} 0"#,
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing from:\n{metrics}"
+        );
+    }
+    // Without sinks the families are absent rather than empty.
+    let plain = TestServer::start(Backend::Memory);
+    assert!(
+        !plain
+            .client()
+            .get("/metrics")
+            .text()
+            .contains("golectra_audit_events")
+    );
+}

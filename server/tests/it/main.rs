@@ -6,5 +6,6 @@ mod api;
 mod audit;
 mod cli;
 mod harness;
+mod observability;
 mod ops;
 mod persistence;

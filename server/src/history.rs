@@ -1,0 +1,398 @@
+//! A short in-memory history of every stored metric, for the dashboard's sparklines and
+//! `GET /api/v1/history/{type}/{name}`.
+//!
+//! A sampler thread reads [`Store::snapshot`] every `HISTORY_INTERVAL` and appends each value to
+//! that metric's ring of `HISTORY_POINTS` `(time, value)` points. Sampling instead of hooking the
+//! write path keeps writes untouched (no extra lock, no allocation per write), costs the same
+//! whatever the write rate is, and works for every store — PostgreSQL included, where other
+//! servers write too. The price is resolution: a change shows up at the next tick.
+//!
+//! Memory is fixed per metric: a ring is allocated once at its full size (16 bytes a point:
+//! unix milliseconds as `i64` and an `f64` or `i64` value) and never grows. Rings of metrics that
+//! left the store are dropped at the next tick.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Sender, bounded, select, tick};
+use golectra_common::metric::MetricKind;
+
+use crate::exposition::{Exporter, Exposition, FamilyType};
+use crate::store::{Snapshot, Store, Value};
+
+/// Bytes of one point: `i64` milliseconds + an 8-byte value.
+pub const POINT_BYTES: usize = 16;
+
+/// How much history to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryOptions {
+    /// Time between samples (`HISTORY_INTERVAL`, default 5 s).
+    pub interval: Duration,
+    /// Points kept per metric (`HISTORY_POINTS`, default 60); 0 turns history off.
+    pub points: usize,
+}
+
+impl Default for HistoryOptions {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(5),
+            points: 60,
+        }
+    }
+}
+
+/// A fixed-size ring of `(unix ms, value)`; the oldest point is overwritten when full.
+#[derive(Debug, Clone)]
+pub struct Ring<T> {
+    points: Box<[(i64, T)]>,
+    /// Where the next point goes.
+    next: usize,
+    len: usize,
+}
+
+impl<T: Copy + Default> Ring<T> {
+    /// A ring of `capacity` points, allocated at once.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            points: vec![(0, T::default()); capacity].into_boxed_slice(),
+            next: 0,
+            len: 0,
+        }
+    }
+
+    pub fn push(&mut self, at_ms: i64, value: T) {
+        if self.points.is_empty() {
+            return;
+        }
+        self.points[self.next] = (at_ms, value);
+        self.next = (self.next + 1) % self.points.len();
+        self.len = (self.len + 1).min(self.points.len());
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.points.len()
+    }
+
+    pub fn last(&self) -> Option<(i64, T)> {
+        (self.len > 0).then(|| {
+            let i = (self.next + self.points.len() - 1) % self.points.len();
+            self.points[i]
+        })
+    }
+
+    /// The points, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = (i64, T)> + '_ {
+        let start = (self.next + self.points.len() - self.len) % self.points.len().max(1);
+        (0..self.len).map(move |i| self.points[(start + i) % self.points.len()])
+    }
+}
+
+/// One metric's recent past.
+#[derive(Debug, Clone)]
+pub struct Series<T> {
+    pub ring: Ring<T>,
+    /// When the sampler first saw the current value (unix ms); `None` when it has not changed
+    /// since the server's first sample (restored or written before start-up finished).
+    pub changed_at_ms: Option<i64>,
+    /// The sampling round that last saw this metric.
+    seen: u64,
+}
+
+/// Every metric's series.
+#[derive(Debug, Default)]
+pub struct Tables {
+    pub gauges: HashMap<String, Series<f64>>,
+    pub counters: HashMap<String, Series<i64>>,
+    /// Sampling rounds done.
+    round: u64,
+    /// Unix ms of the last round.
+    pub last_sample_ms: Option<i64>,
+}
+
+/// A copy of one series: points `(unix ms, value)` oldest first, and when it last changed.
+pub type SeriesCopy = (Vec<(i64, Value)>, Option<i64>);
+
+/// The history of every metric, shared by the sampler (writer) and handlers (readers).
+#[derive(Debug)]
+pub struct History {
+    options: HistoryOptions,
+    tables: RwLock<Tables>,
+}
+
+impl History {
+    pub fn new(options: HistoryOptions) -> Self {
+        Self {
+            options,
+            tables: RwLock::default(),
+        }
+    }
+
+    pub fn options(&self) -> HistoryOptions {
+        self.options
+    }
+
+    /// Appends one sampling round taken at `at`: every metric of `snap` gets a point, rings of
+    /// metrics missing from `snap` are dropped.
+    pub fn record(&self, snap: &Snapshot, at: SystemTime) {
+        let points = self.options.points;
+        if points == 0 {
+            return;
+        }
+        let at_ms = unix_ms(at);
+        let mut tables = self.tables.write().expect("poisoned");
+        tables.round += 1;
+        let round = tables.round;
+        let first = round == 1;
+        record_kind(
+            &mut tables.gauges,
+            &snap.gauges,
+            at_ms,
+            round,
+            first,
+            points,
+        );
+        record_kind(
+            &mut tables.counters,
+            &snap.counters,
+            at_ms,
+            round,
+            first,
+            points,
+        );
+        tables.last_sample_ms = Some(at_ms);
+    }
+
+    /// Reads the tables (the sampler waits meanwhile: keep `f` short).
+    pub fn read<R>(&self, f: impl FnOnce(&Tables) -> R) -> R {
+        f(&self.tables.read().expect("poisoned"))
+    }
+
+    /// One metric's points (oldest first) and when it last changed, if it has a series.
+    pub fn series(&self, kind: MetricKind, name: &str) -> Option<SeriesCopy> {
+        self.read(|t| match kind {
+            MetricKind::Gauge => t.gauges.get(name).map(|s| {
+                let points = s.ring.iter().map(|(at, v)| (at, Value::Gauge(v)));
+                (points.collect(), s.changed_at_ms)
+            }),
+            MetricKind::Counter => t.counters.get(name).map(|s| {
+                let points = s.ring.iter().map(|(at, v)| (at, Value::Counter(v)));
+                (points.collect(), s.changed_at_ms)
+            }),
+        })
+    }
+
+    /// Approximate bytes held by the rings (points, not map overhead).
+    pub fn ring_bytes(&self) -> usize {
+        self.read(|t| (t.gauges.len() + t.counters.len()) * self.options.points * POINT_BYTES)
+    }
+}
+
+fn record_kind<T: Copy + Default + PartialEq>(
+    series: &mut HashMap<String, Series<T>>,
+    values: &[(String, T)],
+    at_ms: i64,
+    round: u64,
+    first: bool,
+    points: usize,
+) {
+    for (name, value) in values {
+        match series.get_mut(name.as_str()) {
+            Some(s) => {
+                if s.ring.last().is_none_or(|(_, last)| last != *value) {
+                    s.changed_at_ms = Some(at_ms);
+                }
+                s.ring.push(at_ms, *value);
+                s.seen = round;
+            }
+            None => {
+                let mut ring = Ring::new(points);
+                ring.push(at_ms, *value);
+                series.insert(
+                    name.clone(),
+                    Series {
+                        ring,
+                        changed_at_ms: (!first).then_some(at_ms),
+                        seen: round,
+                    },
+                );
+            }
+        }
+    }
+    series.retain(|_, s| s.seen == round);
+}
+
+/// Unix milliseconds of `at` (0 before 1970).
+pub fn unix_ms(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Exporter for History {
+    fn export(&self, out: &mut Exposition) {
+        let (series, last) = self.read(|t| (t.gauges.len() + t.counters.len(), t.last_sample_ms));
+        out.family(
+            "golectra_history_series",
+            "Metrics with an in-memory history ring.",
+            FamilyType::Gauge,
+        )
+        .sample(&[], series);
+        out.family(
+            "golectra_history_ring_bytes",
+            "Bytes held by the history rings' points (fixed per metric).",
+            FamilyType::Gauge,
+        )
+        .sample(&[], series * self.options.points * POINT_BYTES);
+        if let Some(ms) = last {
+            out.family(
+                "golectra_history_last_sample_timestamp_seconds",
+                "When the history sampler last read the store.",
+                FamilyType::Gauge,
+            )
+            .sample(&[], ms as f64 / 1000.0);
+        }
+    }
+}
+
+/// The sampler thread; stopped by [`Sampler::stop`].
+pub struct Sampler {
+    stop: Sender<()>,
+    handle: JoinHandle<()>,
+}
+
+impl Sampler {
+    /// Samples once now, then every interval, until stopped. Returns `None` when history is off.
+    pub fn spawn(history: Arc<History>, store: Arc<dyn Store>) -> std::io::Result<Option<Self>> {
+        let options = history.options();
+        if options.points == 0 {
+            return Ok(None);
+        }
+        let (stop, stopped) = bounded::<()>(1);
+        let handle = std::thread::Builder::new()
+            .name("history".into())
+            .spawn(move || {
+                let ticker = tick(options.interval);
+                let sample = || match store.snapshot() {
+                    Ok(snap) => history.record(&snap, SystemTime::now()),
+                    Err(e) => log::debug!("history: cannot read the store: {e}"),
+                };
+                sample();
+                loop {
+                    select! {
+                        recv(ticker) -> _ => sample(),
+                        recv(stopped) -> _ => return,
+                    }
+                }
+            })?;
+        Ok(Some(Self { stop, handle }))
+    }
+
+    pub fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.handle.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(gauges: &[(&str, f64)], counters: &[(&str, i64)]) -> Snapshot {
+        Snapshot {
+            gauges: gauges.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+            counters: counters.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+            updated_at: None,
+        }
+    }
+
+    fn at(ms: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn ring_keeps_the_newest_points_in_order() {
+        let mut ring = Ring::<i64>::new(3);
+        assert_eq!(ring.iter().count(), 0);
+        assert_eq!(ring.last(), None);
+        for i in 0..10 {
+            ring.push(i, i * 10);
+        }
+        assert_eq!(ring.iter().collect::<Vec<_>>(), [(7, 70), (8, 80), (9, 90)]);
+        assert_eq!(ring.last(), Some((9, 90)));
+        let mut empty = Ring::<f64>::new(0);
+        empty.push(1, 1.0);
+        assert!(empty.is_empty());
+    }
+
+    #[test]
+    fn history_stays_bounded_under_many_updates() {
+        let history = History::new(HistoryOptions {
+            interval: Duration::from_secs(5),
+            points: 60,
+        });
+        for round in 0..10_000u64 {
+            history.record(
+                &snap(
+                    &[("a", round as f64), ("b", 1.0)],
+                    &[("c", round as i64 * 3)],
+                ),
+                at(round * 5000),
+            );
+        }
+        history.read(|t| {
+            for s in t.gauges.values() {
+                assert_eq!((s.ring.len(), s.ring.capacity()), (60, 60));
+            }
+            let c = &t.counters["c"];
+            assert_eq!((c.ring.len(), c.ring.capacity()), (60, 60));
+            assert_eq!(c.ring.last(), Some((9999 * 5000, 9999 * 3)));
+            // "b" never changed after the first round, "a" changed at every round.
+            assert_eq!(t.gauges["b"].changed_at_ms, None);
+            assert_eq!(t.gauges["a"].changed_at_ms, Some(9999 * 5000));
+        });
+        let (points, _) = history.series(MetricKind::Gauge, "a").unwrap();
+        let times: Vec<i64> = points.iter().map(|p| p.0).collect();
+        assert_eq!(points.last(), Some(&(9999 * 5000, Value::Gauge(9999.0))));
+        let expected: Vec<i64> = (9940..10_000).map(|r| r * 5000).collect();
+        assert_eq!(times, expected);
+        assert_eq!(history.ring_bytes(), 3 * 60 * POINT_BYTES);
+    }
+
+    #[test]
+    fn vanished_metrics_are_dropped_and_kinds_are_separate() {
+        let history = History::new(HistoryOptions::default());
+        history.record(&snap(&[("x", 1.0), ("gone", 2.0)], &[("x", 5)]), at(0));
+        history.record(&snap(&[("x", 1.5), ("new", 0.0)], &[("x", 5)]), at(5000));
+        assert!(history.series(MetricKind::Gauge, "gone").is_none());
+        let (points, changed) = history.series(MetricKind::Gauge, "x").unwrap();
+        let expected = vec![(0, Value::Gauge(1.0)), (5000, Value::Gauge(1.5))];
+        assert_eq!((points, changed), (expected, Some(5000)));
+        let (points, changed) = history.series(MetricKind::Counter, "x").unwrap();
+        let expected = vec![(0, Value::Counter(5)), (5000, Value::Counter(5))];
+        assert_eq!((points, changed), (expected, None));
+        // A metric first seen after the first round changed when it was first seen.
+        assert_eq!(
+            history.series(MetricKind::Gauge, "new").unwrap().1,
+            Some(5000)
+        );
+    }
+
+    #[test]
+    fn zero_points_turns_history_off() {
+        let history = History::new(HistoryOptions {
+            interval: Duration::from_secs(1),
+            points: 0,
+        });
+        history.record(&snap(&[("x", 1.0)], &[]), at(0));
+        assert!(history.series(MetricKind::Gauge, "x").is_none());
+    }
+}

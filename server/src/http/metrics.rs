@@ -1,0 +1,92 @@
+//! `GET /metrics` (SPEC §3.5): the server's own families, the process, then every stored metric
+//! under the name [`export_names`] gives it, in the Prometheus text format.
+//!
+//! Stored counters are typed `gauge`: a Golectra counter is a running total of deltas that may
+//! be negative, and a Prometheus `counter` that goes down is read as a process restart by
+//! `rate()`. Counters that only go up still work with `rate()` and `increase()`.
+
+use std::time::UNIX_EPOCH;
+
+use crate::exposition::{ExportedName, Exporter, Exposition, FamilyType, export_names};
+use crate::process::ProcessExporter;
+
+use super::App;
+use super::reply::{ApiError, PROMETHEUS, Reply};
+
+pub fn render(app: &App) -> Result<Reply, ApiError> {
+    let snap = app.store.snapshot()?;
+    let mut out = Exposition::with_capacity(64 + snap.gauges.len() + snap.counters.len());
+
+    let version = golectra_common::version::VERSION;
+    let commit = golectra_common::version::COMMIT;
+    out.family(
+        "golectra_build_info",
+        "Version and commit of the running server; always 1.",
+        FamilyType::Gauge,
+    )
+    .sample(
+        &[
+            ("version", version),
+            ("commit", commit),
+            ("store", app.store.kind()),
+        ],
+        1u64,
+    );
+    app.stats.export(&mut out);
+    out.family(
+        "golectra_metrics_stored",
+        "Metrics in the store, by type.",
+        FamilyType::Gauge,
+    )
+    .sample(&[("type", "gauge")], snap.gauges.len())
+    .sample(&[("type", "counter")], snap.counters.len());
+    if let Some(at) = snap.updated_at {
+        let at = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+        out.family(
+            "golectra_last_write_timestamp_seconds",
+            "When this server last applied a write (unix seconds).",
+            FamilyType::Gauge,
+        )
+        .sample(&[], at.as_secs_f64());
+    }
+    // Extension points: each source writes its own families.
+    let exporters: [&dyn Exporter; 3] = [&app.audit, &*app.history, &ProcessExporter];
+    app.store.export(&mut out);
+    for exporter in exporters {
+        exporter.export(&mut out);
+    }
+
+    let gauge_names: Vec<&str> = snap.gauges.iter().map(|(n, _)| n.as_str()).collect();
+    let counter_names: Vec<&str> = snap.counters.iter().map(|(n, _)| n.as_str()).collect();
+    let (gauge_names, counter_names) = export_names(&gauge_names, &counter_names);
+    for ((name, value), exported) in snap.gauges.iter().zip(&gauge_names) {
+        stored(&mut out, exported, name, "gauge", "", *value);
+    }
+    for ((name, value), exported) in snap.counters.iter().zip(&counter_names) {
+        let note = " (a running total that may decrease, hence typed gauge)";
+        stored(&mut out, exported, name, "counter", note, *value);
+    }
+    Ok(Reply {
+        status: 200,
+        content_type: PROMETHEUS,
+        body: out.into_string().into_bytes(),
+        headers: vec![("Cache-Control", "no-store".into())],
+    })
+}
+
+fn stored(
+    out: &mut Exposition,
+    exported: &ExportedName,
+    name: &str,
+    kind: &str,
+    note: &str,
+    value: impl Into<crate::exposition::SampleValue>,
+) {
+    let help = format!("Golectra {kind} {name:?}{note}.");
+    let mut family = out.family(&exported.name, &help, FamilyType::Gauge);
+    if exported.suffixed {
+        family.sample(&[("name", name)], value);
+    } else {
+        family.sample(&[], value);
+    }
+}

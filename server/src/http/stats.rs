@@ -1,0 +1,245 @@
+//! Traffic counters of the HTTP layer for `/metrics`: requests by route and status code, body
+//! bytes in and out, samples ingested by type.
+//!
+//! Routes are a closed set ([`Route`]), never raw paths, so the number of series is bounded
+//! whatever clients send. Counting is a few relaxed atomic additions per request into arrays
+//! sized at start — no lock and no allocation on the request path.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::exposition::{Exporter, Exposition, FamilyType};
+
+/// The endpoint a request addressed, by the shape of its path (the method does not matter: a
+/// `GET /update` is counted on `/update` with its 405).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Dashboard,
+    UpdateText,
+    UpdateJson,
+    ValueText,
+    ValueJson,
+    Updates,
+    Ping,
+    Snapshot,
+    History,
+    Metrics,
+    /// Any path that is not an endpoint (404).
+    Other,
+}
+
+impl Route {
+    pub const ALL: [Route; 11] = [
+        Route::Dashboard,
+        Route::UpdateText,
+        Route::UpdateJson,
+        Route::ValueText,
+        Route::ValueJson,
+        Route::Updates,
+        Route::Ping,
+        Route::Snapshot,
+        Route::History,
+        Route::Metrics,
+        Route::Other,
+    ];
+
+    /// The `route` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Route::Dashboard => "/",
+            Route::UpdateText => "/update/{type}/{name}/{value}",
+            Route::UpdateJson => "/update",
+            Route::ValueText => "/value/{type}/{name}",
+            Route::ValueJson => "/value",
+            Route::Updates => "/updates",
+            Route::Ping => "/ping",
+            Route::Snapshot => "/api/v1/snapshot",
+            Route::History => "/api/v1/history/{type}/{name}",
+            Route::Metrics => "/metrics",
+            Route::Other => "other",
+        }
+    }
+
+    /// Splits a path (without query) into segments, ignoring one trailing slash.
+    pub fn segments(path: &str) -> Vec<&str> {
+        let path = path
+            .strip_suffix('/')
+            .filter(|p| !p.is_empty())
+            .unwrap_or(path);
+        path.split('/').skip(1).collect()
+    }
+
+    /// The route of a path's segments. The router dispatches on this, so the label always names
+    /// the handler that answered.
+    pub fn of(segments: &[&str]) -> Self {
+        match segments {
+            [""] => Route::Dashboard,
+            ["update"] => Route::UpdateJson,
+            ["update", ..] => Route::UpdateText,
+            ["value"] => Route::ValueJson,
+            ["value", ..] => Route::ValueText,
+            ["updates"] => Route::Updates,
+            ["ping"] => Route::Ping,
+            ["metrics"] => Route::Metrics,
+            ["api", "v1", "snapshot"] => Route::Snapshot,
+            ["api", "v1", "history", ..] => Route::History,
+            _ => Route::Other,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Status codes 100–599, one slot each.
+const CODES: usize = 500;
+
+/// The counters; one instance per server.
+#[derive(Debug)]
+pub struct HttpStats {
+    /// `Route::ALL.len() × CODES` request counts.
+    requests: Box<[AtomicU64]>,
+    request_bytes: [AtomicU64; Route::ALL.len()],
+    response_bytes: [AtomicU64; Route::ALL.len()],
+    gauges_ingested: AtomicU64,
+    counters_ingested: AtomicU64,
+}
+
+impl Default for HttpStats {
+    fn default() -> Self {
+        Self {
+            requests: (0..Route::ALL.len() * CODES)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            request_bytes: Default::default(),
+            response_bytes: Default::default(),
+            gauges_ingested: AtomicU64::new(0),
+            counters_ingested: AtomicU64::new(0),
+        }
+    }
+}
+
+impl HttpStats {
+    /// Counts one answered request: its route, status, body bytes read and sent on the wire.
+    pub fn request(&self, route: Route, status: u16, read: usize, sent: usize) {
+        let code = usize::from(status.clamp(100, 599)) - 100;
+        self.requests[route.index() * CODES + code].fetch_add(1, Relaxed);
+        self.request_bytes[route.index()].fetch_add(read as u64, Relaxed);
+        self.response_bytes[route.index()].fetch_add(sent as u64, Relaxed);
+    }
+
+    /// Counts samples written to the store (batch items before aggregation).
+    pub fn ingested(&self, gauges: usize, counters: usize) {
+        if gauges > 0 {
+            self.gauges_ingested.fetch_add(gauges as u64, Relaxed);
+        }
+        if counters > 0 {
+            self.counters_ingested.fetch_add(counters as u64, Relaxed);
+        }
+    }
+}
+
+impl Exporter for HttpStats {
+    fn export(&self, out: &mut Exposition) {
+        let mut family = out.family(
+            "golectra_http_requests_total",
+            "HTTP requests answered, by route and status code.",
+            FamilyType::Counter,
+        );
+        let mut served = [false; Route::ALL.len()];
+        for route in Route::ALL {
+            for code in 0..CODES {
+                let n = self.requests[route.index() * CODES + code].load(Relaxed);
+                if n > 0 {
+                    served[route.index()] = true;
+                    let code = (code + 100).to_string();
+                    family.sample(&[("route", route.label()), ("code", &code)], n);
+                }
+            }
+        }
+        for (name, help, bytes) in [
+            (
+                "golectra_http_request_body_bytes_total",
+                "Request body bytes read, as sent on the wire (before gzip inflation), by route.",
+                &self.request_bytes,
+            ),
+            (
+                "golectra_http_response_body_bytes_total",
+                "Response body bytes sent, as sent on the wire (after gzip), by route.",
+                &self.response_bytes,
+            ),
+        ] {
+            let mut family = out.family(name, help, FamilyType::Counter);
+            for route in Route::ALL.into_iter().filter(|r| served[r.index()]) {
+                family.sample(
+                    &[("route", route.label())],
+                    bytes[route.index()].load(Relaxed),
+                );
+            }
+        }
+        out.family(
+            "golectra_samples_ingested_total",
+            "Metric samples written to the store, by type (batch items count one each).",
+            FamilyType::Counter,
+        )
+        .sample(&[("type", "gauge")], self.gauges_ingested.load(Relaxed))
+        .sample(&[("type", "counter")], self.counters_ingested.load(Relaxed));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_a_closed_set() {
+        let cases = [
+            ("/", Route::Dashboard),
+            ("/update", Route::UpdateJson),
+            ("/update/", Route::UpdateJson),
+            ("/update/gauge/x/1", Route::UpdateText),
+            ("/update/gauge", Route::UpdateText),
+            ("/value/", Route::ValueJson),
+            ("/value/counter/x", Route::ValueText),
+            ("/updates/", Route::Updates),
+            ("/ping", Route::Ping),
+            ("/metrics/", Route::Metrics),
+            ("/api/v1/snapshot", Route::Snapshot),
+            ("/api/v1/history/gauge/x", Route::History),
+            ("/wp-admin/login.php", Route::Other),
+            ("/api/v1/snapshot/x", Route::Other),
+        ];
+        for (path, route) in cases {
+            assert_eq!(Route::of(&Route::segments(path)), route, "{path}");
+        }
+        for (i, route) in Route::ALL.iter().enumerate() {
+            assert_eq!(route.index(), i);
+        }
+    }
+
+    #[test]
+    fn counts_by_route_and_code() {
+        let stats = HttpStats::default();
+        stats.request(Route::UpdateText, 200, 0, 2);
+        stats.request(Route::UpdateText, 200, 0, 2);
+        stats.request(Route::UpdateText, 400, 0, 30);
+        stats.request(Route::Other, 999, 5, 1);
+        stats.ingested(2, 0);
+        let mut out = Exposition::new();
+        stats.export(&mut out);
+        let text = out.into_string();
+        for line in [
+            "golectra_http_requests_total{route=\"/update/{type}/{name}/{value}\",code=\"200\"} 2\n",
+            "golectra_http_requests_total{route=\"/update/{type}/{name}/{value}\",code=\"400\"} 1\n",
+            "golectra_http_requests_total{route=\"other\",code=\"599\"} 1\n",
+            "golectra_http_response_body_bytes_total{route=\"/update/{type}/{name}/{value}\"} 34\n",
+            "golectra_http_request_body_bytes_total{route=\"other\"} 5\n",
+            "golectra_samples_ingested_total{type=\"gauge\"} 2\n",
+            "golectra_samples_ingested_total{type=\"counter\"} 0\n",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
+        // Routes without traffic have no series.
+        assert!(!text.contains("route=\"/ping\""), "{text}");
+    }
+}
