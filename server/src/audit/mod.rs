@@ -495,6 +495,52 @@ impl Throttle {
     }
 }
 
+/// The audit counters in `/metrics`, one sample per configured sink (nothing without sinks):
+/// `golectra_audit_events_{delivered,dropped,failed}_total{sink}` and
+/// `golectra_audit_events_queued{sink}`.
+impl crate::exposition::Exporter for Audit {
+    fn export(&self, out: &mut crate::exposition::Exposition) {
+        use crate::exposition::FamilyType::{Counter, Gauge};
+        let stats = self.stats();
+        if stats.is_empty() {
+            return;
+        }
+        type Column = fn(&SinkStats) -> u64;
+        let families: [(&str, &str, _, Column); 4] = [
+            (
+                "golectra_audit_events_delivered_total",
+                "Audit events the sink accepted.",
+                Counter,
+                |s| s.delivered,
+            ),
+            (
+                "golectra_audit_events_dropped_total",
+                "Audit events discarded without an attempt (queue full or shutdown deadline).",
+                Counter,
+                |s| s.dropped,
+            ),
+            (
+                "golectra_audit_events_failed_total",
+                "Audit events whose delivery failed.",
+                Counter,
+                |s| s.failed,
+            ),
+            (
+                "golectra_audit_events_queued",
+                "Audit events waiting in the sink's queue.",
+                Gauge,
+                |s| s.queued as u64,
+            ),
+        ];
+        for (name, help, kind, value) in families {
+            let mut family = out.family(name, help, kind);
+            for sink in &stats {
+                family.sample(&[("sink", &sink.name)], value(sink));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -550,50 +596,5 @@ mod tests {
         assert_eq!(t.allow(), None);
         t.last = Some(Instant::now() - WARN_EVERY);
         assert_eq!(t.allow(), Some(2));
-    }
-}
-
-/// The audit counters in `/metrics`, one sample per configured sink (nothing without sinks):
-/// `golectra_audit_events_{delivered,dropped,failed}_total{sink}` and
-/// `golectra_audit_events_queued{sink}`.
-impl crate::exposition::Exporter for Audit {
-    fn export(&self, out: &mut crate::exposition::Exposition) {
-        use crate::exposition::FamilyType::{Counter, Gauge};
-        let stats = self.stats();
-        if stats.is_empty() {
-            return;
-        }
-        let families: [(&str, &str, _, fn(&SinkStats) -> u64); 4] = [
-            (
-                "golectra_audit_events_delivered_total",
-                "Audit events the sink accepted.",
-                Counter,
-                |s| s.delivered,
-            ),
-            (
-                "golectra_audit_events_dropped_total",
-                "Audit events discarded without an attempt (queue full or shutdown deadline).",
-                Counter,
-                |s| s.dropped,
-            ),
-            (
-                "golectra_audit_events_failed_total",
-                "Audit events whose delivery failed.",
-                Counter,
-                |s| s.failed,
-            ),
-            (
-                "golectra_audit_events_queued",
-                "Audit events waiting in the sink's queue.",
-                Gauge,
-                |s| s.queued as u64,
-            ),
-        ];
-        for (name, help, kind, value) in families {
-            let mut family = out.family(name, help, kind);
-            for sink in &stats {
-                family.sample(&[("sink", &sink.name)], value(sink));
-            }
-        }
     }
 }
