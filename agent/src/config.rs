@@ -50,7 +50,8 @@ pub static SETTINGS: &[Setting] = &[
     },
 ];
 
-const INTRO: &str = "Golectra agent: samples process and host metrics and pushes them to a Golectra server.";
+const INTRO: &str =
+    "Golectra agent: samples process and host metrics and pushes them to a Golectra server.";
 
 /// Most sender workers accepted; more would only open more idle connections.
 const MAX_RATE_LIMIT: u64 = 64;
@@ -280,7 +281,10 @@ mod tests {
         let Command::Version(v) = Config::from_sources(["--version"], |_| None).unwrap() else {
             panic!("--version")
         };
-        assert!(v.starts_with("golectra-agent ") && v.contains("commit"), "{v}");
+        assert!(
+            v.starts_with("golectra-agent ") && v.contains("commit"),
+            "{v}"
+        );
     }
 
     #[test]

@@ -66,7 +66,11 @@ fn run(config: &Config) -> anyhow::Result<()> {
     notifier.stopping();
     log::info!(
         "received {}: stopping polls, sending the final report",
-        if signal == SIGINT { "SIGINT" } else { "SIGTERM" }
+        if signal == SIGINT {
+            "SIGINT"
+        } else {
+            "SIGTERM"
+        }
     );
     pipeline.shutdown();
     Ok(())

@@ -21,7 +21,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use crossbeam_channel::{Receiver, Sender as ChannelSender, TrySendError, bounded, never, select, tick};
+use crossbeam_channel::{
+    Receiver, Sender as ChannelSender, TrySendError, bounded, never, select, tick,
+};
 use golectra_common::notify::Notifier;
 
 use crate::accumulator::{Accumulator, Batch, Name, Sample};
@@ -64,7 +66,9 @@ impl Pipeline {
         let poll = config.poll_interval;
         let (tx, stop_rx) = (samples_tx.clone(), stop.clone());
         threads.push(spawn("poll-runtime", move || {
-            poll_loop(poll, true, tx, stop_rx, || runtime::poll(THREAD_STACK as u64))
+            poll_loop(poll, true, tx, stop_rx, || {
+                runtime::poll(THREAD_STACK as u64)
+            })
         })?);
         let (tx, stop_rx, mut host) = (samples_tx, stop.clone(), host);
         // CPU usage needs a period to measure: the host's first sample comes after one interval.
@@ -73,8 +77,12 @@ impl Pipeline {
         })?);
 
         for i in 1..=config.rate_limit {
-            let (batches, returns, stop, sender) =
-                (batches.clone(), returns_tx.clone(), stop.clone(), sender.clone());
+            let (batches, returns, stop, sender) = (
+                batches.clone(),
+                returns_tx.clone(),
+                stop.clone(),
+                sender.clone(),
+            );
             threads.push(spawn(&format!("sender-{i}"), move || {
                 send_loop(&sender, &batches, &returns, &stop)
             })?);
@@ -163,7 +171,10 @@ fn send_loop(
         match sender.deliver(&batch, &limits) {
             Outcome::Delivered => log::debug!("report of {} metrics delivered", batch.len()),
             Outcome::Rejected(why) => {
-                log::warn!("report of {} metrics refused and dropped: {why}", batch.len());
+                log::warn!(
+                    "report of {} metrics refused and dropped: {why}",
+                    batch.len()
+                );
             }
             Outcome::Failed { error, undelivered } => {
                 log::warn!(
@@ -196,7 +207,8 @@ impl Scheduler {
         let report = tick(self.report_interval);
         let watchdog = self.notifier.watchdog_interval().map_or(never(), tick);
         // A watchdog ping vouches for the pollers: it is only sent while samples keep coming.
-        let stale_after = self.poll_interval * 3 + self.notifier.watchdog_interval().unwrap_or_default();
+        let stale_after =
+            self.poll_interval * 3 + self.notifier.watchdog_interval().unwrap_or_default();
         let mut last_sample: Option<Instant> = None;
         loop {
             select! {

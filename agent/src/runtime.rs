@@ -223,7 +223,12 @@ mod tests {
             .unwrap()
             .1;
         assert!((0.0..1.0).contains(&random));
-        let mallocs = sample.gauges.iter().find(|(n, _)| *n == "Mallocs").unwrap().1;
+        let mallocs = sample
+            .gauges
+            .iter()
+            .find(|(n, _)| *n == "Mallocs")
+            .unwrap()
+            .1;
         assert!(mallocs > 0.0, "the counting allocator is installed");
     }
 }
