@@ -223,11 +223,15 @@ impl Scheduler {
                     }
                     Err(_) => break,
                 },
-                recv(self.returns) -> undelivered => {
-                    if let Ok(undelivered) = undelivered {
-                        self.acc.restore(undelivered);
+                recv(self.returns) -> undelivered => match undelivered {
+                    Ok(undelivered) => self.acc.restore(undelivered),
+                    Err(_) => {
+                        // Only a panic ends a sender before shutdown; stop listening so the
+                        // loop does not spin on the closed channel.
+                        log::error!("every sender thread has stopped: reports cannot be sent");
+                        self.returns = never();
                     }
-                }
+                },
                 recv(report) -> _ => self.report(),
                 recv(watchdog) -> _ => {
                     if last_sample.is_some_and(|at| at.elapsed() <= stale_after) {

@@ -152,14 +152,20 @@ impl Sender {
                         self.server
                     );
                 }
-                self.deliver_one_by_one(&metrics, limits)
+                self.deliver_one_by_one(batch, &metrics, limits)
             }
         }
     }
 
     /// The fallback for servers without `/updates/`. Stops at the first metric that cannot be
     /// delivered and returns the counters from there on; refused metrics are dropped.
-    fn deliver_one_by_one(&self, metrics: &[Metric<'static>], limits: &Limits) -> Outcome {
+    /// `metrics` is `batch` as [`to_metrics`] lays it out: gauges first, then counters.
+    fn deliver_one_by_one(
+        &self,
+        batch: &Batch,
+        metrics: &[Metric<'_>],
+        limits: &Limits,
+    ) -> Outcome {
         let mut rejected = Vec::new();
         for (i, metric) in metrics.iter().enumerate() {
             let body = serde_json::to_vec(metric).expect("metrics always serialize");
@@ -170,12 +176,10 @@ impl Sender {
                     rejected.push(format!("{}: /update/ answered {status}", metric.id))
                 }
                 Attempt::Transient(error) => {
+                    let first_counter = i.saturating_sub(batch.gauges.len());
                     return Outcome::Failed {
                         error,
-                        undelivered: metrics[i..]
-                            .iter()
-                            .filter_map(|m| Some((static_name(&m.id)?, m.delta?)))
-                            .collect(),
+                        undelivered: batch.counters[first_counter..].to_vec(),
                     };
                 }
             }
@@ -270,14 +274,6 @@ fn to_metrics(batch: &Batch) -> Vec<Metric<'static>> {
         .collect()
 }
 
-/// Recovers the `'static` name of a metric built by [`to_metrics`].
-fn static_name(id: &std::borrow::Cow<'static, str>) -> Option<Name> {
-    match id {
-        std::borrow::Cow::Borrowed(name) => Some(name),
-        std::borrow::Cow::Owned(_) => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,8 +289,6 @@ mod tests {
             json,
             r#"[{"id":"Alloc","type":"gauge","value":1.5},{"id":"PollCount","type":"counter","delta":3}]"#
         );
-        let metrics = to_metrics(&batch);
-        assert_eq!(static_name(&metrics[1].id), Some("PollCount"));
     }
 
     #[test]
