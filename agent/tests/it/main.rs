@@ -4,4 +4,5 @@
 mod cli;
 mod fakes;
 mod harness;
+mod notify;
 mod server;

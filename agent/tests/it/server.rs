@@ -89,7 +89,8 @@ fn poll_count_is_exact_across_a_server_outage() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), "127.0.0.1:0", &["-f", "db.json"]);
     let listen = server.addr.to_string();
-    let mut agent = Agent::start(&[&["-a", &server.url()][..], FAST].concat());
+    // Two senders: two failing reports at once must both hand their deltas back.
+    let mut agent = Agent::start(&[&["-a", &server.url(), "-l", "2"][..], FAST].concat());
     eventually(WAIT, || server.snapshot().counter("PollCount")).expect("first reports");
     // The final snapshot keeps what was delivered so far.
     server.stop();
