@@ -1,1 +1,77 @@
-fn main() {}
+//! `golectra-agent`: samples runtime and host metrics and pushes them to a Golectra server.
+//! Exit codes: 0 clean stop, 2 bad configuration, 1 any other fatal error.
+
+mod accumulator;
+mod alloc;
+mod config;
+mod host;
+mod pipeline;
+mod runtime;
+mod sender;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context;
+use golectra_common::notify::Notifier;
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+use crate::config::{Command, Config};
+
+/// Every heap allocation of the process goes through this counter (see [`alloc`]).
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting::new();
+
+fn main() -> ExitCode {
+    let config = match Config::from_sources(std::env::args_os().skip(1), |k| std::env::var(k).ok())
+    {
+        Ok(Command::Run(config)) => config,
+        Ok(Command::Help(text) | Command::Version(text)) => {
+            println!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("golectra-agent: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    golectra_common::logging::init("info");
+    match run(&config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: &Config) -> anyhow::Result<()> {
+    // Signals are registered before any thread exists, so every thread inherits the mask.
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .context("cannot register signal handlers")?;
+    log::info!(
+        "{} starting: {}",
+        golectra_common::version::line("golectra-agent"),
+        config.describe()
+    );
+    let notifier = Arc::new(Notifier::from_env());
+    let pipeline = pipeline::Pipeline::start(config, notifier.clone())?;
+    let signal = signals.forever().next().unwrap_or(SIGTERM);
+    // A second signal ends the process at once, without the final report.
+    for sig in [SIGTERM, SIGINT] {
+        signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::new(AtomicBool::new(true)))
+            .context("cannot register the second-signal handler")?;
+    }
+    notifier.stopping();
+    log::info!(
+        "received {}: stopping polls, sending the final report",
+        if signal == SIGINT {
+            "SIGINT"
+        } else {
+            "SIGTERM"
+        }
+    );
+    pipeline.shutdown();
+    Ok(())
+}

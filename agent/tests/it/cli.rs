@@ -1,0 +1,67 @@
+//! The command line of the real binary: help, version, bad configuration.
+
+use std::process::{Command, Stdio};
+
+use crate::harness::agent_binary;
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(agent_binary())
+        .args(args)
+        .env_remove("ADDRESS")
+        .env_remove("REPORT_INTERVAL")
+        .env_remove("POLL_INTERVAL")
+        .env_remove("RATE_LIMIT")
+        .env_remove("KEY")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run agent");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn help_lists_every_setting() {
+    let (code, out, _) = run(&["--help"], &[]);
+    assert_eq!(code, 0);
+    for needle in [
+        "ADDRESS",
+        "http://localhost:8080",
+        "KEY",
+        "REPORT_INTERVAL",
+        "POLL_INTERVAL",
+        "RATE_LIMIT",
+        "--report-interval",
+    ] {
+        assert!(out.contains(needle), "{needle}: {out}");
+    }
+}
+
+#[test]
+fn version_names_the_program() {
+    let (code, out, _) = run(&["--version"], &[]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("golectra-agent ") && out.contains("commit"),
+        "{out}"
+    );
+}
+
+#[test]
+fn bad_configuration_exits_2_with_one_line() {
+    for (args, env, setting) in [
+        (&["-r", "0"][..], &[][..], "REPORT_INTERVAL"),
+        (&[], &[("POLL_INTERVAL", "never")], "POLL_INTERVAL"),
+        (&["-l", "0"], &[], "RATE_LIMIT"),
+        (&["-a", "https://example.org:443"], &[], "ADDRESS"),
+        (&["--frequency", "3"], &[], "--frequency"),
+    ] {
+        let (code, _, err) = run(args, env);
+        assert_eq!(code, 2, "{args:?} {env:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(setting), "{args:?}: {err}");
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests of `golectra-agent` against the real `golectra-server` binary and, where a
+//! misbehaving server is needed, fake tiny_http servers.
+
+mod cli;
+mod fakes;
+mod harness;
+mod notify;
+mod server;

@@ -1,0 +1,163 @@
+//! The agent against the real `golectra-server`: every metric arrives and moves, `PollCount` is
+//! exact across an outage and at shutdown, signatures.
+
+use std::time::Duration;
+
+use crate::harness::*;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// The gauges that must change while the agent works.
+const MOVING: [&str; 9] = [
+    "Alloc",
+    "Frees",
+    "HeapAlloc",
+    "HeapIdle",
+    "HeapInuse",
+    "HeapObjects",
+    "Mallocs",
+    "TotalAlloc",
+    "RandomValue",
+];
+
+#[test]
+fn every_metric_arrives_and_the_allocator_gauges_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "127.0.0.1:0", &[]);
+    let mut agent = Agent::start(&[&["-a", &server.url()][..], FAST].concat());
+    let expected = expected_gauges();
+    let first = eventually(WAIT, || {
+        let snap = server.snapshot();
+        let mut names = snap.gauge_names();
+        names.sort();
+        (names == expected && snap.counter("PollCount").is_some()).then_some(snap)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "expected gauges {expected:?}, server has {:?}",
+            server.snapshot().gauge_names()
+        )
+    });
+    // A few reports later every moving metric has a new value.
+    std::thread::sleep(Duration::from_millis(1000));
+    let second = server.snapshot();
+    for name in MOVING {
+        assert_ne!(first.gauge(name), second.gauge(name), "{name} did not move");
+    }
+    assert!(second.counter("PollCount") > first.counter("PollCount"));
+    for name in ["Mallocs", "Frees", "TotalAlloc"] {
+        assert!(second.gauge(name) > first.gauge(name), "{name} must grow");
+    }
+    for (name, zero) in [
+        ("NumGC", 0.0),
+        ("PauseTotalNs", 0.0),
+        ("GCCPUFraction", 0.0),
+    ] {
+        assert_eq!(second.gauge(name), Some(zero), "{name}");
+    }
+    for i in 1..=cpu_count() {
+        let usage = second.gauge(&format!("CPUutilization{i}")).unwrap();
+        assert!(
+            (0.0..=100.0).contains(&usage),
+            "CPUutilization{i} = {usage}"
+        );
+    }
+    let total = second.gauge("TotalMemory").unwrap();
+    let free = second.gauge("FreeMemory").unwrap();
+    assert!(total > 0.0 && free > 0.0 && free <= total);
+    agent.stop_and_count_polls();
+}
+
+#[test]
+fn sigterm_makes_a_final_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "127.0.0.1:0", &[]);
+    // The report interval is far away: only the final report can deliver anything.
+    let mut agent = Agent::start(&["-a", &server.url(), "-p", "100ms", "-r", "1h"]);
+    agent.wait_for_log("collecting", WAIT);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(server.snapshot().counter("PollCount"), None);
+    let polls = agent.stop_and_count_polls();
+    assert!(polls >= 2, "{polls}");
+    let snap = server.snapshot();
+    assert_eq!(snap.counter("PollCount"), Some(polls));
+    assert!(snap.gauge("Alloc").is_some());
+}
+
+#[test]
+fn poll_count_is_exact_across_a_server_outage() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "127.0.0.1:0", &["-f", "db.json"]);
+    let listen = server.addr.to_string();
+    // Two senders: two failing reports at once must both hand their deltas back.
+    let mut agent = Agent::start(&[&["-a", &server.url(), "-l", "2"][..], FAST].concat());
+    eventually(WAIT, || server.snapshot().counter("PollCount")).expect("first reports");
+    // The final snapshot keeps what was delivered so far.
+    server.stop();
+    // Several report intervals without a server: reports fail and their deltas pile up.
+    agent.wait_for_log("counter deltas kept for the next report", WAIT);
+    std::thread::sleep(Duration::from_millis(1500));
+    let before_restart = std::fs::read_to_string(dir.path().join("db.json")).unwrap();
+    let restarted = Server::start(dir.path(), &listen, &["-f", "db.json", "-r"]);
+    let restored = restarted.snapshot().counter("PollCount").expect("restored");
+    assert!(before_restart.contains("PollCount"));
+    // The pending deltas go out with a regular report, before any shutdown.
+    eventually(WAIT, || {
+        (restarted.snapshot().counter("PollCount")? > restored + 20).then_some(())
+    })
+    .expect("deltas of the outage delivered after the restart");
+    assert!(agent.is_running());
+    let polls = agent.stop_and_count_polls();
+    assert_eq!(restarted.snapshot().counter("PollCount"), Some(polls));
+}
+
+#[test]
+fn agent_started_before_the_server_delivers_once_it_is_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut agent = Agent::start(&[&["-a", &listen][..], FAST].concat());
+    agent.wait_for_log("collecting", WAIT);
+    std::thread::sleep(Duration::from_millis(500));
+    let server = Server::start(dir.path(), &listen, &[]);
+    eventually(WAIT, || server.snapshot().counter("PollCount")).expect("reports arrive");
+    let polls = agent.stop_and_count_polls();
+    assert_eq!(server.snapshot().counter("PollCount"), Some(polls));
+}
+
+#[test]
+fn signed_reports_are_accepted_by_a_server_with_the_same_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "127.0.0.1:0", &["-k", "s3cret"]);
+    let mut agent = Agent::start_with_env(
+        &[&["-a", &server.url()][..], FAST].concat(),
+        &[("KEY", "s3cret")],
+    );
+    eventually(WAIT, || server.snapshot().counter("PollCount")).expect("reports arrive");
+    let polls = agent.stop_and_count_polls();
+    assert_eq!(server.snapshot().counter("PollCount"), Some(polls));
+    assert!(!agent_log_has_warnings(&agent));
+}
+
+#[test]
+fn a_key_mismatch_is_logged_and_the_agent_delivers_once_the_key_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = Server::start(dir.path(), "127.0.0.1:0", &["-k", "other"]);
+    let listen = wrong.addr.to_string();
+    let mut agent = Agent::start(&[&["-a", &wrong.url(), "-k", "s3cret"][..], FAST].concat());
+    agent.wait_for_log("refused and dropped", WAIT);
+    assert!(agent.log().contains("400"), "{}", agent.log());
+    assert!(agent.is_running());
+    assert_eq!(wrong.snapshot().counter("PollCount"), None);
+    wrong.stop();
+    let right = Server::start(dir.path(), &listen, &["-k", "s3cret"]);
+    eventually(WAIT, || right.snapshot().counter("PollCount")).expect("reports arrive");
+    assert!(agent.is_running());
+    agent.stop_and_count_polls();
+}
+
+fn agent_log_has_warnings(agent: &Agent) -> bool {
+    agent
+        .log()
+        .lines()
+        .any(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+}
