@@ -11,7 +11,7 @@
 //! rule documented in the README's Observability section; it never maps two different metrics
 //! to one name.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
 use golectra_common::metric::MetricKind;
@@ -210,73 +210,203 @@ pub struct ExportedName {
 }
 
 /// Maps stored names (each list sorted, as [`crate::store::Snapshot`] has them) to distinct
-/// Prometheus names:
+/// Prometheus names that `promtool check metrics` accepts without a lint complaint:
 ///
-/// 1. every character outside `[A-Za-z0-9_]` becomes `_`, and a leading digit gets a `_` in
-///    front;
-/// 2. a suffix `_` + 8 hex digits of FNV-1a-32 over `"<type>:<original name>"` is appended when
-///    step 1 changed anything, when the result starts with `golectra_` or `process_`, when it
-///    already ends like such a suffix (`_` + 8 hex digits), or for a counter whose name is also a
-///    stored gauge's;
-/// 3. should two suffixed names still coincide (a 32-bit hash collision), the later in the order
+/// 1. case boundaries become `_` and everything is lower-cased (`HeapAlloc` → `heap_alloc`,
+///    `PauseTotalNs` → `pause_total_ns`); every other character outside `[a-z0-9_]` becomes `_`
+///    (a *lossy* change), and a leading digit gets a `_` in front;
+/// 2. a `_`-separated part that the Prometheus linter rejects in a gauge's name — an abbreviated
+///    unit (`ms`, `ns`, `s`, `kb`, …), a non-base unit (`minutes`, `milliseconds`, `kilobytes`,
+///    …), a type name (`gauge`, `counter`, …), or a reserved last part (`total`, `count`, `sum`,
+///    `bucket`, `created`, `info`) — is glued to its neighbour (`pause_total_ns` →
+///    `pause_totalns`, `poll_count` → `pollcount`); runs of `_` collapse (lossy);
+/// 3. a suffix `_` + 8 hex digits of FNV-1a-32 over `"<type>:<original name>"` is appended when
+///    step 1 or 2 was lossy, when the result starts with `golectra_` or `process_` or ends like
+///    such a hash suffix, for a counter whose name is also a stored gauge's, and when a renamed
+///    result coincides with the result of another stored metric;
+/// 4. should two names still coincide (a 32-bit hash collision), the later in the order
 ///    gauges-then-counters, each by name, gets `_2`, `_3`, … appended.
 ///
-/// Unsuffixed results are their stored names unchanged, hence distinct from each other; they
-/// never end like a suffix, hence distinct from suffixed ones; step 3 separates the rest.
+/// Every exported name that differs from the stored one carries the original in a `name` label.
 pub fn export_names(gauges: &[&str], counters: &[&str]) -> (Vec<ExportedName>, Vec<ExportedName>) {
     let gauge_set: HashSet<&str> = gauges.iter().copied().collect();
-    let mut taken: HashSet<String> = HashSet::with_capacity(gauges.len() + counters.len());
-    let mut map = |kind: MetricKind, name: &str| {
-        let (mut exported, suffixed) = candidate(
-            kind,
-            name,
-            kind == MetricKind::Counter && gauge_set.contains(name),
-        );
-        if taken.contains(&exported) {
-            let base = exported.clone();
-            exported = (2u64..)
+    let all = gauges
+        .iter()
+        .map(|n| (MetricKind::Gauge, *n))
+        .chain(counters.iter().map(|n| (MetricKind::Counter, *n)));
+    let candidates: Vec<(MetricKind, &str, Candidate)> = all
+        .map(|(kind, name)| {
+            let shared = kind == MetricKind::Counter && gauge_set.contains(name);
+            (kind, name, candidate(name, shared))
+        })
+        .collect();
+    let mut occurrences: HashMap<&str, usize> = HashMap::with_capacity(candidates.len());
+    for (_, _, c) in &candidates {
+        *occurrences.entry(c.base.as_str()).or_default() += 1;
+    }
+    let mut taken: HashSet<String> = HashSet::with_capacity(candidates.len());
+    let mut exported = Vec::with_capacity(candidates.len());
+    for (kind, name, c) in &candidates {
+        let renamed = c.base != *name;
+        let mut out = c.base.clone();
+        if c.needs_hash || (renamed && occurrences[c.base.as_str()] > 1) {
+            let _ = write!(out, "_{:08x}", fnv1a32(*kind, name));
+        }
+        if taken.contains(&out) {
+            let base = out.clone();
+            out = (2u64..)
                 .map(|i| format!("{base}_{i}"))
                 .find(|n| !taken.contains(n))
                 .expect("an unbounded range has a free number");
         }
-        taken.insert(exported.clone());
-        ExportedName {
-            name: exported,
+        taken.insert(out.clone());
+        let suffixed = out != *name;
+        exported.push(ExportedName {
+            name: out,
             suffixed,
-        }
-    };
-    let g = gauges.iter().map(|n| map(MetricKind::Gauge, n)).collect();
-    let c = counters
-        .iter()
-        .map(|n| map(MetricKind::Counter, n))
-        .collect();
-    (g, c)
+        });
+    }
+    let counters_out = exported.split_off(gauges.len());
+    (exported, counters_out)
 }
 
-/// Steps 1 and 2 of [`export_names`].
-fn candidate(kind: MetricKind, name: &str, shared_with_gauge: bool) -> (String, bool) {
-    let mut out = String::with_capacity(name.len() + 10);
-    let mut changed = false;
-    for (i, c) in name.chars().enumerate() {
-        if i == 0 && c.is_ascii_digit() {
-            out.push('_');
-            changed = true;
-        }
-        if c.is_ascii_alphanumeric() || c == '_' {
-            out.push(c);
+/// Steps 1 and 2 of [`export_names`] for one name, and whether step 3 needs a hash regardless of
+/// the other names.
+struct Candidate {
+    base: String,
+    needs_hash: bool,
+}
+
+/// Parts of a name the Prometheus linter rejects (abbreviated units and type names).
+const LINTED_PARTS: [&str; 18] = [
+    "s",
+    "ms",
+    "us",
+    "ns",
+    "sec",
+    "b",
+    "kb",
+    "mb",
+    "gb",
+    "tb",
+    "pb",
+    "m",
+    "h",
+    "d",
+    "gauge",
+    "counter",
+    "histogram",
+    "summary",
+];
+
+/// Units the linter knows, with whether each is a base unit; any of them may carry an SI or IEC
+/// prefix (`milli`, `kilo`, `kibi`, …), which makes it a non-base unit.
+const UNITS: [(&str, bool); 21] = [
+    ("amperes", true),
+    ("bytes", true),
+    ("celsius", true),
+    ("grams", true),
+    ("joules", true),
+    ("kelvin", true),
+    ("meters", true),
+    ("metres", true),
+    ("seconds", true),
+    ("volts", true),
+    ("metric", true),
+    ("minutes", false),
+    ("hours", false),
+    ("days", false),
+    ("weeks", false),
+    ("kelvins", false),
+    ("fahrenheit", false),
+    ("rankine", false),
+    ("bits", false),
+    ("calories", false),
+    ("pounds", false),
+];
+const UNIT_PREFIXES: [&str; 18] = [
+    "pico", "nano", "micro", "milli", "centi", "deci", "deca", "hecto", "kilo", "kibi", "mega",
+    "mebi", "giga", "gibi", "tera", "tebi", "peta", "pebi",
+];
+/// Last parts reserved for counters, histograms, summaries and info metrics.
+const RESERVED_LAST_PARTS: [&str; 6] = ["total", "count", "sum", "bucket", "created", "info"];
+
+/// Whether the linter rejects `part` as one `_`-separated part of a gauge's name.
+fn linted_part(part: &str) -> bool {
+    if LINTED_PARTS.contains(&part) || ["inches", "yards", "miles", "ounces"].contains(&part) {
+        return true;
+    }
+    let unit = UNIT_PREFIXES
+        .iter()
+        .find_map(|p| {
+            part.strip_prefix(p)
+                .filter(|rest| UNITS.iter().any(|(u, _)| u == rest))
+        })
+        .map(|rest| (rest, false))
+        .or_else(|| {
+            UNITS
+                .iter()
+                .find(|(u, _)| *u == part)
+                .map(|(u, base)| (*u, *base))
+        });
+    matches!(unit, Some((_, false)))
+}
+
+fn candidate(name: &str, shared_with_gauge: bool) -> Candidate {
+    // Step 1: snake case, invalid characters, leading digit.
+    let mut snake = String::with_capacity(name.len() + 8);
+    let mut lossy = false;
+    let mut prev_lower_or_digit = false;
+    for c in name.chars() {
+        if c.is_ascii_uppercase() {
+            if prev_lower_or_digit {
+                snake.push('_');
+            }
+            snake.push(c.to_ascii_lowercase());
+        } else if c.is_ascii_alphanumeric() || c == '_' {
+            snake.push(c);
         } else {
-            out.push('_');
-            changed = true;
+            snake.push('_');
+            lossy = true;
+        }
+        prev_lower_or_digit = c.is_ascii_lowercase() || c.is_ascii_digit();
+    }
+    // Step 2: glue linted parts to a neighbour (the previous part, or the next for the first),
+    // until no linted part is left; empty parts (`__`, a leading or trailing `_`) are dropped,
+    // which is lossy.
+    let leading = if snake.starts_with('_') { "_" } else { "" };
+    let mut parts: Vec<String> = snake
+        .split('_')
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect();
+    lossy |= format!("{leading}{}", parts.join("_")) != snake;
+    let linted_at = |parts: &[String], i: usize| {
+        linted_part(&parts[i])
+            || (i + 1 == parts.len() && i > 0 && RESERVED_LAST_PARTS.contains(&parts[i].as_str()))
+    };
+    while let Some(i) = (0..parts.len()).find(|&i| linted_at(&parts, i)) {
+        match parts.len() {
+            1 => parts[0].insert(0, 'v'),
+            _ if i == 0 => {
+                let next = parts.remove(1);
+                parts[0].push_str(&next);
+            }
+            _ => {
+                let part = parts.remove(i);
+                parts[i - 1].push_str(&part);
+            }
         }
     }
-    let needs_suffix = changed
-        || shared_with_gauge
-        || RESERVED_PREFIXES.iter().any(|p| out.starts_with(p))
-        || looks_suffixed(&out);
-    if needs_suffix {
-        let _ = write!(out, "_{:08x}", fnv1a32(kind, name));
+    let mut base = format!("{leading}{}", parts.join("_"));
+    if base.is_empty() || base.starts_with(|c: char| c.is_ascii_digit()) {
+        base.insert(0, '_');
     }
-    (out, needs_suffix)
+    let needs_hash = lossy
+        || shared_with_gauge
+        || RESERVED_PREFIXES.iter().any(|p| base.starts_with(p))
+        || looks_suffixed(&base);
+    Candidate { base, needs_hash }
 }
 
 /// Ends with `_` and 8 lowercase hex digits, like a suffix of [`candidate`].
@@ -341,11 +471,74 @@ mod tests {
     }
 
     #[test]
-    fn clean_names_stay_as_they_are() {
-        let (g, c) = export_names(&["Alloc", "_x", "heap_bytes"], &["PollCount"]);
+    fn snake_case_names_stay_as_they_are() {
+        let (g, c) = export_names(&["_x", "heap_bytes", "up"], &["requests"]);
         let names: Vec<_> = g.iter().chain(&c).map(|e| e.name.as_str()).collect();
-        assert_eq!(names, ["Alloc", "_x", "heap_bytes", "PollCount"]);
+        assert_eq!(names, ["_x", "heap_bytes", "up", "requests"]);
         assert!(g.iter().chain(&c).all(|e| !e.suffixed));
+    }
+
+    #[test]
+    fn agent_names_become_lint_free_snake_case() {
+        let (g, c) = export_names(
+            &[
+                "Alloc",
+                "CPUutilization1",
+                "GCCPUFraction",
+                "HeapAlloc",
+                "PauseTotalNs",
+                "TotalMemory",
+            ],
+            &["PollCount"],
+        );
+        let names: Vec<_> = g.iter().chain(&c).map(|e| e.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "alloc",
+                "cpuutilization1",
+                "gccpufraction",
+                "heap_alloc",
+                "pause_totalns",
+                "total_memory",
+                "pollcount"
+            ]
+        );
+        assert!(
+            g.iter().chain(&c).all(|e| e.suffixed),
+            "renamed metrics carry a name label"
+        );
+    }
+
+    #[test]
+    fn linted_parts_are_glued() {
+        let (g, _) = export_names(
+            &[
+                "latency_ms",
+                "ms_latency",
+                "s",
+                "uptime_minutes",
+                "x_k_b",
+                "queue_gauge_size",
+                "size_kilobytes",
+                "requests_total",
+            ],
+            &[],
+        );
+        let names: Vec<_> = g.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "latencyms",
+                "mslatency",
+                "vs",
+                "uptimeminutes",
+                "xkb",
+                "queuegauge_size",
+                "sizekilobytes",
+                "requeststotal"
+            ]
+        );
     }
 
     #[test]
@@ -365,12 +558,12 @@ mod tests {
         assert_eq!(
             names,
             [
-                "_9lives_d29c3e54",
+                "_9lives",
                 "cpu_load_778a899c",
-                "golectra_http_requests_total_1be347f0",
+                "golectra_http_requeststotal_1be347f0",
                 "x",
                 "x_deadbeef_1bcb11ff",
-                "_script__80f192dc",
+                "_script_80f192dc",
                 "process_open_fds_f86da9b9",
                 "x_def0aa19",
             ]
@@ -381,6 +574,18 @@ mod tests {
                 .filter(|e| e.name != "x")
                 .all(|e| e.suffixed)
         );
+    }
+
+    #[test]
+    fn renamed_names_that_coincide_are_separated_by_hash() {
+        let (g, _) = export_names(&["HeapAlloc", "heapAlloc", "heap_alloc"], &[]);
+        let names: Vec<_> = g.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(
+            names[2], "heap_alloc",
+            "the name that needs no change keeps it"
+        );
+        assert!(names[0].starts_with("heap_alloc_") && names[1].starts_with("heap_alloc_"));
+        assert_ne!(names[0], names[1]);
     }
 
     #[test]
@@ -403,8 +608,8 @@ mod tests {
         /// Any set of stored names maps to valid, pairwise distinct Prometheus names.
         #[test]
         fn names_are_valid_and_distinct(
-            gauges in proptest::collection::btree_set("[a-z0-9_ .:<>é-]{1,12}", 0..24),
-            counters in proptest::collection::btree_set("[a-z0-9_ .:<>é-]{1,12}", 0..24),
+            gauges in proptest::collection::btree_set("[a-zA-Z0-9_ .:<>é-]{1,12}|(ms|s|total|count|kb|gauge|minutes)(_[a-z]{1,3}){0,2}", 0..24),
+            counters in proptest::collection::btree_set("[a-zA-Z0-9_ .:<>é-]{1,12}|[a-z]{1,4}_(ms|s|total|count|kb|gauge|minutes)", 0..24),
         ) {
             let gauges: Vec<&str> = gauges.iter().map(String::as_str).collect();
             let counters: Vec<&str> = counters.iter().map(String::as_str).collect();
@@ -414,6 +619,12 @@ mod tests {
                 prop_assert!(is_valid_name(&e.name), "{}", e.name);
                 prop_assert!(RESERVED_PREFIXES.iter().all(|p| !e.name.starts_with(p)) || e.suffixed);
                 prop_assert!(seen.insert(e.name.clone()), "duplicate {}", e.name);
+                let parts: Vec<&str> = e.name.split('_').collect();
+                for (i, part) in parts.iter().enumerate() {
+                    prop_assert!(!linted_part(part), "{} has linted part {part}", e.name);
+                    prop_assert!(i == 0 || i + 1 < parts.len() || !RESERVED_LAST_PARTS.contains(part), "{}", e.name);
+                }
+                prop_assert!(!e.name.chars().any(|c| c.is_ascii_uppercase()), "{}", e.name);
             }
         }
     }
