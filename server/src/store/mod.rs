@@ -7,6 +7,7 @@
 //! atomically: all of it or nothing.
 
 pub mod memory;
+pub mod postgres;
 pub mod snapshot;
 
 use std::collections::BTreeMap;

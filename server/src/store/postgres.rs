@@ -1,0 +1,653 @@
+//! The PostgreSQL store (SPEC §5.2): every metric in the database, so that several servers can
+//! share one set of counters.
+//!
+//! It owns the connection pool, the embedded schema migrations and the retry policy:
+//! - **Pool**: r2d2 sized to the worker pool (one connection per worker, so a checkout never
+//!   waits for a busy connection), `test_on_check_out(false)` (no extra round trip per request);
+//!   a connection that broke is discarded when it is returned. Connect and statement timeouts
+//!   bound every call.
+//! - **Schema**: `golectra_gauges(name, value double precision)` and
+//!   `golectra_counters(name, delta bigint)`, each keyed by name — the table is the type, so
+//!   a metric is identified by (type, name). Migrations in `migrations/NNN_*.sql` are embedded,
+//!   applied at start in one transaction that holds an advisory lock, and recorded in
+//!   `golectra_schema_migrations`.
+//! - **Writes**: a batch is one statement — one `INSERT … SELECT FROM UNNEST(…) ON CONFLICT …
+//!   DO UPDATE` per metric type, joined as data-modifying CTEs — so it is one round trip and one
+//!   implicit transaction. Counters are incremented by the database, so concurrent servers never
+//!   lose an increment. A `bigint` overflow aborts the statement (nothing applied); a follow-up
+//!   query names the counter.
+//! - **Retries**: transient failures (connection loss, serialization failure, deadlock, too many
+//!   connections, shutdown, pool checkout timeout) are retried after the configured delays
+//!   (1 s, 3 s, 5 s by default), then reported as [`StoreError::Unavailable`].
+//!
+//! The `postgres` crate drives each connection with a private single-threaded tokio runtime;
+//! this module only sees its blocking API.
+
+use std::collections::HashMap;
+use std::error::Error as _;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use golectra_common::metric::{MetricKind, Update};
+use postgres::error::SqlState;
+use postgres::{Client, NoTls, Statement};
+use r2d2::{Pool, PooledConnection};
+use r2d2_postgres::PostgresConnectionManager;
+
+use super::{Batch, Snapshot, Store, StoreError, Value};
+
+type Manager = PostgresConnectionManager<NoTls>;
+type Conn = PooledConnection<Manager>;
+
+/// One embedded schema migration.
+struct Migration {
+    version: i32,
+    name: &'static str,
+    sql: &'static str,
+}
+
+/// Every migration, in order. Never edit one that has shipped: add a new file.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "create_metrics",
+    sql: include_str!("migrations/001_create_metrics.sql"),
+}];
+
+/// Key of the transaction-level advisory lock that serializes migrations ("golectra" in ASCII).
+const MIGRATION_LOCK: i64 = 0x676f_6c65_6374_7261;
+
+const APPLY_BATCH: &str = "\
+WITH g AS (
+    INSERT INTO golectra_gauges AS t (name, value)
+    SELECT * FROM UNNEST($1::text[], $2::float8[])
+    ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = now()
+), c AS (
+    INSERT INTO golectra_counters AS t (name, delta)
+    SELECT * FROM UNNEST($3::text[], $4::int8[])
+    ON CONFLICT (name) DO UPDATE SET delta = t.delta + excluded.delta, updated_at = now()
+)
+SELECT 1";
+
+const UPDATE_GAUGE: &str = "\
+INSERT INTO golectra_gauges AS t (name, value) VALUES ($1, $2)
+ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = now()";
+
+const UPDATE_COUNTER: &str = "\
+INSERT INTO golectra_counters AS t (name, delta) VALUES ($1, $2)
+ON CONFLICT (name) DO UPDATE SET delta = t.delta + excluded.delta, updated_at = now()
+RETURNING delta";
+
+/// After an overflow aborted a batch: the first counter (in byte order, like the memory store)
+/// whose total the batch would push out of range.
+const FIND_OVERFLOW: &str = "\
+SELECT t.name FROM golectra_counters AS t
+JOIN UNNEST($1::text[], $2::int8[]) AS u(name, delta) ON t.name = u.name
+WHERE t.delta::numeric + u.delta NOT BETWEEN -9223372036854775808 AND 9223372036854775807
+ORDER BY t.name COLLATE \"C\" LIMIT 1";
+
+const GET_GAUGE: &str = "SELECT value FROM golectra_gauges WHERE name = $1";
+const GET_COUNTER: &str = "SELECT delta FROM golectra_counters WHERE name = $1";
+
+/// Both tables in one statement, so the snapshot is consistent.
+const SNAPSHOT: &str = "\
+SELECT false, name, value, 0::int8, updated_at FROM golectra_gauges
+UNION ALL
+SELECT true, name, 0::float8, delta, updated_at FROM golectra_counters";
+
+/// How to reach the database and how patient to be with it.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// The DSN, URL (`postgres://user:pass@host:5432/db`) or key=value (`host=h dbname=db`).
+    pub dsn: String,
+    /// Connections in the pool (the worker count).
+    pub pool_size: u32,
+    /// Waits before the 2nd, 3rd, … attempt of a transiently failing call; after the last one
+    /// the call fails. Default 1 s, 3 s, 5 s.
+    pub retry_delays: Vec<Duration>,
+    /// TCP connect timeout, unless the DSN sets `connect_timeout`. Default 5 s.
+    pub connect_timeout: Duration,
+    /// Server-side limit of one statement (`statement_timeout`). Default 30 s.
+    pub statement_timeout: Duration,
+    /// Longest wait for a pooled connection (reached only while the database is unreachable).
+    /// Default 2 s.
+    pub checkout_timeout: Duration,
+}
+
+impl PostgresOptions {
+    /// The production defaults for `dsn` with `pool_size` connections.
+    pub fn new(dsn: &str, pool_size: usize) -> Self {
+        Self {
+            dsn: dsn.to_owned(),
+            pool_size: u32::try_from(pool_size.max(1)).unwrap_or(u32::MAX),
+            retry_delays: [1, 3, 5].map(Duration::from_secs).to_vec(),
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
+            checkout_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Why an attempt failed.
+enum Failure {
+    /// Another attempt may succeed (the connection broke, the server is restarting, …).
+    Transient(String),
+    /// Retrying cannot help (permissions, missing table, statement timeout, …).
+    Permanent(String),
+    /// The outcome is a client error, reported as is.
+    Store(StoreError),
+}
+
+impl From<postgres::Error> for Failure {
+    fn from(e: postgres::Error) -> Self {
+        if is_transient(&e) {
+            Self::Transient(describe(&e))
+        } else {
+            Self::Permanent(describe(&e))
+        }
+    }
+}
+
+/// Whether a failed call is worth repeating.
+fn is_transient(e: &postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    if let Some(code) = e.code() {
+        return code.code().starts_with("08")
+            || [
+                SqlState::T_R_SERIALIZATION_FAILURE,
+                SqlState::T_R_DEADLOCK_DETECTED,
+                SqlState::TOO_MANY_CONNECTIONS,
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+            ]
+            .contains(code);
+    }
+    // No answer from the server: the socket failed, or the connect step timed out.
+    e.source().is_some_and(|s| s.is::<std::io::Error>())
+        || e.to_string() == "timeout waiting for server"
+}
+
+/// The error with its cause: the `postgres` crate's own `Display` says only "db error".
+fn describe(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+    }
+    match e.source() {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
+}
+
+/// Prepared statements of one connection, kept in the pool's per-connection extensions.
+#[derive(Default)]
+struct Prepared(HashMap<&'static str, Statement>);
+
+/// Returns `sql` prepared on this connection, preparing it on first use.
+fn prepared(conn: &mut Conn, sql: &'static str) -> Result<Statement, postgres::Error> {
+    let cache = PooledConnection::extensions_mut(conn);
+    if let Some(statement) = cache.get::<Prepared>().and_then(|p| p.0.get(sql)) {
+        return Ok(statement.clone());
+    }
+    let statement = conn.prepare(sql)?;
+    let cache = PooledConnection::extensions_mut(conn);
+    if cache.get::<Prepared>().is_none() {
+        cache.insert(Prepared::default());
+    }
+    cache
+        .get_mut::<Prepared>()
+        .expect("just inserted")
+        .0
+        .insert(sql, statement.clone());
+    Ok(statement)
+}
+
+/// Logs pool errors (failed background connects) at debug level: the request that suffers
+/// from them logs its own warning, and an outage must not flood the log.
+#[derive(Debug)]
+struct QuietErrors;
+
+impl r2d2::HandleError<postgres::Error> for QuietErrors {
+    fn handle_error(&self, error: postgres::Error) {
+        log::debug!("PostgreSQL pool: {}", describe(&error));
+    }
+}
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    pool: Pool<Manager>,
+    retry_delays: Vec<Duration>,
+    /// `host:port/dbname`, for messages.
+    target: String,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `host:port/dbname` of a connection configuration (never the password).
+fn target(config: &postgres::Config) -> String {
+    let ports = config.get_ports();
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let host = match host {
+                postgres::config::Host::Tcp(h) => h.clone(),
+                postgres::config::Host::Unix(p) => p.display().to_string(),
+            };
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            format!("{host}:{port}")
+        })
+        .collect();
+    let hosts = if hosts.is_empty() {
+        "localhost:5432".to_owned()
+    } else {
+        hosts.join(",")
+    };
+    let db = config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or("postgres");
+    format!("{hosts}/{db}")
+}
+
+impl PostgresStore {
+    /// Connects (retrying transient failures), applies pending migrations and builds the pool.
+    /// The error names the database host and what went wrong.
+    pub fn open(options: &PostgresOptions) -> Result<Arc<Self>, String> {
+        let mut config = postgres::Config::from_str(&options.dsn)
+            .map_err(|e| format!("invalid DATABASE_DSN: {}", describe(&e)))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(options.connect_timeout);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("golectra-server");
+        }
+        // Sent with the start-up packet: no extra round trip per connection.
+        let timeout = format!(
+            "-c statement_timeout={}",
+            options.statement_timeout.as_millis()
+        );
+        let session_options = match config.get_options() {
+            Some(existing) if !existing.trim().is_empty() => format!("{existing} {timeout}"),
+            _ => timeout,
+        };
+        config.options(&session_options);
+        let target = target(&config);
+
+        let mut attempt = 0;
+        let applied = loop {
+            let result = config
+                .connect(NoTls)
+                .map_err(Failure::from)
+                .and_then(|mut client| migrate(&mut client));
+            match result {
+                Ok(applied) => break applied,
+                Err(Failure::Transient(why)) if attempt < options.retry_delays.len() => {
+                    let delay = options.retry_delays[attempt];
+                    attempt += 1;
+                    log::warn!(
+                        "PostgreSQL at {target} is not reachable ({why}); attempt {} in {delay:?}",
+                        attempt + 1
+                    );
+                    std::thread::sleep(delay);
+                }
+                Err(Failure::Transient(why)) => {
+                    return Err(format!(
+                        "PostgreSQL at {target} is unreachable after {} attempts: {why}",
+                        attempt + 1
+                    ));
+                }
+                Err(Failure::Permanent(why) | Failure::Store(StoreError::Unavailable(why))) => {
+                    return Err(format!("PostgreSQL at {target}: {why}"));
+                }
+                Err(Failure::Store(e)) => return Err(format!("PostgreSQL at {target}: {e}")),
+            }
+        };
+
+        let pool = Pool::builder()
+            .max_size(options.pool_size)
+            .test_on_check_out(false)
+            .connection_timeout(options.checkout_timeout)
+            .error_handler(Box::new(QuietErrors))
+            .build_unchecked(PostgresConnectionManager::new(config, NoTls));
+        log::info!(
+            "PostgreSQL store at {target}: schema version {}{}, pool of {} connections",
+            MIGRATIONS.last().map_or(0, |m| m.version),
+            match applied {
+                0 => String::new(),
+                n => format!(" ({n} migrations applied now)"),
+            },
+            options.pool_size
+        );
+        Ok(Arc::new(Self {
+            pool,
+            retry_delays: options.retry_delays.clone(),
+            target,
+        }))
+    }
+
+    /// Checks out a connection. After a failure, the pooled connections may all be dead (a
+    /// restarted or terminated server): then each one is tested and the dead ones discarded,
+    /// at most one pool's worth, before it is used.
+    fn checkout(&self, suspect: bool) -> Result<Conn, Failure> {
+        let tries = if suspect {
+            self.pool.max_size() as usize + 1
+        } else {
+            1
+        };
+        let mut last = String::new();
+        for _ in 0..tries {
+            let mut conn = self
+                .pool
+                .get()
+                .map_err(|e| Failure::Transient(format!("no database connection: {e}")))?;
+            if !suspect {
+                return Ok(conn);
+            }
+            match conn.is_valid(Duration::from_secs(2)) {
+                Ok(()) => return Ok(conn),
+                // Dropping a closed client makes the pool discard it.
+                Err(e) => last = describe(&e),
+            }
+        }
+        Err(Failure::Transient(last))
+    }
+
+    /// Runs `op` on a pooled connection, retrying transient failures after the configured
+    /// delays.
+    fn run<T>(
+        &self,
+        what: &str,
+        mut op: impl FnMut(&mut Conn) -> Result<T, Failure>,
+    ) -> Result<T, StoreError> {
+        let mut attempt = 0;
+        loop {
+            let result = self
+                .checkout(attempt > 0)
+                .and_then(|mut conn| op(&mut conn));
+            match result {
+                Ok(value) => return Ok(value),
+                Err(Failure::Store(e)) => return Err(e),
+                Err(Failure::Permanent(why)) => {
+                    log::error!("PostgreSQL {what} failed: {why}");
+                    return Err(StoreError::Unavailable(format!("PostgreSQL {what}: {why}")));
+                }
+                Err(Failure::Transient(why)) => {
+                    let Some(delay) = self.retry_delays.get(attempt).copied() else {
+                        log::error!(
+                            "PostgreSQL {what} failed after {} attempts: {why}",
+                            attempt + 1
+                        );
+                        return Err(StoreError::Unavailable(format!(
+                            "PostgreSQL at {} failed after {} attempts: {why}",
+                            self.target,
+                            attempt + 1
+                        )));
+                    };
+                    attempt += 1;
+                    log::warn!("PostgreSQL {what} failed ({why}); attempt {attempt} in {delay:?}");
+                    std::thread::sleep(delay);
+                }
+            }
+        }
+    }
+}
+
+/// Applies the migrations the database has not seen, inside one transaction that holds an
+/// advisory lock: a second server starting at the same moment waits, then finds nothing to do.
+/// Returns how many were applied.
+fn migrate(client: &mut Client) -> Result<usize, Failure> {
+    let mut tx = client.transaction()?;
+    // Waiting for another server's migrations is bounded by more than one statement's limit.
+    tx.batch_execute("SET LOCAL statement_timeout = '120s'")?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS golectra_schema_migrations (
+            version    integer PRIMARY KEY,
+            name       text NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        )",
+    )?;
+    let applied: Vec<i32> = tx
+        .query("SELECT version FROM golectra_schema_migrations", &[])?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    if let Some(newer) = applied.iter().copied().filter(|v| *v > known).max() {
+        log::warn!(
+            "the database schema is at version {newer}, newer than this server knows ({known}); continuing"
+        );
+    }
+    let mut count = 0;
+    for migration in MIGRATIONS {
+        if applied.contains(&migration.version) {
+            continue;
+        }
+        tx.batch_execute(migration.sql).map_err(|e| {
+            Failure::Permanent(format!(
+                "migration {:03}_{} failed: {}",
+                migration.version,
+                migration.name,
+                describe(&e)
+            ))
+        })?;
+        tx.execute(
+            "INSERT INTO golectra_schema_migrations (version, name) VALUES ($1, $2)",
+            &[&migration.version, &migration.name],
+        )?;
+        log::info!(
+            "applied migration {:03}_{}",
+            migration.version,
+            migration.name
+        );
+        count += 1;
+    }
+    tx.commit()?;
+    Ok(count)
+}
+
+/// Maps an error of a counter write: `bigint` out of range is the client's overflow.
+fn overflow_or(e: postgres::Error, name: impl FnOnce() -> Result<String, Failure>) -> Failure {
+    if e.code() == Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE) {
+        match name() {
+            Ok(name) => Failure::Store(StoreError::Overflow { name }),
+            Err(failure) => failure,
+        }
+    } else {
+        Failure::from(e)
+    }
+}
+
+impl Store for PostgresStore {
+    fn update(&self, update: &Update) -> Result<Value, StoreError> {
+        match update {
+            Update::Gauge { name, value } => self.run("gauge update", |conn| {
+                let statement = prepared(conn, UPDATE_GAUGE)?;
+                conn.execute(&statement, &[name, value])?;
+                Ok(Value::Gauge(*value))
+            }),
+            Update::Counter { name, delta } => self.run("counter update", |conn| {
+                let statement = prepared(conn, UPDATE_COUNTER)?;
+                match conn.query_one(&statement, &[name, delta]) {
+                    Ok(row) => Ok(Value::Counter(row.get(0))),
+                    Err(e) => Err(overflow_or(e, || Ok(name.clone()))),
+                }
+            }),
+        }
+    }
+
+    fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let gauge_names: Vec<&str> = batch.gauges.iter().map(|(n, _)| n.as_str()).collect();
+        let gauge_values: Vec<f64> = batch.gauges.iter().map(|(_, v)| *v).collect();
+        let counter_names: Vec<&str> = batch.counters.iter().map(|(n, _)| n.as_str()).collect();
+        let counter_deltas: Vec<i64> = batch.counters.iter().map(|(_, d)| *d).collect();
+        // An overflow seen by the statement but not by the follow-up query means another server
+        // moved the total in between; the batch is then simply tried again (a few times).
+        let mut races = 0;
+        self.run("batch write", |conn| {
+            let statement = prepared(conn, APPLY_BATCH)?;
+            let e = match conn.execute(
+                &statement,
+                &[&gauge_names, &gauge_values, &counter_names, &counter_deltas],
+            ) {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            Err(overflow_or(e, || {
+                let find = prepared(conn, FIND_OVERFLOW)?;
+                match conn.query_opt(&find, &[&counter_names, &counter_deltas])? {
+                    Some(row) => Ok(row.get(0)),
+                    None if races < 3 => {
+                        races += 1;
+                        Err(Failure::Transient(
+                            "a counter total changed while an overflow was being located".into(),
+                        ))
+                    }
+                    None => Err(Failure::Permanent(
+                        "bigint out of range, but no counter of the batch overflows".into(),
+                    )),
+                }
+            }))
+        })
+    }
+
+    fn get(&self, kind: MetricKind, name: &str) -> Result<Option<Value>, StoreError> {
+        self.run("read", |conn| {
+            Ok(match kind {
+                MetricKind::Gauge => {
+                    let statement = prepared(conn, GET_GAUGE)?;
+                    conn.query_opt(&statement, &[&name])?
+                        .map(|row| Value::Gauge(row.get(0)))
+                }
+                MetricKind::Counter => {
+                    let statement = prepared(conn, GET_COUNTER)?;
+                    conn.query_opt(&statement, &[&name])?
+                        .map(|row| Value::Counter(row.get(0)))
+                }
+            })
+        })
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let rows = self.run("snapshot", |conn| {
+            let statement = prepared(conn, SNAPSHOT)?;
+            Ok(conn.query(&statement, &[])?)
+        })?;
+        let mut snapshot = Snapshot::default();
+        for row in rows {
+            let updated: SystemTime = row.get(4);
+            if snapshot.updated_at.is_none_or(|t| t < updated) {
+                snapshot.updated_at = Some(updated);
+            }
+            if row.get(0) {
+                snapshot.counters.push((row.get(1), row.get(3)));
+            } else {
+                snapshot.gauges.push((row.get(1), row.get(2)));
+            }
+        }
+        // Byte order, like the memory store, whatever the database's collation.
+        snapshot.gauges.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        snapshot.counters.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(snapshot)
+    }
+
+    /// One real round trip on a tested connection, without the retry delays: a health check
+    /// must answer promptly.
+    fn ping(&self) -> Result<(), StoreError> {
+        let result = self
+            .checkout(true)
+            .and_then(|mut conn| Ok(conn.simple_query("SELECT 1").map(drop)?));
+        match result {
+            Ok(()) => Ok(()),
+            Err(Failure::Transient(why) | Failure::Permanent(why)) => Err(StoreError::Unavailable(
+                format!("PostgreSQL at {}: {why}", self.target),
+            )),
+            Err(Failure::Store(e)) => Err(e),
+        }
+    }
+
+    /// Every acknowledged write is already committed; nothing to flush.
+    fn close(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_name_host_port_and_database() {
+        let url =
+            postgres::Config::from_str("postgres://u:secret@db.example:6543/metrics").unwrap();
+        assert_eq!(target(&url), "db.example:6543/metrics");
+        let kv = postgres::Config::from_str("host=h1,h2 port=1,2 user=u password=p").unwrap();
+        assert_eq!(target(&kv), "h1:1,h2:2/u");
+    }
+
+    #[test]
+    fn migrations_are_numbered_in_order() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1, "{}", m.name);
+        }
+    }
+
+    fn test_dsn() -> Option<String> {
+        let dsn = std::env::var("GOLECTRA_TEST_DATABASE_DSN")
+            .ok()
+            .filter(|v| !v.is_empty());
+        if dsn.is_none() {
+            eprintln!(
+                "NOTE: GOLECTRA_TEST_DATABASE_DSN is not set: this PostgreSQL test is SKIPPED"
+            );
+        }
+        dsn
+    }
+
+    /// Retries are counted and bounded without waiting: injected zero delays.
+    #[test]
+    fn unreachable_database_fails_after_the_retries() {
+        let mut options = PostgresOptions::new("postgres://nobody@127.0.0.1:1/none", 2);
+        options.retry_delays = vec![Duration::ZERO; 3];
+        let err = PostgresStore::open(&options).unwrap_err();
+        assert!(err.contains("127.0.0.1:1/none"), "{err}");
+        assert!(err.contains("after 4 attempts"), "{err}");
+        assert!(err.to_lowercase().contains("refused"), "{err}");
+    }
+
+    #[test]
+    fn classification_of_real_errors() {
+        let Some(dsn) = test_dsn() else { return };
+        let mut client = postgres::Client::connect(&dsn, NoTls).unwrap();
+        let e = client.batch_execute("SELECT 1/0").unwrap_err();
+        assert!(!is_transient(&e));
+        assert!(describe(&e).contains("22012"), "{}", describe(&e));
+        let e = client
+            .batch_execute("DO $$ BEGIN RAISE EXCEPTION 'x' USING ERRCODE = '40001'; END $$")
+            .unwrap_err();
+        assert!(is_transient(&e));
+        let e = client
+            .batch_execute("DO $$ BEGIN RAISE EXCEPTION 'x' USING ERRCODE = '08006'; END $$")
+            .unwrap_err();
+        assert!(is_transient(&e));
+        let e = postgres::Client::connect("postgres://x@127.0.0.1:1/x", NoTls).unwrap_err();
+        assert!(is_transient(&e), "{}", describe(&e));
+    }
+}
