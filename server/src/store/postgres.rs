@@ -16,6 +16,10 @@
 //!   implicit transaction. Counters are incremented by the database, so concurrent servers never
 //!   lose an increment. A `bigint` overflow aborts the statement (nothing applied); a follow-up
 //!   query names the counter.
+//! - **Exactly once**: every counter write carries a random token, inserted in the same
+//!   statement into `golectra_applied_batches`. If the connection breaks while a write commits,
+//!   the outcome is unknown; the retry carries the same token and applies nothing when the
+//!   first attempt did commit.
 //! - **Retries**: transient failures (connection loss, serialization failure, deadlock, too many
 //!   connections, shutdown, pool checkout timeout) are retried after the configured delays
 //!   (1 s, 3 s, 5 s by default), then reported as [`StoreError::Unavailable`].
@@ -25,8 +29,10 @@
 
 use std::collections::HashMap;
 use std::error::Error as _;
+use std::hash::BuildHasher;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use golectra_common::metric::{MetricKind, Update};
@@ -48,35 +54,64 @@ struct Migration {
 }
 
 /// Every migration, in order. Never edit one that has shipped: add a new file.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "create_metrics",
-    sql: include_str!("migrations/001_create_metrics.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "create_metrics",
+        sql: include_str!("migrations/001_create_metrics.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "applied_batches",
+        sql: include_str!("migrations/002_applied_batches.sql"),
+    },
+];
 
 /// Key of the transaction-level advisory lock that serializes migrations ("golectra" in ASCII).
 const MIGRATION_LOCK: i64 = 0x676f_6c65_6374_7261;
 
+/// The whole batch, guarded by its write token: when the token is already recorded (a retry of
+/// an attempt that did commit), nothing is applied and the statement returns 0.
 const APPLY_BATCH: &str = "\
-WITH g AS (
+WITH once AS (
+    INSERT INTO golectra_applied_batches (token) VALUES ($5)
+    ON CONFLICT (token) DO NOTHING
+    RETURNING token
+), g AS (
     INSERT INTO golectra_gauges AS t (name, value)
-    SELECT * FROM UNNEST($1::text[], $2::float8[])
+    SELECT u.name, u.value FROM UNNEST($1::text[], $2::float8[]) AS u(name, value)
+    WHERE EXISTS (SELECT FROM once)
     ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = now()
 ), c AS (
     INSERT INTO golectra_counters AS t (name, delta)
-    SELECT * FROM UNNEST($3::text[], $4::int8[])
+    SELECT u.name, u.delta FROM UNNEST($3::text[], $4::int8[]) AS u(name, delta)
+    WHERE EXISTS (SELECT FROM once)
     ON CONFLICT (name) DO UPDATE SET delta = t.delta + excluded.delta, updated_at = now()
 )
-SELECT 1";
+SELECT count(*) FROM once";
 
 const UPDATE_GAUGE: &str = "\
 INSERT INTO golectra_gauges AS t (name, value) VALUES ($1, $2)
 ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = now()";
 
+/// One counter, guarded by its write token like [`APPLY_BATCH`]; no row means "already applied".
 const UPDATE_COUNTER: &str = "\
-INSERT INTO golectra_counters AS t (name, delta) VALUES ($1, $2)
+WITH once AS (
+    INSERT INTO golectra_applied_batches (token) VALUES ($3)
+    ON CONFLICT (token) DO NOTHING
+    RETURNING token
+)
+INSERT INTO golectra_counters AS t (name, delta)
+SELECT $1::text, $2::int8 WHERE EXISTS (SELECT FROM once)
 ON CONFLICT (name) DO UPDATE SET delta = t.delta + excluded.delta, updated_at = now()
 RETURNING delta";
+
+/// Write tokens are needed only while a write may still be retried (well under a minute).
+const PRUNE_TOKENS: &str =
+    "DELETE FROM golectra_applied_batches WHERE applied_at < now() - interval '10 minutes'";
+
+/// Tokens are pruned after every this many token-carrying writes of one server.
+const PRUNE_EVERY: u64 = 4096;
 
 /// After an overflow aborted a batch: the first counter (in byte order, like the memory store)
 /// whose total the batch would push out of range.
@@ -215,9 +250,41 @@ impl r2d2::HandleError<postgres::Error> for QuietErrors {
     }
 }
 
+/// Unique write tokens: SipHash, keyed randomly per process, of a sequence number. Two
+/// servers collide with probability ~n²/2⁶⁴ for n tokens alive in the same ten minutes.
+struct Tokens {
+    key: std::collections::hash_map::RandomState,
+    next: AtomicU64,
+}
+
+impl Tokens {
+    fn new() -> Self {
+        Self {
+            key: std::collections::hash_map::RandomState::new(),
+            next: AtomicU64::new(0),
+        }
+    }
+
+    /// A fresh token, and whether this write should also prune old tokens.
+    fn next(&self) -> (i64, bool) {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let token = self.key.hash_one((n, std::process::id())) as i64;
+        (token, n % PRUNE_EVERY == PRUNE_EVERY - 1)
+    }
+}
+
+/// Deletes expired write tokens; a failure only postpones it.
+fn prune_tokens(conn: &mut Conn) {
+    match conn.execute(PRUNE_TOKENS, &[]) {
+        Ok(n) => log::debug!("pruned {n} expired write tokens"),
+        Err(e) => log::debug!("pruning write tokens failed: {}", describe(&e)),
+    }
+}
+
 /// The PostgreSQL store.
 pub struct PostgresStore {
     pool: Pool<Manager>,
+    tokens: Tokens,
     retry_delays: Vec<Duration>,
     /// `host:port/dbname`, for messages.
     target: String,
@@ -330,6 +397,7 @@ impl PostgresStore {
         );
         Ok(Arc::new(Self {
             pool,
+            tokens: Tokens::new(),
             retry_delays: options.retry_delays.clone(),
             target,
         }))
@@ -476,13 +544,29 @@ impl Store for PostgresStore {
                 conn.execute(&statement, &[name, value])?;
                 Ok(Value::Gauge(*value))
             }),
-            Update::Counter { name, delta } => self.run("counter update", |conn| {
-                let statement = prepared(conn, UPDATE_COUNTER)?;
-                match conn.query_one(&statement, &[name, delta]) {
-                    Ok(row) => Ok(Value::Counter(row.get(0))),
-                    Err(e) => Err(overflow_or(e, || Ok(name.clone()))),
-                }
-            }),
+            Update::Counter { name, delta } => {
+                let (token, prune) = self.tokens.next();
+                self.run("counter update", |conn| {
+                    let statement = prepared(conn, UPDATE_COUNTER)?;
+                    let row = conn
+                        .query_opt(&statement, &[name, delta, &token])
+                        .map_err(|e| overflow_or(e, || Ok(name.clone())))?;
+                    if prune {
+                        prune_tokens(conn);
+                    }
+                    match row {
+                        Some(row) => Ok(Value::Counter(row.get(0))),
+                        // An earlier attempt committed before its connection broke.
+                        None => {
+                            log::info!(
+                                "a retried counter update had already been committed; not applied twice"
+                            );
+                            let statement = prepared(conn, GET_COUNTER)?;
+                            Ok(Value::Counter(conn.query_one(&statement, &[name])?.get(0)))
+                        }
+                    }
+                })
+            }
         }
     }
 
@@ -497,13 +581,28 @@ impl Store for PostgresStore {
         // An overflow seen by the statement but not by the follow-up query means another server
         // moved the total in between; the batch is then simply tried again (a few times).
         let mut races = 0;
+        let (token, prune) = self.tokens.next();
         self.run("batch write", |conn| {
             let statement = prepared(conn, APPLY_BATCH)?;
-            let e = match conn.execute(
+            let e = match conn.query_one(
                 &statement,
-                &[&gauge_names, &gauge_values, &counter_names, &counter_deltas],
+                &[
+                    &gauge_names,
+                    &gauge_values,
+                    &counter_names,
+                    &counter_deltas,
+                    &token,
+                ],
             ) {
-                Ok(_) => return Ok(()),
+                Ok(row) => {
+                    if row.get::<_, i64>(0) == 0 {
+                        log::info!("a retried batch had already been committed; not applied twice");
+                    }
+                    if prune {
+                        prune_tokens(conn);
+                    }
+                    return Ok(());
+                }
                 Err(e) => e,
             };
             Err(overflow_or(e, || {
@@ -564,14 +663,11 @@ impl Store for PostgresStore {
         Ok(snapshot)
     }
 
-    /// One real round trip on a tested connection, without the retry delays: a health check
-    /// must answer promptly.
+    /// A checkout that tests the connection: one real round trip, without the retry delays (a
+    /// health check must answer promptly).
     fn ping(&self) -> Result<(), StoreError> {
-        let result = self
-            .checkout(true)
-            .and_then(|mut conn| Ok(conn.simple_query("SELECT 1").map(drop)?));
-        match result {
-            Ok(()) => Ok(()),
+        match self.checkout(true) {
+            Ok(_) => Ok(()),
             Err(Failure::Transient(why) | Failure::Permanent(why)) => Err(StoreError::Unavailable(
                 format!("PostgreSQL at {}: {why}", self.target),
             )),
