@@ -159,7 +159,7 @@ fn connection_loss_mid_run_loses_nothing_acknowledged() {
                 let c = Client::new(addr);
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    let r = if i % 2 == 0 {
+                    let r = if i.is_multiple_of(2) {
                         c.post("/update/counter/n/1", b"")
                     } else {
                         c.post_json(
