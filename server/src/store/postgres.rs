@@ -15,7 +15,8 @@
 //!   DO UPDATE` per metric type, joined as data-modifying CTEs — so it is one round trip and one
 //!   implicit transaction. Counters are incremented by the database, so concurrent servers never
 //!   lose an increment. A `bigint` overflow aborts the statement (nothing applied); a follow-up
-//!   query names the counter.
+//!   query names the counter. Batches of concurrent requests are merged into one statement
+//!   while the database is busy (a group commit, see [`Combiner`]).
 //! - **Exactly once**: every counter write carries a random token, inserted in the same
 //!   statement into `golectra_applied_batches`. If the connection breaks while a write commits,
 //!   the outcome is unknown; the retry carries the same token and applies nothing when the
@@ -27,12 +28,12 @@
 //! The `postgres` crate drives each connection with a private single-threaded tokio runtime;
 //! this module only sees its blocking API.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::error::Error as _;
 use std::hash::BuildHasher;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
 use golectra_common::metric::{MetricKind, Update};
@@ -285,6 +286,7 @@ fn prune_tokens(conn: &mut Conn) {
 pub struct PostgresStore {
     pool: Pool<Manager>,
     tokens: Tokens,
+    combiner: Combiner,
     retry_delays: Vec<Duration>,
     /// `host:port/dbname`, for messages.
     target: String,
@@ -398,6 +400,7 @@ impl PostgresStore {
         Ok(Arc::new(Self {
             pool,
             tokens: Tokens::new(),
+            combiner: Combiner::new(),
             retry_delays: options.retry_delays.clone(),
             target,
         }))
@@ -467,6 +470,203 @@ impl PostgresStore {
                 }
             }
         }
+    }
+}
+
+impl PostgresStore {
+    /// Applies the batches of a group: merged into one statement when that is safe, and one by
+    /// one when the merged statement overflows (so that only the guilty batches fail).
+    fn apply_group(&self, group: &[Batch]) -> Vec<Result<(), StoreError>> {
+        if let [batch] = group {
+            return vec![self.apply_one(batch)];
+        }
+        let one_by_one = || group.iter().map(|b| self.apply_one(b)).collect();
+        let Some(merged) = merge(group) else {
+            return one_by_one();
+        };
+        match self.apply_one(&merged) {
+            Ok(()) => vec![Ok(()); group.len()],
+            Err(StoreError::Overflow { .. }) => one_by_one(),
+            Err(e) => vec![Err(e); group.len()],
+        }
+    }
+
+    /// Applies one batch in one statement.
+    fn apply_one(&self, batch: &Batch) -> Result<(), StoreError> {
+        let gauge_names: Vec<&str> = batch.gauges.iter().map(|(n, _)| n.as_str()).collect();
+        let gauge_values: Vec<f64> = batch.gauges.iter().map(|(_, v)| *v).collect();
+        let counter_names: Vec<&str> = batch.counters.iter().map(|(n, _)| n.as_str()).collect();
+        let counter_deltas: Vec<i64> = batch.counters.iter().map(|(_, d)| *d).collect();
+        // An overflow seen by the statement but not by the follow-up query means another server
+        // moved the total in between; the batch is then simply tried again (a few times).
+        let mut races = 0;
+        let (token, prune) = self.tokens.next();
+        self.run("batch write", |conn| {
+            let statement = prepared(conn, APPLY_BATCH)?;
+            let e = match conn.query_one(
+                &statement,
+                &[
+                    &gauge_names,
+                    &gauge_values,
+                    &counter_names,
+                    &counter_deltas,
+                    &token,
+                ],
+            ) {
+                Ok(row) => {
+                    if row.get::<_, i64>(0) == 0 {
+                        log::info!("a retried batch had already been committed; not applied twice");
+                    }
+                    if prune {
+                        prune_tokens(conn);
+                    }
+                    return Ok(());
+                }
+                Err(e) => e,
+            };
+            Err(overflow_or(e, || {
+                let find = prepared(conn, FIND_OVERFLOW)?;
+                match conn.query_opt(&find, &[&counter_names, &counter_deltas])? {
+                    Some(row) => Ok(row.get(0)),
+                    None if races < 3 => {
+                        races += 1;
+                        Err(Failure::Transient(
+                            "a counter total changed while an overflow was being located".into(),
+                        ))
+                    }
+                    None => Err(Failure::Permanent(
+                        "bigint out of range, but no counter of the batch overflows".into(),
+                    )),
+                }
+            }))
+        })
+    }
+}
+
+/// The batches as one, in order: counter deltas add up, the last gauge value wins. `None` when
+/// a sum overflows (the batches are then applied one by one).
+fn merge(group: &[Batch]) -> Option<Batch> {
+    let mut gauges = BTreeMap::new();
+    let mut counters: BTreeMap<&str, i64> = BTreeMap::new();
+    for batch in group {
+        for (name, value) in &batch.gauges {
+            gauges.insert(name.as_str(), *value);
+        }
+        for (name, delta) in &batch.counters {
+            let sum = counters.entry(name.as_str()).or_insert(0);
+            *sum = sum.checked_add(*delta)?;
+        }
+    }
+    Some(Batch {
+        gauges: gauges.into_iter().map(|(n, v)| (n.to_owned(), v)).collect(),
+        counters: counters
+            .into_iter()
+            .map(|(n, d)| (n.to_owned(), d))
+            .collect(),
+    })
+}
+
+/// Group commit for batches. Requests that arrive while the database is busy with earlier
+/// batches queue here; the next free request thread takes the whole queue (up to
+/// [`GROUP_ITEMS`] metrics), merges it and applies it with one statement, then hands every
+/// request its result. With many clients writing the same names this turns many small
+/// transactions that wait on each other's row locks into a few large ones, and it cuts the
+/// database work per sample. At most [`FLUSHERS`] groups are in flight at once; a batch is
+/// never delayed when the database is idle.
+struct Combiner {
+    state: Mutex<CombineState>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct CombineState {
+    next_ticket: u64,
+    queue: Vec<(u64, Batch)>,
+    results: HashMap<u64, Result<(), StoreError>>,
+    flushing: usize,
+}
+
+/// Groups applied concurrently.
+const FLUSHERS: usize = 2;
+
+/// Most metrics merged into one statement (a single larger batch still goes alone).
+const GROUP_ITEMS: usize = 20_000;
+
+impl Combiner {
+    fn new() -> Self {
+        Self {
+            state: Mutex::new(CombineState::default()),
+            done: Condvar::new(),
+        }
+    }
+
+    /// Queues `batch` and returns its result, applying groups (including other requests'
+    /// batches) with `apply` while this thread waits.
+    fn submit(
+        &self,
+        batch: &Batch,
+        apply: impl Fn(&[Batch]) -> Vec<Result<(), StoreError>>,
+    ) -> Result<(), StoreError> {
+        let mut state = self.state.lock().expect("poisoned");
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state.queue.push((ticket, batch.clone()));
+        loop {
+            if let Some(result) = state.results.remove(&ticket) {
+                return result;
+            }
+            if state.flushing < FLUSHERS && !state.queue.is_empty() {
+                state.flushing += 1;
+                let mut items = 0;
+                let take = state
+                    .queue
+                    .iter()
+                    .take_while(|(_, b)| {
+                        items += b.len();
+                        items <= GROUP_ITEMS
+                    })
+                    .count()
+                    .max(1);
+                let (tickets, group): (Vec<u64>, Vec<Batch>) = state.queue.drain(..take).unzip();
+                drop(state);
+                let mut flush = Flush {
+                    combiner: self,
+                    tickets,
+                    results: None,
+                };
+                flush.results = Some(apply(&group));
+                drop(flush);
+                state = self.state.lock().expect("poisoned");
+                continue;
+            }
+            state = self.done.wait(state).expect("poisoned");
+        }
+    }
+}
+
+/// Hands a group's results to its waiters — also when applying it panicked, so that no
+/// request waits forever.
+struct Flush<'a> {
+    combiner: &'a Combiner,
+    tickets: Vec<u64>,
+    results: Option<Vec<Result<(), StoreError>>>,
+}
+
+impl Drop for Flush<'_> {
+    fn drop(&mut self) {
+        let results = self.results.take().unwrap_or_default();
+        let mut state = self.combiner.state.lock().expect("poisoned");
+        state.flushing -= 1;
+        let failed = || {
+            Err(StoreError::Unavailable(
+                "internal error while writing".into(),
+            ))
+        };
+        for (i, ticket) in self.tickets.drain(..).enumerate() {
+            let result = results.get(i).cloned().unwrap_or_else(failed);
+            state.results.insert(ticket, result);
+        }
+        self.combiner.done.notify_all();
     }
 }
 
@@ -570,57 +770,12 @@ impl Store for PostgresStore {
         }
     }
 
+    /// Joins the batches of concurrent requests into one statement (see [`Combiner`]).
     fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
-        let gauge_names: Vec<&str> = batch.gauges.iter().map(|(n, _)| n.as_str()).collect();
-        let gauge_values: Vec<f64> = batch.gauges.iter().map(|(_, v)| *v).collect();
-        let counter_names: Vec<&str> = batch.counters.iter().map(|(n, _)| n.as_str()).collect();
-        let counter_deltas: Vec<i64> = batch.counters.iter().map(|(_, d)| *d).collect();
-        // An overflow seen by the statement but not by the follow-up query means another server
-        // moved the total in between; the batch is then simply tried again (a few times).
-        let mut races = 0;
-        let (token, prune) = self.tokens.next();
-        self.run("batch write", |conn| {
-            let statement = prepared(conn, APPLY_BATCH)?;
-            let e = match conn.query_one(
-                &statement,
-                &[
-                    &gauge_names,
-                    &gauge_values,
-                    &counter_names,
-                    &counter_deltas,
-                    &token,
-                ],
-            ) {
-                Ok(row) => {
-                    if row.get::<_, i64>(0) == 0 {
-                        log::info!("a retried batch had already been committed; not applied twice");
-                    }
-                    if prune {
-                        prune_tokens(conn);
-                    }
-                    return Ok(());
-                }
-                Err(e) => e,
-            };
-            Err(overflow_or(e, || {
-                let find = prepared(conn, FIND_OVERFLOW)?;
-                match conn.query_opt(&find, &[&counter_names, &counter_deltas])? {
-                    Some(row) => Ok(row.get(0)),
-                    None if races < 3 => {
-                        races += 1;
-                        Err(Failure::Transient(
-                            "a counter total changed while an overflow was being located".into(),
-                        ))
-                    }
-                    None => Err(Failure::Permanent(
-                        "bigint out of range, but no counter of the batch overflows".into(),
-                    )),
-                }
-            }))
-        })
+        self.combiner.submit(batch, |group| self.apply_group(group))
     }
 
     fn get(&self, kind: MetricKind, name: &str) -> Result<Option<Value>, StoreError> {

@@ -427,3 +427,58 @@ fn start_up_log_masks_the_password_and_notes_ignored_file_settings() {
     assert!(log.contains("are ignored"), "{log}");
     assert!(!dir.path().join("other.json").exists());
 }
+
+/// Concurrent batches may be merged into one statement; an overflowing one still fails alone
+/// and every other batch is applied exactly once.
+#[test]
+fn concurrent_batches_fail_and_succeed_independently() {
+    let Some(db) = fresh_postgres_dsn() else {
+        return;
+    };
+    let mut options = PostgresOptions::new(&db.dsn, 4);
+    options.retry_delays = vec![];
+    let store = PostgresStore::open(&options).unwrap();
+    let c = |name: &str, delta| Update::Counter {
+        name: name.into(),
+        delta,
+    };
+    store.update(&c("max", i64::MAX)).unwrap();
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for i in 0..20 {
+                    let mut items = vec![c("shared", 1), c(&format!("own{t}"), 1)];
+                    let overflowing = t % 4 == 0 && i % 5 == 0;
+                    if overflowing {
+                        items.push(c("max", 1));
+                    }
+                    let result = store.apply(&Batch::aggregate(items).unwrap());
+                    if overflowing {
+                        assert_eq!(result, Err(StoreError::Overflow { name: "max".into() }));
+                    } else {
+                        assert_eq!(result, Ok(()));
+                    }
+                }
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    // 4 threads had 4 of their 20 batches rejected.
+    assert_eq!(
+        store.get(MetricKind::Counter, "shared"),
+        Ok(Some(Value::Counter(16 * 20 - 4 * 4)))
+    );
+    for t in 0..16 {
+        let expected = if t % 4 == 0 { 16 } else { 20 };
+        assert_eq!(
+            store.get(MetricKind::Counter, &format!("own{t}")),
+            Ok(Some(Value::Counter(expected))),
+            "own{t}"
+        );
+    }
+    assert_eq!(
+        store.get(MetricKind::Counter, "max"),
+        Ok(Some(Value::Counter(i64::MAX)))
+    );
+}
