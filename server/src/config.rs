@@ -258,6 +258,13 @@ impl Config {
                 restore,
             }
         } else {
+            // A DSN that cannot be parsed is a configuration error (exit 2), caught before any
+            // connection attempt. The message never echoes the DSN: it may hold a password.
+            if let Err(e) = dsn.parse::<postgres::Config>() {
+                return Err(ConfigError(format!(
+                    "invalid DATABASE_DSN (-d) value: {e} (expected postgres://user:password@host:port/db or key=value pairs such as host=h dbname=db)"
+                )));
+            }
             let ignored_file_settings = ["FILE_STORAGE_PATH", "STORE_INTERVAL", "RESTORE"]
                 .iter()
                 .any(|env| {
@@ -483,6 +490,16 @@ mod tests {
     }
 
     #[test]
+    fn bad_dsn_is_a_config_error_without_the_password() {
+        let err = parse(&["-d", "postgres://u:hunter2@h:notaport/db"], &[]).unwrap_err();
+        assert!(
+            err.0.starts_with("invalid DATABASE_DSN (-d) value"),
+            "{err}"
+        );
+        assert!(!err.0.contains("hunter2"), "{err}");
+    }
+
+    #[test]
     fn dsn_selects_postgres_and_notes_ignored_file_settings() {
         let c = parse(&["-d", "postgres://x@h/db"], &[]).unwrap();
         assert_eq!(
@@ -581,6 +598,16 @@ mod tests {
     fn bad_values_name_the_setting() {
         for (args, env, setting) in [
             (&["-i", "soon"][..], &[][..], "STORE_INTERVAL (-i)"),
+            (
+                &["-d", "postgres://u:pw@h:notaport/db"],
+                &[],
+                "DATABASE_DSN (-d)",
+            ),
+            (
+                &[],
+                &[("DATABASE_DSN", "host=h bogus_key=1")],
+                "DATABASE_DSN (-d)",
+            ),
             (&[], &[("STORE_INTERVAL", "-5")], "STORE_INTERVAL (-i)"),
             (&["-r=maybe"], &[], "RESTORE (-r)"),
             (&["-a", "nowhere"], &[], "ADDRESS (-a)"),

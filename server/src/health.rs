@@ -117,9 +117,9 @@ fn reachable(listen: SocketAddr) -> SocketAddr {
 
 /// The `STATUS=` line: where the server serves and how many metrics it holds.
 pub fn status_line(listen: SocketAddr, store: &dyn Store) -> String {
-    match store.snapshot() {
-        Ok(s) => {
-            let n = s.gauges.len() + s.counters.len();
+    match store.count() {
+        Ok((gauges, counters)) => {
+            let n = gauges + counters;
             format!(
                 "serving on http://{listen}, {} store, {n} metric{}",
                 store.kind(),

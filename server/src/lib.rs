@@ -22,6 +22,7 @@ use history::{History, Sampler};
 use http::{App, HttpServer};
 use store::Store;
 use store::memory::{MemoryStore, SnapshotOptions};
+use store::postgres::{PostgresOptions, PostgresStore};
 
 /// Why the server could not start.
 #[derive(Debug)]
@@ -148,9 +149,19 @@ fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
                 .map_err(|e| StartError::Store(format!("{}: {e}", path.display())))?;
             Ok(store)
         }
-        Storage::Postgres { .. } => Err(StartError::Store(
-            "the PostgreSQL store is not available in this build".into(),
-        )),
+        Storage::Postgres {
+            dsn,
+            ignored_file_settings,
+        } => {
+            if *ignored_file_settings {
+                log::info!(
+                    "DATABASE_DSN is set: FILE_STORAGE_PATH, STORE_INTERVAL and RESTORE are ignored"
+                );
+            }
+            let options = PostgresOptions::new(dsn, config.workers);
+            let store = PostgresStore::open(&options).map_err(StartError::Store)?;
+            Ok(store)
+        }
     }
 }
 

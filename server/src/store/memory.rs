@@ -400,6 +400,11 @@ impl Store for MemoryStore {
         })
     }
 
+    fn count(&self) -> Result<(usize, usize), StoreError> {
+        let tables = self.tables.read().expect("poisoned");
+        Ok((tables.gauges.len(), tables.counters.len()))
+    }
+
     fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }

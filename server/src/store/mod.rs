@@ -7,6 +7,7 @@
 //! atomically: all of it or nothing.
 
 pub mod memory;
+pub mod postgres;
 pub mod snapshot;
 
 use std::collections::BTreeMap;
@@ -71,6 +72,11 @@ pub trait Store: Send + Sync {
     fn get(&self, kind: MetricKind, name: &str) -> Result<Option<Value>, StoreError>;
     /// Reads every metric.
     fn snapshot(&self) -> Result<Snapshot, StoreError>;
+    /// How many gauges and counters are stored. The default counts a snapshot; stores with a
+    /// cheaper way override it.
+    fn count(&self) -> Result<(usize, usize), StoreError> {
+        self.snapshot().map(|s| (s.gauges.len(), s.counters.len()))
+    }
     /// Checks that the store can serve (for `/ping`).
     fn ping(&self) -> Result<(), StoreError>;
     /// Makes everything acknowledged durable; called once at shutdown.

@@ -177,6 +177,8 @@ fn gauge_and_counter_with_one_name_coexist() {
         let snap = c.get("/api/v1/snapshot").json();
         assert_eq!(snap["gauges"]["shared"], 1.5);
         assert_eq!(snap["counters"]["shared"], 8);
+        let store = s.server.as_ref().expect("running").store();
+        assert_eq!(store.count(), Ok((1, 1)), "{:?}", s.backend);
     });
 }
 

@@ -1,6 +1,7 @@
 //! Integration tests of `golectra-server`: the HTTP API against every store, snapshots and
-//! crash safety, configuration of the real binary, and operations (systemd units, sd_notify,
-//! journald logging, packaging).
+//! crash safety, configuration of the real binary, the PostgreSQL store, the audit trail,
+//! `/metrics` and the dashboard, and operations (systemd units, sd_notify, journald logging,
+//! packaging).
 
 mod api;
 mod audit;
@@ -9,3 +10,4 @@ mod harness;
 mod observability;
 mod ops;
 mod persistence;
+mod postgres;

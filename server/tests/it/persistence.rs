@@ -220,8 +220,13 @@ fn kill_9_never_leaves_an_unreadable_snapshot() {
         // Snapshots every 10 ms while 4 threads write; kill -9 at a random moment.
         let server = BinaryServer::start(dir.path(), &["-r", "-i", "10ms"], &[]);
         let stop = Arc::new(AtomicBool::new(false));
-        let (handles, _) = hammer(server.addr, 4, stop.clone());
-        std::thread::sleep(Duration::from_millis(30) + jitter(round, 120));
+        let (handles, acked) = hammer(server.addr, 4, stop.clone());
+        wait_for(
+            "a first acknowledged write",
+            Duration::from_secs(30),
+            || acked.iter().any(|a| a.load(Ordering::SeqCst) > 0),
+        );
+        std::thread::sleep(jitter(round, 120));
         server.kill9();
         stop.store(true, Ordering::Relaxed);
         handles.into_iter().for_each(|h| h.join().unwrap());
@@ -272,7 +277,14 @@ fn sync_mode_keeps_every_acknowledged_write_across_kill_9() {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let (handles, acked) = hammer(server.addr, 4, stop.clone());
-        std::thread::sleep(Duration::from_millis(50) + jitter(round, 150));
+        // Kill at a random moment once writes are being acknowledged (a loaded machine may take
+        // a while to answer the first one).
+        wait_for(
+            "a first acknowledged write",
+            Duration::from_secs(30),
+            || acked.iter().any(|a| a.load(Ordering::SeqCst) > 0),
+        );
+        std::thread::sleep(jitter(round, 150));
         server.kill9();
         stop.store(true, Ordering::Relaxed);
         handles.into_iter().for_each(|h| h.join().unwrap());
