@@ -155,6 +155,7 @@ PY
   big_dir=$(readlink "/proc/$server_pid/cwd")
   stop_pid "$server_pid"
   grep -o 'final snapshot: .*' "$big_dir/server.log" | sed 's/^/BIG   /'
+  : > "$big_dir/restore.log"
   (cd "$big_dir" && exec "$server_bin" -a "127.0.0.1:$(free_port)" -r -i 1h 2>"$big_dir/restore.log") & restore_pid=$!; pids+=("$restore_pid")
   for _ in $(seq 1 200); do grep -q 'listening on' "$big_dir/restore.log" && break; sleep 0.05; done
   grep -o 'restored .*' "$big_dir/restore.log" | sed 's/^/BIG   /'
