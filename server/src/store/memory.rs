@@ -142,7 +142,9 @@ impl MemoryStore {
         let mut tables = Tables::default();
         if options.restore {
             let started = Instant::now();
-            for update in snapshot::restore(&path)? {
+            let restored = snapshot::restore(&path)?;
+            let count = restored.len();
+            for update in restored {
                 match update {
                     Update::Gauge { name, value } => {
                         tables.gauges.insert(name, value);
@@ -152,7 +154,7 @@ impl MemoryStore {
                     }
                 }
             }
-            log::debug!("restore took {:?}", started.elapsed());
+            log::info!("restored {count} metrics from {} in {:?}", path.display(), started.elapsed());
         } else if path.exists() {
             log::warn!(
                 "snapshot {} exists but RESTORE is false: its contents are not loaded and will be replaced by the next snapshot",

@@ -82,10 +82,7 @@ pub fn restore(path: &Path) -> Result<Vec<Update>, io::Error> {
         Err(e) => return Err(e),
     };
     match decode(&bytes) {
-        Ok(updates) => {
-            log::info!("restored {} metrics from {}", updates.len(), path.display());
-            Ok(updates)
-        }
+        Ok(updates) => Ok(updates),
         Err(LoadError::Io(e)) => Err(e),
         Err(LoadError::Corrupt(why)) => {
             let aside = corrupt_path(path);
