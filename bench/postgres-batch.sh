@@ -69,7 +69,7 @@ BODIES=$work wrk -t"$threads" -c"$connections" -d"$duration" --latency \
   -s "$root/bench/lua/gzip-batch.lua" "http://127.0.0.1:$port" | tee "$work/wrk.out"
 s1=$(ticks "$server_pid"); b1=$(ticks $backends); p1=$(ticks $all_pg)
 
-requests=$(awk '/^requests /{print $2}' "$work/wrk.out")
+requests=$(awk '/requests in/{print $1}' "$work/wrk.out")
 secs=$(awk '/requests in/{gsub("s,","",$4); print $4}' "$work/wrk.out")
 hz=$(getconf CLK_TCK)
 python3 - "$requests" "$secs" "$hz" "$((s1 - s0))" "$((b1 - b0))" "$((p1 - p0))" "$(echo $backends | wc -w)" <<'PY'

@@ -46,13 +46,14 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
 # A fixed gzip batch of 100 metrics: 50 gauges and 50 counters.
-python3 - "$work/batch.json.gz" <<'PY'
+mkdir -p "$work/bodies"
+python3 - "$work/bodies/body-0.json.gz" <<'PY'
 import gzip, json, sys
 items = [{"id": f"g{i}", "type": "gauge", "value": i * 1.5} for i in range(50)]
 items += [{"id": f"c{i}", "type": "counter", "delta": i + 1} for i in range(50)]
 open(sys.argv[1], "wb").write(gzip.compress(json.dumps(items).encode(), 6))
 PY
-export GOLECTRA_BENCH_PAYLOAD=$work/batch.json.gz
+export BODIES=$work/bodies
 
 start_server() { # args: extra server flags; sets server_pid, port
   port=$(free_port)
@@ -103,39 +104,39 @@ echo "wrk -t$threads -c$connections -d$duration, keep-alive; $(nproc) cores; $(d
 # Reference: nginx return 200.
 if want NGINX; then
   nport=$(free_port)
-  sed "s/__PORT__/$nport/" bench/scenarios/nginx.conf > "$work/nginx.conf"
+  sed "s/__PORT__/$nport/" bench/nginx.conf > "$work/nginx.conf"
   nginx -p "$work" -c "$work/nginx.conf" & nginx_master=$!; pids+=("$nginx_master")
   sleep 0.5
   nginx_worker=$(pgrep -P "$nginx_master" | head -n1)
-  run_wrk NGINX "$nginx_worker" "http://127.0.0.1:$nport" bench/scenarios/s3_value_text.lua 1
+  run_wrk NGINX "$nginx_worker" "http://127.0.0.1:$nport" bench/lua/value-text.lua 1
   nginx_rps=$last_rps
   stop_pid "$nginx_master"
 fi
 
 if want S1; then
   start_server; echo "idle RSS $(rss_kib "$server_pid") KiB"
-  run_wrk S1 "$server_pid" "http://127.0.0.1:$port" bench/scenarios/s1_update_text.lua 1
+  run_wrk S1 "$server_pid" "http://127.0.0.1:$port" bench/lua/update-text.lua 1
   stop_pid "$server_pid"
 fi
 if want S2; then
   start_server
-  run_wrk S2 "$server_pid" "http://127.0.0.1:$port" bench/scenarios/s2_batch_gzip.lua 100
+  run_wrk S2 "$server_pid" "http://127.0.0.1:$port" bench/lua/gzip-batch.lua 100
   stop_pid "$server_pid"
 fi
 if want S3; then
   start_server
   curl -sf -X POST "http://127.0.0.1:$port/update/gauge/m1/42" >/dev/null
-  run_wrk S3 "$server_pid" "http://127.0.0.1:$port" bench/scenarios/s3_value_text.lua 1
+  run_wrk S3 "$server_pid" "http://127.0.0.1:$port" bench/lua/value-text.lua 1
   stop_pid "$server_pid"
 fi
 if want SYNC; then
   start_server -i 0
-  run_wrk SYNC "$server_pid" "http://127.0.0.1:$port" bench/scenarios/s1_update_text.lua 1
+  run_wrk SYNC "$server_pid" "http://127.0.0.1:$port" bench/lua/update-text.lua 1
   stop_pid "$server_pid"
 fi
 if want PG; then
   start_server -d "$dsn"
-  run_wrk PG "$server_pid" "http://127.0.0.1:$port" bench/scenarios/s2_batch_gzip.lua 100
+  run_wrk PG "$server_pid" "http://127.0.0.1:$port" bench/lua/gzip-batch.lua 100
   stop_pid "$server_pid"
 fi
 if want BIG; then
