@@ -225,10 +225,11 @@ impl<'a> Metric<'a> {
         Ok(match kind {
             MetricKind::Gauge => {
                 let value = self.value.ok_or(InvalidMetric::MissingValue)?;
-                Update::Gauge {
-                    name,
-                    value: check_finite(value, &value.to_string())?,
+                // Formatted only for the error message: the hot path never formats a float.
+                if !value.is_finite() {
+                    return Err(InvalidMetric::NonFiniteGauge(value.to_string()));
                 }
+                Update::Gauge { name, value }
             }
             MetricKind::Counter => Update::Counter {
                 name,

@@ -223,12 +223,13 @@ impl Audit {
         })
     }
 
-    /// Records a successful write of `names` (sorted, unique) by the client of `req`.
-    /// Never blocks on a sink.
-    pub fn record(&self, names: Vec<String>, req: &Incoming) {
+    /// Records a successful write of the names `names` yields (sorted, unique) by the client of
+    /// `req`. The names are only gathered when a sink is configured. Never blocks on a sink.
+    pub fn record(&self, names: impl FnOnce() -> Vec<String>, req: &Incoming) {
         if self.sinks.is_empty() {
             return;
         }
+        let names = names();
         let ip = client_ip::client_ip(
             req.peer,
             req.x_real_ip.as_deref(),

@@ -154,7 +154,11 @@ impl MemoryStore {
                     }
                 }
             }
-            log::info!("restored {count} metrics from {} in {:?}", path.display(), started.elapsed());
+            log::info!(
+                "restored {count} metrics from {} in {:?}",
+                path.display(),
+                started.elapsed()
+            );
         } else if path.exists() {
             log::warn!(
                 "snapshot {} exists but RESTORE is false: its contents are not loaded and will be replaced by the next snapshot",

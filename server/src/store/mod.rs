@@ -109,29 +109,53 @@ pub struct BatchOverflow {
 
 impl Batch {
     /// Aggregates updates: counter deltas for the same name add up, the last gauge value wins.
+    /// An in-batch overflow names the first update (in request order) whose delta overflows.
     pub fn aggregate(updates: impl IntoIterator<Item = Update>) -> Result<Self, BatchOverflow> {
-        let mut gauges = BTreeMap::new();
-        let mut counters: BTreeMap<String, i64> = BTreeMap::new();
+        let mut gauges: Vec<(String, f64)> = Vec::new();
+        let mut counters: Vec<(String, i64, usize)> = Vec::new();
         for (index, update) in updates.into_iter().enumerate() {
             match update {
-                Update::Gauge { name, value } => {
-                    gauges.insert(name, value);
-                }
-                Update::Counter { name, delta } => match counters.get_mut(&name) {
-                    Some(sum) => {
-                        *sum = sum
-                            .checked_add(delta)
-                            .ok_or(BatchOverflow { index, name })?;
-                    }
-                    None => {
-                        counters.insert(name, delta);
-                    }
-                },
+                Update::Gauge { name, value } => gauges.push((name, value)),
+                Update::Counter { name, delta } => counters.push((name, delta, index)),
             }
         }
+        // Stable sorts keep the request order within a name: the last gauge write wins, and
+        // deltas add up in the order they were sent.
+        gauges.sort_by(|a, b| a.0.cmp(&b.0));
+        gauges.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1 = later.1;
+            }
+            same
+        });
+        counters.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut overflow: Option<BatchOverflow> = None;
+        counters.dedup_by(|later, kept| {
+            if later.0 != kept.0 {
+                return false;
+            }
+            match kept.1.checked_add(later.1) {
+                Some(sum) => kept.1 = sum,
+                None if overflow.as_ref().is_none_or(|o| later.2 < o.index) => {
+                    overflow = Some(BatchOverflow {
+                        index: later.2,
+                        name: later.0.clone(),
+                    });
+                }
+                None => {}
+            }
+            true
+        });
+        if let Some(overflow) = overflow {
+            return Err(overflow);
+        }
         Ok(Self {
-            gauges: gauges.into_iter().collect(),
-            counters: counters.into_iter().collect(),
+            gauges,
+            counters: counters
+                .into_iter()
+                .map(|(name, sum, _)| (name, sum))
+                .collect(),
         })
     }
 
@@ -217,6 +241,10 @@ mod tests {
                 name: "a".into()
             }
         );
+        // Two names overflow: the error names the first in request order, not in name order.
+        let err = Batch::aggregate([c("b", i64::MAX), c("a", i64::MAX), c("b", 1), c("a", 1)])
+            .unwrap_err();
+        assert_eq!((err.index, err.name.as_str()), (2, "b"));
     }
 
     proptest! {
