@@ -10,7 +10,6 @@ pub mod memory;
 pub mod postgres;
 pub mod snapshot;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::SystemTime;
 
@@ -201,6 +200,7 @@ impl From<&Update> for Batch {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::BTreeMap;
 
     fn g(name: &str, value: f64) -> Update {
         Update::Gauge {
