@@ -226,8 +226,13 @@ impl Scheduler {
                 recv(self.returns) -> undelivered => match undelivered {
                     Ok(undelivered) => self.acc.restore(undelivered),
                     Err(_) => {
-                        // Only a panic ends a sender before shutdown; stop listening so the
-                        // loop does not spin on the closed channel.
+                        // At shutdown the senders may finish before this loop sees `stop`
+                        // (select picks among ready channels at random): that is the normal end.
+                        if self.stop.try_recv().is_err_and(|e| e.is_disconnected()) {
+                            break;
+                        }
+                        // Otherwise only a panic ends a sender; stop listening so the loop does
+                        // not spin on the closed channel.
                         log::error!("every sender thread has stopped: reports cannot be sent");
                         self.returns = never();
                     }

@@ -10,35 +10,7 @@ use crate::accumulator::{Name, Sample};
 use crate::alloc::{AllocStats, HeapStats};
 
 /// Every runtime gauge name, in the original's order.
-pub const GAUGES: [Name; 27] = [
-    "Alloc",
-    "BuckHashSys",
-    "Frees",
-    "GCCPUFraction",
-    "GCSys",
-    "HeapAlloc",
-    "HeapIdle",
-    "HeapInuse",
-    "HeapObjects",
-    "HeapReleased",
-    "HeapSys",
-    "LastGC",
-    "Lookups",
-    "MCacheInuse",
-    "MCacheSys",
-    "MSpanInuse",
-    "MSpanSys",
-    "Mallocs",
-    "NextGC",
-    "NumForcedGC",
-    "NumGC",
-    "OtherSys",
-    "PauseTotalNs",
-    "StackInuse",
-    "StackSys",
-    "Sys",
-    "TotalAlloc",
-];
+pub use golectra_common::metric::RUNTIME_GAUGES as GAUGES;
 
 /// The counter incremented by every runtime poll.
 pub const POLL_COUNT: Name = "PollCount";

@@ -6,6 +6,38 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// The 27 runtime gauges the original agent reports (Go's `runtime.MemStats` names), in the
+/// original's order. The Golectra agent sends the same names.
+pub const RUNTIME_GAUGES: [&str; 27] = [
+    "Alloc",
+    "BuckHashSys",
+    "Frees",
+    "GCCPUFraction",
+    "GCSys",
+    "HeapAlloc",
+    "HeapIdle",
+    "HeapInuse",
+    "HeapObjects",
+    "HeapReleased",
+    "HeapSys",
+    "LastGC",
+    "Lookups",
+    "MCacheInuse",
+    "MCacheSys",
+    "MSpanInuse",
+    "MSpanSys",
+    "Mallocs",
+    "NextGC",
+    "NumForcedGC",
+    "NumGC",
+    "OtherSys",
+    "PauseTotalNs",
+    "StackInuse",
+    "StackSys",
+    "Sys",
+    "TotalAlloc",
+];
+
 /// Longest accepted metric name, in bytes, after trimming.
 pub const MAX_NAME_BYTES: usize = 255;
 
@@ -252,6 +284,18 @@ pub struct MetricId<'a> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn runtime_gauges_are_the_specs() {
+        let spec = "Alloc BuckHashSys Frees GCCPUFraction GCSys HeapAlloc HeapIdle HeapInuse \
+            HeapObjects HeapReleased HeapSys LastGC Lookups MCacheInuse MCacheSys MSpanInuse \
+            MSpanSys Mallocs NextGC NumForcedGC NumGC OtherSys PauseTotalNs StackInuse StackSys \
+            Sys TotalAlloc";
+        assert_eq!(
+            RUNTIME_GAUGES.to_vec(),
+            spec.split_whitespace().collect::<Vec<_>>()
+        );
+    }
 
     #[test]
     fn gauge_text_is_shortest_positional() {

@@ -340,35 +340,7 @@ pub fn expected_gauges() -> Vec<String> {
     names
 }
 
-pub const RUNTIME_GAUGES: [&str; 27] = [
-    "Alloc",
-    "BuckHashSys",
-    "Frees",
-    "GCCPUFraction",
-    "GCSys",
-    "HeapAlloc",
-    "HeapIdle",
-    "HeapInuse",
-    "HeapObjects",
-    "HeapReleased",
-    "HeapSys",
-    "LastGC",
-    "Lookups",
-    "MCacheInuse",
-    "MCacheSys",
-    "MSpanInuse",
-    "MSpanSys",
-    "Mallocs",
-    "NextGC",
-    "NumForcedGC",
-    "NumGC",
-    "OtherSys",
-    "PauseTotalNs",
-    "StackInuse",
-    "StackSys",
-    "Sys",
-    "TotalAlloc",
-];
+pub use golectra_common::metric::RUNTIME_GAUGES;
 
 /// A request as a fake server saw it, body inflated when it was gzip.
 #[derive(Debug, Clone)]

@@ -343,50 +343,24 @@ fn promtool_accepts_agent_names_and_lint_traps_without_a_complaint() {
     let s = TestServer::start(Backend::Memory);
     let c = s.client();
     // Every name the agent sends, plus names that trip each of promtool's lint rules.
-    let mut items: Vec<String> = [
-        "Alloc",
-        "BuckHashSys",
-        "Frees",
-        "GCCPUFraction",
-        "GCSys",
-        "HeapAlloc",
-        "HeapIdle",
-        "HeapInuse",
-        "HeapObjects",
-        "HeapReleased",
-        "HeapSys",
-        "LastGC",
-        "Lookups",
-        "MCacheInuse",
-        "MCacheSys",
-        "MSpanInuse",
-        "MSpanSys",
-        "Mallocs",
-        "NextGC",
-        "NumForcedGC",
-        "NumGC",
-        "OtherSys",
-        "PauseTotalNs",
-        "StackInuse",
-        "StackSys",
-        "Sys",
-        "TotalAlloc",
-        "RandomValue",
-        "TotalMemory",
-        "FreeMemory",
-        "CPUutilization1",
-        "CPUutilization2",
-        "latency_ms",
-        "uptime_minutes",
-        "requests_total",
-        "queue_count",
-        "size_kilobytes",
-        "my_gauge",
-        "s",
-    ]
-    .iter()
-    .map(|n| format!(r#"{{"id":"{n}","type":"gauge","value":1.5}}"#))
-    .collect();
+    let mut items: Vec<String> = golectra_common::metric::RUNTIME_GAUGES
+        .iter()
+        .chain(&[
+            "RandomValue",
+            "TotalMemory",
+            "FreeMemory",
+            "CPUutilization1",
+            "CPUutilization2",
+            "latency_ms",
+            "uptime_minutes",
+            "requests_total",
+            "queue_count",
+            "size_kilobytes",
+            "my_gauge",
+            "s",
+        ])
+        .map(|n| format!(r#"{{"id":"{n}","type":"gauge","value":1.5}}"#))
+        .collect();
     items.push(r#"{"id":"PollCount","type":"counter","delta":2}"#.into());
     items.push(r#"{"id":"HeapAlloc","type":"counter","delta":3}"#.into());
     assert_eq!(
