@@ -326,21 +326,8 @@ pub fn server_binary() -> &'static str {
 impl BinaryServer {
     /// Starts the binary listening on 127.0.0.1:0 and waits for its "listening on" line.
     pub fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(server_binary());
+        let mut cmd = clean_command(server_binary());
         cmd.current_dir(dir).args(["-a", "127.0.0.1:0"]).args(args);
-        for var in [
-            "ADDRESS",
-            "FILE_STORAGE_PATH",
-            "DATABASE_DSN",
-            "KEY",
-            "STORE_INTERVAL",
-            "RESTORE",
-            "JOURNAL_STREAM",
-            "NOTIFY_SOCKET",
-            "WATCHDOG_USEC",
-        ] {
-            cmd.env_remove(var);
-        }
         cmd.envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -436,22 +423,27 @@ pub fn wait_timeout(child: &mut Child, limit: Duration) -> i32 {
     }
 }
 
-/// Runs the binary to completion (for `--help`, bad configuration…).
-pub fn run_binary(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut cmd = Command::new(server_binary());
-    for var in [
-        "ADDRESS",
-        "FILE_STORAGE_PATH",
-        "DATABASE_DSN",
-        "KEY",
-        "STORE_INTERVAL",
-        "RESTORE",
-        "AUDIT_FILE",
-        "AUDIT_URL",
-        "TRUSTED_PROXIES",
-    ] {
+/// A command for a daemon under test that inherits none of the settings this process may have:
+/// every server setting, the systemd variables and the log filter are removed.
+pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    let server_settings = golectra_server::config::SETTINGS.iter().map(|s| s.env);
+    let others = [
+        "JOURNAL_STREAM",
+        "NOTIFY_SOCKET",
+        "WATCHDOG_USEC",
+        "WATCHDOG_PID",
+        "RUST_LOG",
+    ];
+    for var in server_settings.chain(others) {
         cmd.env_remove(var);
     }
+    cmd
+}
+
+/// Runs the binary to completion (for `--help`, bad configuration…).
+pub fn run_binary(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = clean_command(server_binary());
     let out = cmd
         .args(args)
         .envs(env.iter().copied())
@@ -557,23 +549,8 @@ impl Daemon {
     ) -> Self {
         let stderr = dir.join(format!("{name}.stderr"));
         let file = std::fs::File::create(&stderr).expect("create the stderr file");
-        let mut cmd = Command::new(program);
+        let mut cmd = clean_command(program);
         cmd.current_dir(dir).args(args);
-        for var in [
-            "ADDRESS",
-            "FILE_STORAGE_PATH",
-            "DATABASE_DSN",
-            "KEY",
-            "STORE_INTERVAL",
-            "RESTORE",
-            "JOURNAL_STREAM",
-            "NOTIFY_SOCKET",
-            "WATCHDOG_USEC",
-            "WATCHDOG_PID",
-            "RUST_LOG",
-        ] {
-            cmd.env_remove(var);
-        }
         for (key, value) in env {
             if *key == "JOURNAL_STREAM" && *value == JOURNAL_STREAM_OF_STDERR {
                 use std::os::unix::fs::MetadataExt;
