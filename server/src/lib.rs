@@ -63,7 +63,12 @@ impl Server {
             limits: config.limits,
             started: Instant::now(),
         });
-        let http = match HttpServer::start(config.listen, config.workers, app.clone()) {
+        let http = match HttpServer::start(
+            config.listen,
+            config.workers,
+            &config.connections,
+            app.clone(),
+        ) {
             Ok(http) => http,
             Err(error) => {
                 let _ = app.store.close();
@@ -79,6 +84,11 @@ impl Server {
     /// The address the server listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.http.local_addr()
+    }
+
+    /// Connection counters (open, cap, evicted, refused, 408, 431…) for monitoring.
+    pub fn connection_stats(&self) -> tiny_http::ConnectionStats {
+        self.http.connection_stats()
     }
 
     /// The store, for tests and embedding.
@@ -138,7 +148,7 @@ pub fn describe(config: &Config) -> String {
         Storage::Postgres { dsn, .. } => format!("PostgreSQL store at {}", mask_dsn(dsn)),
     };
     format!(
-        "{storage}; key {}{}; {} workers; body limit {} B on the wire, {} B inflated, {} items per batch; audit file {}, audit URL {}",
+        "{storage}; key {}{}; {} workers; body limit {} B on the wire, {} B inflated, {} items per batch; {}; audit file {}, audit URL {}",
         if config.key.is_some() {
             "set (hidden)"
         } else {
@@ -153,11 +163,25 @@ pub fn describe(config: &Config) -> String {
         config.limits.max_body,
         config.limits.max_inflated,
         config.limits.max_batch_items,
+        describe_connections(&config.connections),
         config
             .audit_file
             .as_ref()
             .map_or("off".into(), |p| p.display().to_string()),
         config.audit_url.as_deref().unwrap_or("off"),
+    )
+}
+
+fn describe_connections(c: &config::Connections) -> String {
+    let d = |t| humantime::format_duration(t);
+    format!(
+        "at most {} connections, timeouts idle {} head {} body {} io {}, body buffer {} B",
+        c.max_connections,
+        d(c.idle_timeout),
+        d(c.header_timeout),
+        d(c.body_timeout),
+        d(c.io_timeout),
+        c.body_buffer_budget
     )
 }
 

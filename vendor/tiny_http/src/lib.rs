@@ -91,9 +91,6 @@
 #![deny(rust_2018_idioms)]
 #![allow(clippy::match_like_matches_macro)]
 
-#[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-use zeroize::Zeroizing;
-
 use std::error::Error;
 use std::io::Error as IoError;
 use std::io::ErrorKind as IoErrorKind;
@@ -101,7 +98,6 @@ use std::io::Result as IoResult;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -110,8 +106,10 @@ use client::ClientConnection;
 use connection::Connection;
 use util::MessagesQueue;
 
+pub use client::{decode_chunked_for_fuzzing, parse_head_for_fuzzing};
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
+pub use policy::{ConnectionPolicy, ConnectionStats};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
@@ -119,9 +117,9 @@ pub use test::TestRequest;
 mod client;
 mod common;
 mod connection;
+mod policy;
 mod request;
 mod response;
-mod ssl;
 mod test;
 mod util;
 
@@ -140,6 +138,9 @@ pub struct Server {
 
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
+
+    // golectra: connection registry, counters and body budget
+    shared: Arc<policy::Shared>,
 }
 
 enum Message {
@@ -161,6 +162,7 @@ impl From<Request> for Message {
 
 // this trait is to make sure that Server implements Share and Send
 #[doc(hidden)]
+#[allow(dead_code)]
 trait MustBeShareDummy: Sync + Send {}
 #[doc(hidden)]
 impl MustBeShareDummy for Server {}
@@ -201,22 +203,6 @@ impl Server {
         })
     }
 
-    /// Shortcut for an HTTPS server on a specific address.
-    #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-    #[inline]
-    pub fn https<A>(
-        addr: A,
-        config: SslConfig,
-    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>>
-    where
-        A: ToSocketAddrs,
-    {
-        Server::new(ServerConfig {
-            addr: ConfigListenAddr::from_socket_addrs(addr)?,
-            ssl: Some(config),
-        })
-    }
-
     #[cfg(unix)]
     #[inline]
     /// Shortcut for a UNIX socket server at a specific path
@@ -239,45 +225,33 @@ impl Server {
     ///
     /// This is useful if you've constructed TcpListener using some less usual method
     /// such as from systemd. For other cases, you probably want the `new()` function.
+    ///
+    /// golectra: serves with the default [`ConnectionPolicy`]; TLS is not available in this
+    /// vendored copy.
     pub fn from_listener<L: Into<Listener>>(
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        let listener = listener.into();
-        // building the "close" variable
+        if ssl_config.is_some() {
+            return Err("TLS is not supported by this build of tiny_http".into());
+        }
+        Self::from_listener_with_policy(listener, ConnectionPolicy::default())
+    }
+
+    /// golectra: builds a server on `listener` that enforces `policy`: at most
+    /// `max_connections` connection threads (the longest-idle connection is evicted for a
+    /// newcomer, else the newcomer gets `503`), per-phase deadlines (`408`), head limits
+    /// (`431`), and bodies prefetched on the connection thread so that [`Server::recv`] only
+    /// returns requests whose bodies are complete.
+    pub fn from_listener_with_policy<L: Into<Listener>>(
+        listener: L,
+        policy: ConnectionPolicy,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        let server = listener.into();
+        let local_addr = server.local_addr()?;
+        log::debug!("Server listening on {}", local_addr);
         let close_trigger = Arc::new(AtomicBool::new(false));
-
-        // building the TcpListener
-        let (server, local_addr) = {
-            let local_addr = listener.local_addr()?;
-            log::debug!("Server listening on {}", local_addr);
-            (listener, local_addr)
-        };
-
-        // building the SSL capabilities
-        #[cfg(all(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        compile_error!(
-            "Features 'ssl-openssl' and 'ssl-rustls' must not be enabled at the same time"
-        );
-        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-        type SslContext = ();
-        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        type SslContext = crate::ssl::SslContextImpl;
-        let ssl: Option<SslContext> = {
-            match ssl_config {
-                #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                Some(config) => Some(SslContext::from_pem(
-                    config.certificate,
-                    Zeroizing::new(config.private_key),
-                )?),
-                #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                Some(_) => return Err(
-                    "Building a server with SSL requires enabling the `ssl` feature in tiny-http"
-                        .into(),
-                ),
-                None => None,
-            }
-        };
+        let shared = policy::Shared::new(policy);
 
         // creating a task where server.accept() is continuously called
         // and ClientConnection objects are pushed in the messages queue
@@ -285,75 +259,30 @@ impl Server {
 
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
-        thread::spawn(move || {
-            // a tasks pool is used to dispatch the connections into threads
-            let tasks_pool = util::TaskPool::new();
-
-            log::debug!("Running accept thread");
-            while !inside_close_trigger.load(Relaxed) {
-                let new_client = match server.accept() {
-                    Ok((sock, _)) => {
-                        use util::RefinedTcpStream;
-                        let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
-                            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                            Some(ref ssl) => {
-                                // trying to apply SSL over the connection
-                                // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
-                                    Ok(s) => s,
-                                    Err(_) => continue,
-                                };
-
-                                RefinedTcpStream::new(sock)
-                            }
-                            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                            Some(ref _ssl) => unreachable!(),
-                        };
-
-                        Ok(ClientConnection::new(write_closable, read_closable))
-                    }
-                    Err(e) => Err(e),
-                };
-
-                match new_client {
-                    Ok(client) => {
-                        let messages = inside_messages.clone();
-                        let mut client = Some(client);
-                        tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
-                                    }
-                                } else {
-                                    for rq in client {
-                                        messages.push(rq.into());
-                                    }
-                                }
-                            }
-                        }));
-                    }
-
-                    Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
-                    }
-                }
-            }
-            log::debug!("Terminating accept thread");
-        });
+        let inside_shared = shared.clone();
+        thread::Builder::new()
+            .name("http-accept".into())
+            .spawn(move || {
+                accept_loop(
+                    server,
+                    &inside_close_trigger,
+                    &inside_messages,
+                    &inside_shared,
+                )
+            })?;
 
         // result
         Ok(Server {
             messages,
             close: close_trigger,
             listening_addr: local_addr,
+            shared,
         })
+    }
+
+    /// golectra: the connection counters (current, cap, accepted, refused, evicted, 408, 431…).
+    pub fn connection_stats(&self) -> ConnectionStats {
+        self.shared.stats()
     }
 
     /// Returns an iterator for all the incoming requests.
@@ -372,8 +301,8 @@ impl Server {
 
     /// Returns the number of clients currently connected to the server.
     pub fn num_connections(&self) -> usize {
-        unimplemented!()
-        //self.requests_receiver.lock().len()
+        // golectra: implemented by the connection registry (upstream panicked here).
+        self.shared.stats().current
     }
 
     /// Blocks until an HTTP request has been submitted and returns it.
@@ -411,6 +340,83 @@ impl Server {
     }
 }
 
+/// golectra: accepts connections, applies the admission policy and hands each admitted
+/// connection to a thread of the pool. Accept errors (such as running out of file descriptors)
+/// never stop the loop; it backs off briefly instead.
+fn accept_loop(
+    listener: Listener,
+    close: &AtomicBool,
+    messages: &Arc<MessagesQueue<Message>>,
+    shared: &Arc<policy::Shared>,
+) {
+    // a tasks pool is used to dispatch the connections into threads
+    let tasks_pool = util::TaskPool::new();
+    let io_timeout = Some(shared.policy.io_timeout);
+    let mut backoff = Duration::from_millis(5);
+
+    log::debug!("Running accept thread");
+    while !close.load(Relaxed) {
+        let sock = match listener.accept() {
+            Ok((sock, _)) => {
+                backoff = Duration::from_millis(5);
+                sock
+            }
+            Err(e) => {
+                // EMFILE, ENFILE, ENOBUFS, ECONNABORTED…: the listener itself is fine. Sleeping
+                // is the only way to wait for a descriptor to be freed.
+                log::warn!(
+                    "cannot accept a connection: {}; retrying in {:?}",
+                    e,
+                    backoff
+                );
+                thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        if close.load(Relaxed) {
+            break;
+        }
+        policy::Counters::bump(&shared.counters.accepted);
+        let _ = sock.set_read_timeout(io_timeout);
+        let _ = sock.set_write_timeout(io_timeout);
+        let sock = Arc::new(sock);
+        let state = match shared.admit(sock.clone()) {
+            Ok(state) => state,
+            Err(policy::Refusal::Full) => {
+                policy::Counters::bump(&shared.counters.refused);
+                refuse_over_capacity(&sock);
+                continue;
+            }
+        };
+        let client = ClientConnection::new(sock, state);
+        let messages = messages.clone();
+        let mut client = Some(client);
+        tasks_pool.spawn(Box::new(move || {
+            if let Some(client) = client.take() {
+                for rq in client {
+                    messages.push(rq.into());
+                }
+            }
+        }));
+    }
+    log::debug!("Terminating accept thread");
+}
+
+/// golectra: a minimal `503` for a connection over the cap, written without waiting.
+fn refuse_over_capacity(sock: &Connection) {
+    use std::io::Write;
+    let _ = sock.set_write_timeout(Some(Duration::from_millis(100)));
+    let body = "server busy: too many connections, retry later\n";
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{}",
+        body.len(),
+        body
+    );
+    let _ = (&*sock).write_all(response.as_bytes());
+    let _ = sock.shutdown(Shutdown::Both);
+}
+
 impl Iterator for IncomingRequests<'_> {
     type Item = Request;
     fn next(&mut self) -> Option<Request> {
@@ -421,6 +427,8 @@ impl Iterator for IncomingRequests<'_> {
 impl Drop for Server {
     fn drop(&mut self) {
         self.close.store(true, Relaxed);
+        // golectra: idle keep-alive connections end now; requests in flight are still answered.
+        self.shared.close_all();
         // Connect briefly to ourselves to unblock the accept thread
         let maybe_stream = match &self.listening_addr {
             ListenAddr::IP(addr) => TcpStream::connect(addr).map(Connection::from),
