@@ -341,6 +341,13 @@ impl Config {
                 at_least(settings::parse_bytes(s)?, 1)
             })?,
         };
+        if connections.body_buffer_budget < limits.max_body {
+            return Err(ConfigError(format!(
+                "invalid BODY_BUFFER_BUDGET (--body-buffer-budget) value {:?}: must be at least MAX_BODY_SIZE ({} bytes), or no body of the largest size could ever be buffered",
+                values.text("BODY_BUFFER_BUDGET"),
+                limits.max_body
+            )));
+        }
         let optional = |env: &str| Some(values.string(env)).filter(|s| !s.trim().is_empty());
         let audit_url = optional("AUDIT_URL");
         if let Some(url) = &audit_url
@@ -587,6 +594,8 @@ mod tests {
             "500ms",
             "--body-buffer-budget",
             "1MiB",
+            "--max-body-size",
+            "1KiB",
         ];
         let c = parse(&flags, &[]).unwrap();
         assert_eq!(
@@ -642,6 +651,7 @@ mod tests {
             (&[], &[("BODY_TIMEOUT", "-1")], "BODY_TIMEOUT"),
             (&["--io-timeout=0s"], &[], "IO_TIMEOUT"),
             (&["--body-buffer-budget", "0"], &[], "BODY_BUFFER_BUDGET"),
+            (&["--body-buffer-budget", "1MiB"], &[], "BODY_BUFFER_BUDGET"),
         ] {
             let err = parse(args, env).unwrap_err();
             assert!(err.0.contains(setting), "{args:?} {env:?}: {err}");

@@ -70,7 +70,7 @@ impl HttpServer {
         connections: &Connections,
         app: Arc<App>,
     ) -> std::io::Result<Self> {
-        let listener = std::net::TcpListener::bind(listen)?;
+        let listener = bind(listen)?;
         let addr = listener.local_addr()?;
         let server = tiny_http::Server::from_listener_with_policy(
             listener,
@@ -113,6 +113,21 @@ impl HttpServer {
             let _ = worker.join();
         }
     }
+}
+
+/// Pending connections the kernel may queue before accept. std's `bind` asks for 128, which a
+/// burst of connects overflows while the accept thread evicts and spawns; the kernel caps it at
+/// `net.core.somaxconn` (4096 by default).
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Binds the listening socket (with `SO_REUSEADDR`, as std does, and a deep backlog).
+fn bind(listen: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(listen), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&listen.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
 }
 
 /// The connection policy for the configured limits. Head limits are fixed: 8 KiB per line,

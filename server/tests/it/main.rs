@@ -5,3 +5,4 @@ mod api;
 mod cli;
 mod harness;
 mod persistence;
+mod resilience;

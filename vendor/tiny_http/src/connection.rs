@@ -111,6 +111,15 @@ impl Connection {
         }
     }
 
+    /// golectra: makes the final close of this socket abortive (RST, no TIME_WAIT). Used for
+    /// evicted idle connections, so a flood does not leave thousands of TIME_WAIT entries
+    /// behind on the server.
+    pub(crate) fn abort_on_close(&self) {
+        if let Self::Tcp(s) = self {
+            let _ = socket2::SockRef::from(s).set_linger(Some(std::time::Duration::ZERO));
+        }
+    }
+
     pub(crate) fn set_write_timeout(&self, t: Option<std::time::Duration>) -> std::io::Result<()> {
         match self {
             Self::Tcp(s) => s.set_write_timeout(t),

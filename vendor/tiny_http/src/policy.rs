@@ -191,7 +191,10 @@ impl Shared {
             });
             match evicted {
                 Some(entry) => {
-                    // Wakes the blocked read; the connection thread sees EOF and exits.
+                    // Wakes the blocked read (the connection thread sees EOF and exits) and
+                    // tells the client with a FIN; the final close is abortive so evictions
+                    // leave no TIME_WAIT behind.
+                    entry.socket.abort_on_close();
                     let _ = entry.socket.shutdown(Shutdown::Both);
                     Counters::bump(&self.counters.evicted_idle);
                 }
@@ -364,7 +367,7 @@ impl ConnState {
         let deadline = self.deadline();
         let mut used = shared.budget.lock().unwrap();
         loop {
-            if *used + n <= limit || (*used == 0 && n > limit) {
+            if *used + n <= limit {
                 *used += n;
                 return Some(Reservation {
                     shared: shared.clone(),
