@@ -378,5 +378,22 @@ mod tests {
         fn counter_text_round_trips(v in any::<i64>()) {
             prop_assert_eq!(parse_counter(&v.to_string()), Ok(v));
         }
+
+        /// Any text: an accepted gauge is finite and its formatted form parses back to it.
+        #[test]
+        fn arbitrary_gauge_text_is_rejected_or_round_trips(text in "\\PC{0,24}|[-+0-9.eE]{1,24}") {
+            if let Ok(v) = parse_gauge(&text) {
+                prop_assert!(v.is_finite());
+                prop_assert_eq!(parse_gauge(&format_gauge(v)).map(f64::to_bits), Ok(v.to_bits()));
+            }
+        }
+
+        /// Any text: an accepted counter formats back to the same number.
+        #[test]
+        fn arbitrary_counter_text_is_rejected_or_round_trips(text in "\\PC{0,24}|[-+0-9]{1,24}") {
+            if let Ok(v) = parse_counter(&text) {
+                prop_assert_eq!(parse_counter(&v.to_string()), Ok(v));
+            }
+        }
     }
 }

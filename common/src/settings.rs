@@ -207,14 +207,20 @@ pub fn collect(
         let setting = match arg {
             Short('h') | Long("help") => return Ok(Parsed::Help),
             Short('V') | Long("version") => return Ok(Parsed::Version),
-            Short(c) => table
-                .iter()
-                .find(|s| s.short == Some(c))
-                .ok_or_else(|| ConfigError(format!("unknown flag -{c} (see --help)")))?,
+            Short(c) => table.iter().find(|s| s.short == Some(c)).ok_or_else(|| {
+                ConfigError(format!("unknown flag {:?} (see --help)", format!("-{c}")))
+            })?,
             Long(name) => table
                 .iter()
                 .find(|s| s.long == name)
-                .ok_or_else(|| ConfigError(format!("unknown flag --{name} (see --help)")))?,
+                // Quoted: the name is the user's text and may hold control characters (the
+                // message must stay one line).
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "unknown flag {:?} (see --help)",
+                        format!("--{name}")
+                    ))
+                })?,
             Value(v) => {
                 return Err(ConfigError(format!(
                     "unexpected argument {:?}: settings are given as flags (see --help)",
@@ -361,6 +367,16 @@ mod tests {
             &["-audit-file", "f"],
         ] {
             assert_eq!(run(args, &[]).text("AUDIT_FILE"), "f", "{args:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_flags_are_named_on_one_line() {
+        for (arg, shown) in [("--nope\nX=1", "\"--nope\\nX\""), ("-z", "\"-z\"")] {
+            let Err(e) = collect(TABLE, [arg], |_| None) else {
+                panic!("{arg:?} accepted")
+            };
+            assert!(!e.0.contains('\n') && e.0.contains(shown), "{e}");
         }
     }
 

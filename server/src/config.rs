@@ -141,6 +141,54 @@ pub static SETTINGS: &[Setting] = &[
         arity: Arity::Value,
         help: "samples kept per metric (16 bytes each); 0 turns the history off",
     },
+    Setting {
+        env: "MAX_CONNECTIONS",
+        short: None,
+        long: "max-connections",
+        default: "1024",
+        arity: Arity::Value,
+        help: "most open client connections; at the cap the longest-idle one is closed, or the newcomer gets 503",
+    },
+    Setting {
+        env: "IDLE_TIMEOUT",
+        short: None,
+        long: "idle-timeout",
+        default: "60s",
+        arity: Arity::Value,
+        help: "how long a keep-alive connection may wait for its next request before it is closed",
+    },
+    Setting {
+        env: "HEADER_TIMEOUT",
+        short: None,
+        long: "header-timeout",
+        default: "10s",
+        arity: Arity::Value,
+        help: "time allowed for a whole request head once it started; slower gets 408",
+    },
+    Setting {
+        env: "BODY_TIMEOUT",
+        short: None,
+        long: "body-timeout",
+        default: "30s",
+        arity: Arity::Value,
+        help: "time allowed for a whole request body (slower gets 408) and for writing a response",
+    },
+    Setting {
+        env: "IO_TIMEOUT",
+        short: None,
+        long: "io-timeout",
+        default: "10s",
+        arity: Arity::Value,
+        help: "longest wait of one socket read or write during a request",
+    },
+    Setting {
+        env: "BODY_BUFFER_BUDGET",
+        short: None,
+        long: "body-buffer-budget",
+        default: "256MiB",
+        arity: Arity::Value,
+        help: "most request-body bytes buffered across all connections; a body that cannot get its share in time gets 503",
+    },
 ];
 
 const INTRO: &str = "Golectra metrics server: stores gauges and counters pushed by agents and serves them over HTTP.";
@@ -186,6 +234,36 @@ impl Default for Limits {
     }
 }
 
+/// Limits and timeouts of client connections (see `docs/readme-limits.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connections {
+    /// Most open connections (`MAX_CONNECTIONS`, default 1024).
+    pub max_connections: usize,
+    /// Keep-alive wait for the next request (`IDLE_TIMEOUT`, default 60 s).
+    pub idle_timeout: Duration,
+    /// Whole request head once started (`HEADER_TIMEOUT`, default 10 s).
+    pub header_timeout: Duration,
+    /// Whole request body, and writing one response (`BODY_TIMEOUT`, default 30 s).
+    pub body_timeout: Duration,
+    /// One socket read or write during a request (`IO_TIMEOUT`, default 10 s).
+    pub io_timeout: Duration,
+    /// Request-body bytes buffered across all connections (`BODY_BUFFER_BUDGET`, default 256 MiB).
+    pub body_buffer_budget: usize,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            io_timeout: Duration::from_secs(10),
+            body_buffer_budget: 256 << 20,
+        }
+    }
+}
+
 /// The server's configuration, immutable once parsed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -210,6 +288,7 @@ pub struct Config {
     /// History behind the sparklines (`HISTORY_INTERVAL`, default 5 s; `HISTORY_POINTS`,
     /// default 60).
     pub history: HistoryOptions,
+    pub connections: Connections,
 }
 
 /// What the command line asks the server to do.
@@ -292,6 +371,23 @@ impl Config {
             })?,
             max_batch_items: values.number("MAX_BATCH_ITEMS", 1, u32::MAX as u64)? as usize,
         };
+        let connections = Connections {
+            max_connections: values.number("MAX_CONNECTIONS", 1, 1 << 20)? as usize,
+            idle_timeout: values.positive_duration("IDLE_TIMEOUT")?,
+            header_timeout: values.positive_duration("HEADER_TIMEOUT")?,
+            body_timeout: values.positive_duration("BODY_TIMEOUT")?,
+            io_timeout: values.positive_duration("IO_TIMEOUT")?,
+            body_buffer_budget: values.parse("BODY_BUFFER_BUDGET", |s| {
+                at_least(settings::parse_bytes(s)?, 1)
+            })?,
+        };
+        if connections.body_buffer_budget < limits.max_body {
+            return Err(ConfigError(format!(
+                "invalid BODY_BUFFER_BUDGET (--body-buffer-budget) value {:?}: must be at least MAX_BODY_SIZE ({} bytes), or no body of the largest size could ever be buffered",
+                values.text("BODY_BUFFER_BUDGET"),
+                limits.max_body
+            )));
+        }
         let optional = |env: &str| Some(values.string(env)).filter(|s| !s.trim().is_empty());
         let audit_url = match optional("AUDIT_URL") {
             None => None,
@@ -315,6 +411,7 @@ impl Config {
                 interval: values.positive_duration("HISTORY_INTERVAL")?,
                 points: values.number("HISTORY_POINTS", 0, 100_000)? as usize,
             },
+            connections,
         })))
     }
 
@@ -332,6 +429,7 @@ impl Config {
             workers: 4,
             limits: Limits::default(),
             history: HistoryOptions::default(),
+            connections: Connections::default(),
         }
     }
 }
@@ -407,6 +505,7 @@ mod tests {
         );
         assert_eq!(c.key, None);
         assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.connections, Connections::default());
         assert!(c.workers >= 4);
         assert_eq!(c.history, HistoryOptions::default());
     }
@@ -595,6 +694,59 @@ mod tests {
     }
 
     #[test]
+    fn connection_settings_env_beats_flag() {
+        let flags = [
+            "--max-connections",
+            "10",
+            "--idle-timeout",
+            "5",
+            "--header-timeout=2s",
+            "-body-timeout=3s",
+            "--io-timeout",
+            "500ms",
+            "--body-buffer-budget",
+            "1MiB",
+            "--max-body-size",
+            "1KiB",
+        ];
+        let c = parse(&flags, &[]).unwrap();
+        assert_eq!(
+            c.connections,
+            Connections {
+                max_connections: 10,
+                idle_timeout: Duration::from_secs(5),
+                header_timeout: Duration::from_secs(2),
+                body_timeout: Duration::from_secs(3),
+                io_timeout: Duration::from_millis(500),
+                body_buffer_budget: 1 << 20,
+            }
+        );
+        let env = parse(
+            &flags,
+            &[
+                ("MAX_CONNECTIONS", "20"),
+                ("IDLE_TIMEOUT", "1m"),
+                ("HEADER_TIMEOUT", "4"),
+                ("BODY_TIMEOUT", "6s"),
+                ("IO_TIMEOUT", "1s"),
+                ("BODY_BUFFER_BUDGET", "2MiB"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            env.connections,
+            Connections {
+                max_connections: 20,
+                idle_timeout: Duration::from_secs(60),
+                header_timeout: Duration::from_secs(4),
+                body_timeout: Duration::from_secs(6),
+                io_timeout: Duration::from_secs(1),
+                body_buffer_budget: 2 << 20,
+            }
+        );
+    }
+
+    #[test]
     fn bad_values_name_the_setting() {
         for (args, env, setting) in [
             (&["-i", "soon"][..], &[][..], "STORE_INTERVAL (-i)"),
@@ -616,6 +768,14 @@ mod tests {
             (&["--max-batch-items", "0"], &[], "MAX_BATCH_ITEMS"),
             (&["--history-interval", "0"], &[], "HISTORY_INTERVAL"),
             (&["--history-points", "many"], &[], "HISTORY_POINTS"),
+            (&["--max-connections", "0"], &[], "MAX_CONNECTIONS"),
+            (&[], &[("MAX_CONNECTIONS", "many")], "MAX_CONNECTIONS"),
+            (&["--idle-timeout", "0"], &[], "IDLE_TIMEOUT"),
+            (&["--header-timeout", "soon"], &[], "HEADER_TIMEOUT"),
+            (&[], &[("BODY_TIMEOUT", "-1")], "BODY_TIMEOUT"),
+            (&["--io-timeout=0s"], &[], "IO_TIMEOUT"),
+            (&["--body-buffer-budget", "0"], &[], "BODY_BUFFER_BUDGET"),
+            (&["--body-buffer-budget", "1MiB"], &[], "BODY_BUFFER_BUDGET"),
         ] {
             let err = parse(args, env).unwrap_err();
             assert!(err.0.contains(setting), "{args:?} {env:?}: {err}");

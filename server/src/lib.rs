@@ -88,8 +88,14 @@ impl Server {
             started: Instant::now(),
             stats: http::stats::HttpStats::default(),
             history,
+            listener: std::sync::OnceLock::new(),
         });
-        let http = match HttpServer::start(config.listen, config.workers, app.clone()) {
+        let http = match HttpServer::start(
+            config.listen,
+            config.workers,
+            &config.connections,
+            app.clone(),
+        ) {
             Ok(http) => http,
             Err(error) => {
                 if let Some(sampler) = sampler {
@@ -109,6 +115,11 @@ impl Server {
     /// The address the server listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.http.local_addr()
+    }
+
+    /// Connection counters (open, cap, evicted, refused, 408, 431…) for monitoring.
+    pub fn connection_stats(&self) -> tiny_http::ConnectionStats {
+        self.http.connection_stats()
     }
 
     /// The store, for tests and embedding.
@@ -186,7 +197,7 @@ pub fn describe(config: &Config) -> String {
         Storage::Postgres { dsn, .. } => format!("PostgreSQL store at {}", mask_dsn(dsn)),
     };
     format!(
-        "{storage}; key {}{}; {} workers; body limit {} B on the wire, {} B inflated, {} items per batch; audit file {}, audit URL {}, trusted proxies {}; history {}",
+        "{storage}; key {}{}; {} workers; body limit {} B on the wire, {} B inflated, {} items per batch; {}; audit file {}, audit URL {}, trusted proxies {}; history {}",
         if config.key.is_some() {
             "set (hidden)"
         } else {
@@ -201,6 +212,7 @@ pub fn describe(config: &Config) -> String {
         config.limits.max_body,
         config.limits.max_inflated,
         config.limits.max_batch_items,
+        describe_connections(&config.connections),
         config
             .audit_file
             .as_ref()
@@ -225,6 +237,19 @@ pub fn describe(config: &Config) -> String {
                 humantime::format_duration(config.history.interval)
             )
         },
+    )
+}
+
+fn describe_connections(c: &config::Connections) -> String {
+    let d = |t| humantime::format_duration(t);
+    format!(
+        "at most {} connections, timeouts idle {} head {} body {} io {}, body buffer {} B",
+        c.max_connections,
+        d(c.idle_timeout),
+        d(c.header_timeout),
+        d(c.body_timeout),
+        d(c.io_timeout),
+        c.body_buffer_budget
     )
 }
 

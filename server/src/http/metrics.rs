@@ -49,6 +49,9 @@ pub fn render(app: &App) -> Result<Reply, ApiError> {
         )
         .sample(&[], at.as_secs_f64());
     }
+    if let Some(listener) = app.listener.get() {
+        export_connections(&mut out, &listener.connection_stats());
+    }
     // Extension points: each source writes its own families.
     let exporters: [&dyn Exporter; 3] = [&app.audit, &*app.history, &ProcessExporter];
     app.store.export(&mut out);
@@ -89,4 +92,54 @@ fn stored(
     } else {
         family.sample(&[], value);
     }
+}
+
+/// The connection policy's counters (see `vendor/tiny_http/src/policy.rs`).
+fn export_connections(out: &mut Exposition, c: &tiny_http::ConnectionStats) {
+    use FamilyType::{Counter, Gauge};
+    out.family(
+        "golectra_connections_open",
+        "Client connections open now.",
+        Gauge,
+    )
+    .sample(&[], c.current);
+    out.family(
+        "golectra_connections_max",
+        "The connection cap (MAX_CONNECTIONS).",
+        Gauge,
+    )
+    .sample(&[], c.max);
+    out.family(
+        "golectra_connections_accepted_total",
+        "Connections accepted since start.",
+        Counter,
+    )
+    .sample(&[], c.accepted);
+    out.family(
+        "golectra_connections_refused_total",
+        "Connections refused with 503 at the cap because none was idle.",
+        Counter,
+    )
+    .sample(&[], c.refused);
+    out.family(
+        "golectra_connections_evicted_total",
+        "Idle keep-alive connections closed to make room at the cap.",
+        Counter,
+    )
+    .sample(&[], c.evicted_idle);
+    out.family(
+        "golectra_requests_rejected_total",
+        "Requests answered by the connection layer before any worker saw them, by reason.",
+        Counter,
+    )
+    .sample(&[("reason", "timeout")], c.timed_out)
+    .sample(&[("reason", "header_too_large")], c.header_too_large)
+    .sample(&[("reason", "bad_request")], c.bad_request)
+    .sample(&[("reason", "body_buffer_full")], c.budget_exhausted);
+    out.family(
+        "golectra_body_buffer_bytes",
+        "Request-body bytes buffered now (BODY_BUFFER_BUDGET caps it).",
+        Gauge,
+    )
+    .sample(&[], c.body_buffer_bytes);
 }

@@ -1,9 +1,30 @@
-//! The HTTP front of the server: a tiny_http listener and a **fixed** pool of worker threads.
+//! The HTTP front of the server: a tiny_http listener (vendored, with a connection policy) and a
+//! **fixed** pool of worker threads. The pipeline separates cheap waiting capacity (one thread
+//! per connection, capped) from the scarce workers, so slow or hostile clients can only ever
+//! occupy the former:
 //!
-//! Each worker loops: take the next request from tiny_http → [`request::intake`] (read the body
-//! within limits, inflate, verify the signature) → [`router::route`] under `catch_unwind` (a
-//! panic becomes a 500 and the worker lives on) → encode the [`reply::Reply`] (gzip, signature)
-//! → respond → one access-log line at debug level.
+//! 1. **Accept** (thread `http-accept`): every accepted socket gets per-read/write timeouts
+//!    (`IO_TIMEOUT`).
+//! 2. **Admission**: under `MAX_CONNECTIONS` the connection is admitted. At the cap the
+//!    connection idle the longest is closed to make room; if none is idle the newcomer gets a
+//!    `503` with `Connection: close`. Threads are therefore bounded by the cap.
+//! 3. **Connection thread** (`http-conn`): waits for the next request (`IDLE_TIMEOUT`, then a
+//!    silent close), reads its head within `HEADER_TIMEOUT` and the head limits (`408`, `431`,
+//!    `400` for malformed or non-ASCII heads), then **prefetches the body** within
+//!    `BODY_TIMEOUT` (`408`) and the global `BODY_BUFFER_BUDGET` (`503`): a `Content-Length` up
+//!    to `MAX_BODY_SIZE` or a chunked body up to `MAX_BODY_SIZE + 1` bytes is read completely;
+//!    a larger declared length is not read at all and the connection closes after the answer.
+//! 4. **Queue**: only then is the request queued for the workers.
+//! 5. **Fixed workers** (`http-worker-N`): [`request::intake`] (check the size, inflate,
+//!    verify the signature) → [`router::route`] under `catch_unwind` (a panic becomes a 500 and
+//!    the worker lives on) → encode the [`reply::Reply`] (gzip, signature) → one access-log line.
+//! 6. **Respond**: the worker's response is handed back to the connection thread, which writes
+//!    it (each write within `IO_TIMEOUT`, the whole within `BODY_TIMEOUT`) before it reads the
+//!    next request, so pipelined requests are answered in order and a client that does not read
+//!    cannot hold a worker.
+//!
+//! Counters of this pipeline (open connections, cap, evictions, refusals, 408s, 431s) are
+//! available from [`HttpServer::connection_stats`].
 //!
 //! Shutdown: [`HttpServer::shutdown`] queues one "unblock" per worker behind the requests
 //! already received, so workers finish every request in flight before they exit.
@@ -22,7 +43,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::audit::Audit;
-use crate::config::Limits;
+use crate::config::{Connections, Limits};
 use crate::history::History;
 use crate::store::Store;
 use reply::{ApiError, Reply};
@@ -40,6 +61,8 @@ pub struct App {
     pub stats: HttpStats,
     /// Recent values of every metric, for the dashboard and `/api/v1/history`.
     pub history: Arc<History>,
+    /// The listener, once started: its connection counters go into `/metrics`.
+    pub listener: std::sync::OnceLock<Arc<tiny_http::Server>>,
 }
 
 /// The listener and its worker pool.
@@ -50,13 +73,22 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    /// Binds `listen` and starts `workers` worker threads.
-    pub fn start(listen: SocketAddr, workers: usize, app: Arc<App>) -> std::io::Result<Self> {
-        let listener = std::net::TcpListener::bind(listen)?;
+    /// Binds `listen` and starts `workers` worker threads behind the connection policy.
+    pub fn start(
+        listen: SocketAddr,
+        workers: usize,
+        connections: &Connections,
+        app: Arc<App>,
+    ) -> std::io::Result<Self> {
+        let listener = bind(listen)?;
         let addr = listener.local_addr()?;
-        let server = tiny_http::Server::from_listener(listener, None)
-            .map_err(|e| std::io::Error::other(format!("cannot start the HTTP server: {e}")))?;
+        let server = tiny_http::Server::from_listener_with_policy(
+            listener,
+            policy(connections, &app.limits),
+        )
+        .map_err(|e| std::io::Error::other(format!("cannot start the HTTP server: {e}")))?;
         let server = Arc::new(server);
+        let _ = app.listener.set(server.clone());
         let workers = (0..workers)
             .map(|i| {
                 let server = server.clone();
@@ -77,6 +109,12 @@ impl HttpServer {
         self.addr
     }
 
+    /// Connection counters for monitoring: open connections, the cap, accepted, refused over
+    /// the cap, idle connections evicted, 408s, 431s, 400s before dispatch, buffered body bytes.
+    pub fn connection_stats(&self) -> tiny_http::ConnectionStats {
+        self.server.connection_stats()
+    }
+
     /// Stops the workers after they answered every request already received.
     pub fn shutdown(self) {
         for _ in &self.workers {
@@ -85,6 +123,38 @@ impl HttpServer {
         for worker in self.workers {
             let _ = worker.join();
         }
+    }
+}
+
+/// Pending connections the kernel may queue before accept. std's `bind` asks for 128, which a
+/// burst of connects overflows while the accept thread evicts and spawns; the kernel caps it at
+/// `net.core.somaxconn` (4096 by default).
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Binds the listening socket (with `SO_REUSEADDR`, as std does, and a deep backlog).
+fn bind(listen: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(listen), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&listen.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// The connection policy for the configured limits. Head limits are fixed: 8 KiB per line,
+/// 100 header fields, 64 KiB per head — far above what agents and browsers send.
+fn policy(connections: &Connections, limits: &Limits) -> tiny_http::ConnectionPolicy {
+    tiny_http::ConnectionPolicy {
+        max_connections: connections.max_connections,
+        idle_timeout: connections.idle_timeout,
+        header_timeout: connections.header_timeout,
+        body_timeout: connections.body_timeout,
+        io_timeout: connections.io_timeout,
+        max_header_line: 8 << 10,
+        max_header_count: 100,
+        max_head_bytes: 64 << 10,
+        prefetch_limit: limits.max_body,
+        prefetch_budget: connections.body_buffer_budget,
     }
 }
 

@@ -11,3 +11,4 @@ mod observability;
 mod ops;
 mod persistence;
 mod postgres;
+mod resilience;
