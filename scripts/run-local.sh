@@ -10,9 +10,10 @@ server_pid=""
 agent_pid=""
 stop() {
   trap - INT TERM EXIT
-  [ -n "$agent_pid" ] && kill -TERM "$agent_pid" 2>/dev/null || true
-  [ -n "$server_pid" ] && kill -TERM "$server_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
+  # The agent first, so that its final report reaches a running server; then the server, which
+  # writes its final snapshot.
+  if [ -n "$agent_pid" ]; then kill -TERM "$agent_pid" 2>/dev/null || true; wait "$agent_pid" 2>/dev/null || true; fi
+  if [ -n "$server_pid" ]; then kill -TERM "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
 }
 trap stop INT TERM EXIT
 FILE_STORAGE_PATH="${FILE_STORAGE_PATH:-.local/metrics-db.json}" RESTORE="${RESTORE:-true}" \
