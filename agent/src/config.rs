@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
-use golectra_common::settings::{self, Arity, ConfigError, Parsed, Setting};
+use golectra_common::settings::{self, Arity, ConfigError, Setting};
 
 /// Every agent setting. The order is the order of `--help`.
 pub static SETTINGS: &[Setting] = &[
@@ -73,12 +73,7 @@ pub struct Config {
 }
 
 /// What the command line asks the agent to do.
-#[derive(Debug)]
-pub enum Command {
-    Run(Config),
-    Help(String),
-    Version(String),
-}
+pub type Command = settings::Command<Config>;
 
 impl Config {
     /// Builds the configuration from arguments (without the program name) and an environment.
@@ -86,28 +81,15 @@ impl Config {
         args: impl IntoIterator<Item = impl Into<OsString>>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Command, ConfigError> {
-        let values = match settings::collect(SETTINGS, args, env)? {
-            Parsed::Help => {
-                return Ok(Command::Help(settings::help_text(
-                    "golectra-agent",
-                    INTRO,
-                    SETTINGS,
-                )));
-            }
-            Parsed::Version => {
-                return Ok(Command::Version(golectra_common::version::line(
-                    "golectra-agent",
-                )));
-            }
-            Parsed::Run(values) => values,
-        };
-        Ok(Command::Run(Config {
-            server: values.parse("ADDRESS", parse_server)?,
-            key: Some(values.string("KEY").into_bytes()).filter(|k| !k.is_empty()),
-            report_interval: values.positive_duration("REPORT_INTERVAL")?,
-            poll_interval: values.positive_duration("POLL_INTERVAL")?,
-            rate_limit: values.number("RATE_LIMIT", 1, MAX_RATE_LIMIT)? as usize,
-        }))
+        settings::parse("golectra-agent", INTRO, SETTINGS, args, env, |values| {
+            Ok(Config {
+                server: values.parse("ADDRESS", parse_server)?,
+                key: Some(values.string("KEY").into_bytes()).filter(|k| !k.is_empty()),
+                report_interval: values.positive_duration("REPORT_INTERVAL")?,
+                poll_interval: values.positive_duration("POLL_INTERVAL")?,
+                rate_limit: values.number("RATE_LIMIT", 1, MAX_RATE_LIMIT)? as usize,
+            })
+        })
     }
 
     /// One line for the start-up log; the key is masked.

@@ -17,24 +17,17 @@ use anyhow::Context;
 use golectra_common::notify::Notifier;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
-use crate::config::{Command, Config};
+use crate::config::Config;
 
 /// Every heap allocation of the process goes through this counter (see [`alloc`]).
 #[global_allocator]
 static ALLOCATOR: alloc::Counting = alloc::Counting::new();
 
 fn main() -> ExitCode {
-    let config = match Config::from_sources(std::env::args_os().skip(1), |k| std::env::var(k).ok())
-    {
-        Ok(Command::Run(config)) => config,
-        Ok(Command::Help(text) | Command::Version(text)) => {
-            println!("{text}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("golectra-agent: {e}");
-            return ExitCode::from(2);
-        }
+    let parsed = Config::from_sources(std::env::args_os().skip(1), |k| std::env::var(k).ok());
+    let config = match golectra_common::settings::run_or_exit("golectra-agent", parsed) {
+        Ok(config) => config,
+        Err(code) => return code,
     };
     golectra_common::logging::init("info");
     match run(&config) {

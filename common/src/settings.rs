@@ -273,6 +273,53 @@ fn normalize_go_style(table: &[Setting], args: impl Iterator<Item = OsString>) -
     out
 }
 
+/// What a daemon's command line asks for: run with a configuration, or print a text and exit 0.
+#[derive(Debug)]
+pub enum Command<C> {
+    Run(C),
+    /// The rendered `--help`.
+    Help(String),
+    /// The `--version` line.
+    Version(String),
+}
+
+/// Everything a daemon's `Config::from_sources` does besides building its own configuration:
+/// reads `args` and `env` against `table` and renders `--help` and `--version`; `build` turns
+/// the values into the daemon's configuration.
+pub fn parse<C>(
+    program: &str,
+    intro: &str,
+    table: &'static [Setting],
+    args: impl IntoIterator<Item = impl Into<OsString>>,
+    env: impl Fn(&str) -> Option<String>,
+    build: impl FnOnce(&Values) -> Result<C, ConfigError>,
+) -> Result<Command<C>, ConfigError> {
+    match collect(table, args, env)? {
+        Parsed::Help => Ok(Command::Help(help_text(program, intro, table))),
+        Parsed::Version => Ok(Command::Version(crate::version::line(program))),
+        Parsed::Run(values) => build(&values).map(Command::Run),
+    }
+}
+
+/// The start of a daemon's `main`: the configuration to run with, or the exit code after
+/// printing `--help`/`--version` (0) or a one-line configuration error (2).
+pub fn run_or_exit<C>(
+    program: &str,
+    parsed: Result<Command<C>, ConfigError>,
+) -> Result<C, std::process::ExitCode> {
+    match parsed {
+        Ok(Command::Run(config)) => Ok(config),
+        Ok(Command::Help(text) | Command::Version(text)) => {
+            println!("{text}");
+            Err(std::process::ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            Err(std::process::ExitCode::from(2))
+        }
+    }
+}
+
 /// Renders `--help`: a hand-written introduction followed by every setting of the table with
 /// its flags, environment variable and default.
 pub fn help_text(program: &str, intro: &str, table: &[Setting]) -> String {

@@ -6,7 +6,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use golectra_common::settings::{self, Arity, ConfigError, Parsed, Setting};
+use golectra_common::settings::{self, Arity, ConfigError, Setting};
 
 use crate::audit::client_ip::{self, IpNet};
 use crate::history::HistoryOptions;
@@ -234,7 +234,7 @@ impl Default for Limits {
     }
 }
 
-/// Limits and timeouts of client connections (see `docs/readme-limits.md`).
+/// Limits and timeouts of client connections (README, "Limits and hostile clients").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Connections {
     /// Most open connections (`MAX_CONNECTIONS`, default 1024).
@@ -292,12 +292,7 @@ pub struct Config {
 }
 
 /// What the command line asks the server to do.
-#[derive(Debug)]
-pub enum Command {
-    Run(Box<Config>),
-    Help(String),
-    Version(String),
-}
+pub type Command = settings::Command<Box<Config>>;
 
 impl Config {
     /// Builds the configuration from arguments (without the program name) and an environment.
@@ -305,114 +300,102 @@ impl Config {
         args: impl IntoIterator<Item = impl Into<OsString>>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Command, ConfigError> {
-        let values = match settings::collect(SETTINGS, args, env)? {
-            Parsed::Help => {
-                return Ok(Command::Help(settings::help_text(
-                    "golectra-server",
-                    INTRO,
-                    SETTINGS,
-                )));
+        settings::parse("golectra-server", INTRO, SETTINGS, args, env, |values| {
+            let listen = values.parse("ADDRESS", parse_listen)?;
+            let dsn = values.string("DATABASE_DSN");
+            let path = PathBuf::from(values.string("FILE_STORAGE_PATH"));
+            let interval = values.duration("STORE_INTERVAL")?;
+            let restore = values.bool("RESTORE")?;
+            if path.as_os_str().is_empty() && dsn.is_empty() {
+                return Err(ConfigError(
+                    "invalid FILE_STORAGE_PATH (-f) value \"\": a snapshot path is required".into(),
+                ));
             }
-            Parsed::Version => {
-                return Ok(Command::Version(golectra_common::version::line(
-                    "golectra-server",
-                )));
-            }
-            Parsed::Run(values) => values,
-        };
-        let listen = values.parse("ADDRESS", parse_listen)?;
-        let dsn = values.string("DATABASE_DSN");
-        let path = PathBuf::from(values.string("FILE_STORAGE_PATH"));
-        let interval = values.duration("STORE_INTERVAL")?;
-        let restore = values.bool("RESTORE")?;
-        if path.as_os_str().is_empty() && dsn.is_empty() {
-            return Err(ConfigError(
-                "invalid FILE_STORAGE_PATH (-f) value \"\": a snapshot path is required".into(),
-            ));
-        }
-        let storage = if dsn.trim().is_empty() {
-            Storage::Memory {
-                path,
-                interval,
-                restore,
-            }
-        } else {
-            // A DSN that cannot be parsed is a configuration error (exit 2), caught before any
-            // connection attempt. The message never echoes the DSN: it may hold a password.
-            if let Err(e) = dsn.parse::<postgres::Config>() {
+            let storage = if dsn.trim().is_empty() {
+                Storage::Memory {
+                    path,
+                    interval,
+                    restore,
+                }
+            } else {
+                // A DSN that cannot be parsed is a configuration error (exit 2), caught before any
+                // connection attempt. The message never echoes the DSN: it may hold a password.
+                if let Err(e) = dsn.parse::<postgres::Config>() {
+                    return Err(ConfigError(format!(
+                        "invalid DATABASE_DSN (-d) value: {e} (expected postgres://user:password@host:port/db or key=value pairs such as host=h dbname=db)"
+                    )));
+                }
+                let ignored_file_settings = ["FILE_STORAGE_PATH", "STORE_INTERVAL", "RESTORE"]
+                    .iter()
+                    .any(|env| {
+                        values.text(env)
+                            != SETTINGS
+                                .iter()
+                                .find(|s| s.env == *env)
+                                .map_or("", |s| s.default)
+                    });
+                Storage::Postgres {
+                    dsn,
+                    ignored_file_settings,
+                }
+            };
+            let key = Some(values.string("KEY").into_bytes()).filter(|k| !k.is_empty());
+            let workers = if values.text("WORKERS") == "4 x CPU cores" {
+                default_workers()
+            } else {
+                values.number("WORKERS", 1, 1024)? as usize
+            };
+            let limits = Limits {
+                max_body: values
+                    .parse("MAX_BODY_SIZE", |s| at_least(settings::parse_bytes(s)?, 1))?,
+                max_inflated: values.parse("MAX_INFLATED_SIZE", |s| {
+                    at_least(settings::parse_bytes(s)?, 1)
+                })?,
+                max_batch_items: values.number("MAX_BATCH_ITEMS", 1, u32::MAX as u64)? as usize,
+            };
+            let connections = Connections {
+                max_connections: values.number("MAX_CONNECTIONS", 1, 1 << 20)? as usize,
+                idle_timeout: values.positive_duration("IDLE_TIMEOUT")?,
+                header_timeout: values.positive_duration("HEADER_TIMEOUT")?,
+                body_timeout: values.positive_duration("BODY_TIMEOUT")?,
+                io_timeout: values.positive_duration("IO_TIMEOUT")?,
+                body_buffer_budget: values.parse("BODY_BUFFER_BUDGET", |s| {
+                    at_least(settings::parse_bytes(s)?, 1)
+                })?,
+            };
+            if connections.body_buffer_budget < limits.max_body {
                 return Err(ConfigError(format!(
-                    "invalid DATABASE_DSN (-d) value: {e} (expected postgres://user:password@host:port/db or key=value pairs such as host=h dbname=db)"
+                    "invalid BODY_BUFFER_BUDGET (--body-buffer-budget) value {:?}: must be at least MAX_BODY_SIZE ({} bytes), or no body of the largest size could ever be buffered",
+                    values.text("BODY_BUFFER_BUDGET"),
+                    limits.max_body
                 )));
             }
-            let ignored_file_settings = ["FILE_STORAGE_PATH", "STORE_INTERVAL", "RESTORE"]
-                .iter()
-                .any(|env| {
-                    values.text(env)
-                        != SETTINGS
-                            .iter()
-                            .find(|s| s.env == *env)
-                            .map_or("", |s| s.default)
-                });
-            Storage::Postgres {
-                dsn,
-                ignored_file_settings,
-            }
-        };
-        let key = Some(values.string("KEY").into_bytes()).filter(|k| !k.is_empty());
-        let workers = if values.text("WORKERS") == "4 x CPU cores" {
-            default_workers()
-        } else {
-            values.number("WORKERS", 1, 1024)? as usize
-        };
-        let limits = Limits {
-            max_body: values.parse("MAX_BODY_SIZE", |s| at_least(settings::parse_bytes(s)?, 1))?,
-            max_inflated: values.parse("MAX_INFLATED_SIZE", |s| {
-                at_least(settings::parse_bytes(s)?, 1)
-            })?,
-            max_batch_items: values.number("MAX_BATCH_ITEMS", 1, u32::MAX as u64)? as usize,
-        };
-        let connections = Connections {
-            max_connections: values.number("MAX_CONNECTIONS", 1, 1 << 20)? as usize,
-            idle_timeout: values.positive_duration("IDLE_TIMEOUT")?,
-            header_timeout: values.positive_duration("HEADER_TIMEOUT")?,
-            body_timeout: values.positive_duration("BODY_TIMEOUT")?,
-            io_timeout: values.positive_duration("IO_TIMEOUT")?,
-            body_buffer_budget: values.parse("BODY_BUFFER_BUDGET", |s| {
-                at_least(settings::parse_bytes(s)?, 1)
-            })?,
-        };
-        if connections.body_buffer_budget < limits.max_body {
-            return Err(ConfigError(format!(
-                "invalid BODY_BUFFER_BUDGET (--body-buffer-budget) value {:?}: must be at least MAX_BODY_SIZE ({} bytes), or no body of the largest size could ever be buffered",
-                values.text("BODY_BUFFER_BUDGET"),
-                limits.max_body
-            )));
-        }
-        let optional = |env: &str| Some(values.string(env)).filter(|s| !s.trim().is_empty());
-        let audit_url = match optional("AUDIT_URL") {
-            None => None,
-            Some(_) => Some(values.parse("AUDIT_URL", |s| {
-                crate::audit::validate_url(s.trim())?;
-                Ok(s.trim().to_owned())
-            })?),
-        };
-        let trusted_proxies = values.parse("TRUSTED_PROXIES", client_ip::parse_list)?;
-        Ok(Command::Run(Box::new(Config {
-            listen,
-            storage,
-            key,
-            require_signature: values.bool("REQUIRE_SIGNATURE")?,
-            audit_file: optional("AUDIT_FILE").map(PathBuf::from),
-            audit_url,
-            trusted_proxies,
-            workers,
-            limits,
-            history: HistoryOptions {
-                interval: values.positive_duration("HISTORY_INTERVAL")?,
-                points: values.number("HISTORY_POINTS", 0, 100_000)? as usize,
-            },
-            connections,
-        })))
+            let optional = |env: &str| Some(values.string(env)).filter(|s| !s.trim().is_empty());
+            let audit_url = match optional("AUDIT_URL") {
+                None => None,
+                Some(_) => Some(values.parse("AUDIT_URL", |s| {
+                    crate::audit::validate_url(s.trim())?;
+                    Ok(s.trim().to_owned())
+                })?),
+            };
+            let trusted_proxies = values.parse("TRUSTED_PROXIES", client_ip::parse_list)?;
+            Ok(Box::new(Config {
+                listen,
+                storage,
+                key,
+                require_signature: values.bool("REQUIRE_SIGNATURE")?,
+                audit_file: optional("AUDIT_FILE").map(PathBuf::from),
+                audit_url,
+                trusted_proxies,
+                workers,
+                limits,
+                history: HistoryOptions {
+                    interval: values.positive_duration("HISTORY_INTERVAL")?,
+                    points: values.number("HISTORY_POINTS", 0, 100_000)? as usize,
+                },
+                connections,
+            }))
+        })
     }
 
     /// A configuration for tests: memory store without a file is not possible, so callers set

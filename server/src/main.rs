@@ -12,22 +12,15 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use golectra_common::notify::Notifier;
-use golectra_server::config::{Command, Config};
+use golectra_server::config::Config;
 use golectra_server::health;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 fn main() -> ExitCode {
-    let config = match Config::from_sources(std::env::args_os().skip(1), |k| std::env::var(k).ok())
-    {
-        Ok(Command::Run(config)) => config,
-        Ok(Command::Help(text) | Command::Version(text)) => {
-            println!("{text}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("golectra-server: {e}");
-            return ExitCode::from(2);
-        }
+    let parsed = Config::from_sources(std::env::args_os().skip(1), |k| std::env::var(k).ok());
+    let config = match golectra_common::settings::run_or_exit("golectra-server", parsed) {
+        Ok(config) => config,
+        Err(code) => return code,
     };
     golectra_common::logging::init("info");
     let notifier = Arc::new(Notifier::from_env());
