@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Load benchmark of golectra-server against the nginx ceiling, in one run on this machine.
 #
-#   bench/run.sh [--duration 10s] [--connections 32] [--threads 2] [--only S1,S2,S3,SYNC,PG,BIG]
+#   bench/run.sh [--duration 10s] [--connections 32] [--threads 2] [--only NULL,S1,S2,S3,SYNC,PG,BIG]
 #
 # For every scenario it starts a fresh release server, warms up, runs wrk with keep-alive and
 # prints req/s, samples/s, p50/p99 latency, the server's CPU time per request and per sample
@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-duration=10s; connections=32; threads=2; only="NGINX,S1,S2,S3,SYNC,PG,BIG"
+duration=10s; connections=32; threads=2; only="NGINX,NULL,S1,S2,S3,SYNC,PG,BIG"
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration=$2; shift 2;;
@@ -33,8 +33,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
-cargo build --release --quiet --bin golectra-server
+cargo build --release --quiet --bin golectra-server --example null_server
 server_bin=$root/target/release/golectra-server
+null_bin=$root/target/release/examples/null_server
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
@@ -113,6 +114,14 @@ if want NGINX; then
   stop_pid "$nginx_master"
 fi
 
+if want NULL; then
+  # The stack's own ceiling: vendored tiny_http, same workers, answering "ok" to everything.
+  port=$(free_port)
+  "$null_bin" "127.0.0.1:$port" 8 & null_pid=$!; pids+=("$null_pid")
+  sleep 0.3
+  run_wrk NULL "$null_pid" "http://127.0.0.1:$port" bench/lua/update-text.lua 1
+  stop_pid "$null_pid"
+fi
 if want S1; then
   start_server; echo "idle RSS $(rss_kib "$server_pid") KiB"
   run_wrk S1 "$server_pid" "http://127.0.0.1:$port" bench/lua/update-text.lua 1
