@@ -138,14 +138,9 @@ pub fn parse_server(text: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let env: HashMap<String, String> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        match Config::from_sources(args.iter().copied(), |k| env.get(k).cloned())? {
+        match Config::from_sources(args.iter().copied(), settings::fixed_env(env))? {
             Command::Run(c) => Ok(c),
             other => panic!("unexpected {other:?}"),
         }

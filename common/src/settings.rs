@@ -153,6 +153,17 @@ impl Values {
     }
 }
 
+/// A fixed environment for tests and fuzzing: looks `name` up in `pairs` (an empty value counts
+/// as unset, as in the real environment).
+pub fn fixed_env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |name| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    }
+}
+
 /// Parses Go's boolean forms: `1 t T TRUE true True 0 f F FALSE false False`.
 pub fn parse_bool(s: &str) -> Result<bool, String> {
     match s.trim() {
@@ -385,11 +396,7 @@ mod tests {
     ];
 
     fn run(args: &[&str], env: &[(&str, &str)]) -> Values {
-        let env: HashMap<String, String> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        match collect(TABLE, args.iter().copied(), |k| env.get(k).cloned()).unwrap() {
+        match collect(TABLE, args.iter().copied(), fixed_env(env)).unwrap() {
             Parsed::Run(v) => v,
             other => panic!("unexpected {other:?}"),
         }
