@@ -142,6 +142,14 @@ pub static SETTINGS: &[Setting] = &[
         help: "samples kept per metric (16 bytes each); 0 turns the history off",
     },
     Setting {
+        env: "SUMMARY_INTERVAL",
+        short: None,
+        long: "summary-interval",
+        default: "60s",
+        arity: Arity::Value,
+        help: "time between the one-line traffic summaries in the log (only after traffic); 0 turns them off",
+    },
+    Setting {
         env: "MAX_CONNECTIONS",
         short: None,
         long: "max-connections",
@@ -288,6 +296,8 @@ pub struct Config {
     /// History behind the sparklines (`HISTORY_INTERVAL`, default 5 s; `HISTORY_POINTS`,
     /// default 60).
     pub history: HistoryOptions,
+    /// Time between traffic summaries in the log (`SUMMARY_INTERVAL`, default 60 s; 0 = off).
+    pub summary_interval: Duration,
     pub connections: Connections,
 }
 
@@ -394,6 +404,7 @@ impl Config {
                     points: values.number("HISTORY_POINTS", 0, 100_000)? as usize,
                 },
                 connections,
+                summary_interval: values.duration("SUMMARY_INTERVAL")?,
             }))
         })
     }
@@ -412,6 +423,7 @@ impl Config {
             workers: 4,
             limits: Limits::default(),
             history: HistoryOptions::default(),
+            summary_interval: Duration::ZERO,
             connections: Connections::default(),
         }
     }
@@ -747,6 +759,7 @@ mod tests {
             (&["--history-interval", "0"], &[], "HISTORY_INTERVAL"),
             (&["--history-points", "many"], &[], "HISTORY_POINTS"),
             (&["--max-connections", "0"], &[], "MAX_CONNECTIONS"),
+            (&["--summary-interval", "often"], &[], "SUMMARY_INTERVAL"),
             (&[], &[("MAX_CONNECTIONS", "many")], "MAX_CONNECTIONS"),
             (&["--idle-timeout", "0"], &[], "IDLE_TIMEOUT"),
             (&["--header-timeout", "soon"], &[], "HEADER_TIMEOUT"),

@@ -11,6 +11,7 @@ pub mod history;
 pub mod http;
 pub mod process;
 pub mod store;
+pub mod summary;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -55,6 +56,7 @@ pub struct Server {
     http: HttpServer,
     app: Arc<App>,
     sampler: Option<Sampler>,
+    summary: Option<summary::Summary>,
 }
 
 impl Server {
@@ -109,7 +111,18 @@ impl Server {
                 });
             }
         };
-        Ok(Self { http, app, sampler })
+        // The traffic summary is a convenience: without it the server still serves.
+        let summary =
+            summary::Summary::spawn(config.summary_interval, app.clone()).unwrap_or_else(|e| {
+                log::warn!("cannot start the traffic summary thread: {e}");
+                None
+            });
+        Ok(Self {
+            http,
+            app,
+            sampler,
+            summary,
+        })
     }
 
     /// The address the server listens on (useful with port 0).
@@ -135,6 +148,9 @@ impl Server {
     /// Stops accepting work, answers the requests already received, delivers pending audit
     /// events and makes the store durable (final snapshot).
     pub fn shutdown(self) -> Result<(), store::StoreError> {
+        if let Some(summary) = self.summary {
+            summary.stop();
+        }
         self.http.shutdown();
         if let Some(sampler) = self.sampler {
             sampler.stop();

@@ -119,6 +119,30 @@ impl Default for HttpStats {
     }
 }
 
+/// Request and sample counts since start (see [`HttpStats::totals`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub requests: u64,
+    /// Requests answered 4xx.
+    pub client_errors: u64,
+    /// Requests answered 5xx.
+    pub server_errors: u64,
+    /// Samples written to the store.
+    pub samples: u64,
+}
+
+impl Totals {
+    /// What happened between `earlier` and `self`.
+    pub fn since(self, earlier: Totals) -> Totals {
+        Totals {
+            requests: self.requests - earlier.requests,
+            client_errors: self.client_errors - earlier.client_errors,
+            server_errors: self.server_errors - earlier.server_errors,
+            samples: self.samples - earlier.samples,
+        }
+    }
+}
+
 impl HttpStats {
     /// Counts one answered request: its route, status, body bytes read and sent on the wire.
     pub fn request(&self, route: Route, status: u16, read: usize, sent: usize) {
@@ -126,6 +150,22 @@ impl HttpStats {
         self.requests[route.index() * CODES + code].fetch_add(1, Relaxed);
         self.request_bytes[route.index()].fetch_add(read as u64, Relaxed);
         self.response_bytes[route.index()].fetch_add(sent as u64, Relaxed);
+    }
+
+    /// Totals since start, for the periodic traffic summary in the log.
+    pub fn totals(&self) -> Totals {
+        let mut totals = Totals::default();
+        for (slot, count) in self.requests.iter().enumerate() {
+            let count = count.load(Relaxed);
+            totals.requests += count;
+            match slot % CODES + 100 {
+                400..=499 => totals.client_errors += count,
+                500..=599 => totals.server_errors += count,
+                _ => {}
+            }
+        }
+        totals.samples = self.gauges_ingested.load(Relaxed) + self.counters_ingested.load(Relaxed);
+        totals
     }
 
     /// Counts samples written to the store (batch items before aggregation).
@@ -190,6 +230,36 @@ impl Exporter for HttpStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn totals_sum_every_route_and_class() {
+        let stats = HttpStats::default();
+        stats.request(Route::UpdateText, 200, 0, 2);
+        stats.request(Route::Updates, 400, 10, 20);
+        stats.request(Route::Other, 404, 0, 20);
+        stats.request(Route::Ping, 503, 0, 20);
+        stats.ingested(3, 2);
+        let first = stats.totals();
+        assert_eq!(
+            first,
+            Totals {
+                requests: 4,
+                client_errors: 2,
+                server_errors: 1,
+                samples: 5
+            }
+        );
+        stats.request(Route::Metrics, 200, 0, 100);
+        assert_eq!(
+            stats.totals().since(first),
+            Totals {
+                requests: 1,
+                client_errors: 0,
+                server_errors: 0,
+                samples: 0
+            }
+        );
+    }
 
     #[test]
     fn routes_are_a_closed_set() {

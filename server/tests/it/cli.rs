@@ -91,3 +91,61 @@ fn unwritable_snapshot_directory_is_a_clear_start_error() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("/nonexistent-dir"), "{err}");
 }
+
+#[test]
+fn traffic_summary_lines_follow_traffic() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start(dir.path(), &["--summary-interval", "200ms"], &[]);
+    let c = server.client();
+    assert_eq!(c.post("/update/gauge/g/1", b"").status, 200);
+    let batch = r#"[{"id":"a","type":"counter","delta":1},{"id":"b","type":"gauge","value":2}]"#;
+    assert_eq!(c.post_json("/updates", batch).status, 200);
+    assert_eq!(c.get("/nope").status, 404);
+    // A tick may fall between the requests: add up every summary line.
+    let summaries = |log: &str| -> Vec<String> {
+        log.lines()
+            .filter(|l| l.contains("traffic in the last"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let number_before = |line: &str, word: &str| -> u64 {
+        let head = &line[..line
+            .find(word)
+            .unwrap_or_else(|| panic!("no {word:?} in {line}"))];
+        head.split(|c: char| !c.is_ascii_digit())
+            .rev()
+            .find(|s| !s.is_empty())
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let total =
+        |lines: &[String], word: &str| lines.iter().map(|l| number_before(l, word)).sum::<u64>();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let lines = loop {
+        let lines = summaries(&server.log());
+        if total(&lines, " requests") == 3 {
+            break lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "summaries never added up to 3 requests:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(total(&lines, " 4xx"), 1, "{lines:?}");
+    assert_eq!(total(&lines, " 5xx"), 0, "{lines:?}");
+    assert_eq!(total(&lines, " samples ingested"), 3, "{lines:?}");
+    let last = lines.last().unwrap();
+    assert!(
+        last.contains(" INFO ") && last.contains("2 gauges and 1 counters stored"),
+        "{last}"
+    );
+    // Idle intervals write nothing.
+    std::thread::sleep(Duration::from_millis(700));
+    let (code, log) = server.terminate();
+    assert_eq!(code, 0);
+    assert_eq!(summaries(&log).len(), lines.len(), "{log}");
+}
