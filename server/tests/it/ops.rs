@@ -65,20 +65,34 @@ fn units_with_built_binaries() -> Option<tempfile::TempDir> {
     Some(dir)
 }
 
+/// Runs `systemd-analyze <args> <daemon>.service` on both units, with `ExecStart` pointing at
+/// the built binaries; `None` when the tool or the binaries are missing (skipped loudly).
+fn analyze_units(args: &[&str]) -> Option<Vec<(&'static str, std::process::Output)>> {
+    if !require_tool("systemd-analyze", "systemd") {
+        return None;
+    }
+    let dir = units_with_built_binaries()?;
+    let results = DAEMONS
+        .iter()
+        .map(|daemon| {
+            let out = Command::new("systemd-analyze")
+                .current_dir(dir.path())
+                .args(args)
+                .arg(format!("{daemon}.service"))
+                .output()
+                .expect("run systemd-analyze");
+            (*daemon, out)
+        })
+        .collect();
+    Some(results)
+}
+
 #[test]
 fn units_pass_systemd_analyze_verify_without_output() {
-    if !require_tool("systemd-analyze", "systemd") {
-        return;
-    }
-    let Some(dir) = units_with_built_binaries() else {
+    let Some(results) = analyze_units(&["verify", "--man=no"]) else {
         return;
     };
-    for daemon in DAEMONS {
-        let out = Command::new("systemd-analyze")
-            .current_dir(dir.path())
-            .args(["verify", "--man=no", &format!("{daemon}.service")])
-            .output()
-            .expect("run systemd-analyze verify");
+    for (daemon, out) in results {
         // verify only warns on typos and unknown keys, so any output is a failure.
         let printed = format!(
             "{}{}",
@@ -95,23 +109,10 @@ fn units_pass_systemd_analyze_verify_without_output() {
 
 #[test]
 fn units_pass_systemd_analyze_security() {
-    if !require_tool("systemd-analyze", "systemd") {
-        return;
-    }
-    let Some(dir) = units_with_built_binaries() else {
+    let Some(results) = analyze_units(&["security", "--offline=yes", "--threshold=25"]) else {
         return;
     };
-    for daemon in DAEMONS {
-        let out = Command::new("systemd-analyze")
-            .current_dir(dir.path())
-            .args([
-                "security",
-                "--offline=yes",
-                "--threshold=25",
-                &format!("{daemon}.service"),
-            ])
-            .output()
-            .expect("run systemd-analyze security");
+    for (daemon, out) in results {
         let stdout = String::from_utf8_lossy(&out.stdout);
         let overall = stdout
             .lines()

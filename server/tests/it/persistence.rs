@@ -211,6 +211,24 @@ fn jitter(round: u64, max_ms: u64) -> Duration {
     Duration::from_millis((nanos ^ round.wrapping_mul(0x9e37_79b9_7f4a_7c15)) % max_ms)
 }
 
+/// Hammers `server` from 4 threads and `kill -9`s it at a random moment (up to `max_jitter_ms`)
+/// once writes are being acknowledged (a loaded machine may take a while to answer the first
+/// one). Returns the acknowledged increments per thread.
+fn hammer_then_kill9(server: BinaryServer, round: u64, max_jitter_ms: u64) -> Arc<Vec<AtomicU64>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (handles, acked) = hammer(server.addr, 4, stop.clone());
+    wait_for(
+        "a first acknowledged write",
+        Duration::from_secs(30),
+        || acked.iter().any(|a| a.load(Ordering::SeqCst) > 0),
+    );
+    std::thread::sleep(jitter(round, max_jitter_ms));
+    server.kill9();
+    stop.store(true, Ordering::Relaxed);
+    handles.into_iter().for_each(|h| h.join().unwrap());
+    acked
+}
+
 #[test]
 fn kill_9_never_leaves_an_unreadable_snapshot() {
     let dir = tempfile::tempdir().unwrap();
@@ -219,17 +237,7 @@ fn kill_9_never_leaves_an_unreadable_snapshot() {
     for round in 0..50u64 {
         // Snapshots every 10 ms while 4 threads write; kill -9 at a random moment.
         let server = BinaryServer::start(dir.path(), &["-r", "-i", "10ms"], &[]);
-        let stop = Arc::new(AtomicBool::new(false));
-        let (handles, acked) = hammer(server.addr, 4, stop.clone());
-        wait_for(
-            "a first acknowledged write",
-            Duration::from_secs(30),
-            || acked.iter().any(|a| a.load(Ordering::SeqCst) > 0),
-        );
-        std::thread::sleep(jitter(round, 120));
-        server.kill9();
-        stop.store(true, Ordering::Relaxed);
-        handles.into_iter().for_each(|h| h.join().unwrap());
+        let _ = hammer_then_kill9(server, round, 120);
         if path.exists() {
             let map = snapshot_map(&path);
             let total: i64 = map
@@ -275,19 +283,7 @@ fn sync_mode_keeps_every_acknowledged_write_across_kill_9() {
                 *min = stored;
             }
         }
-        let stop = Arc::new(AtomicBool::new(false));
-        let (handles, acked) = hammer(server.addr, 4, stop.clone());
-        // Kill at a random moment once writes are being acknowledged (a loaded machine may take
-        // a while to answer the first one).
-        wait_for(
-            "a first acknowledged write",
-            Duration::from_secs(30),
-            || acked.iter().any(|a| a.load(Ordering::SeqCst) > 0),
-        );
-        std::thread::sleep(jitter(round, 150));
-        server.kill9();
-        stop.store(true, Ordering::Relaxed);
-        handles.into_iter().for_each(|h| h.join().unwrap());
+        let acked = hammer_then_kill9(server, round, 150);
         for (t, min) in expected_min.iter_mut().enumerate() {
             *min += acked[t].load(Ordering::SeqCst);
         }
