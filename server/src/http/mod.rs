@@ -161,14 +161,14 @@ fn policy(connections: &Connections, limits: &Limits) -> tiny_http::ConnectionPo
 fn worker_loop(server: &tiny_http::Server, app: &App) {
     loop {
         match server.recv() {
-            Ok(request) => serve(app, request),
+            Ok(request) => serve(server, app, request),
             // `recv` fails only when unblocked for shutdown.
             Err(_) => return,
         }
     }
 }
 
-fn serve(app: &App, mut request: tiny_http::Request) {
+fn serve(server: &tiny_http::Server, app: &App, mut request: tiny_http::Request) {
     let started = Instant::now();
     let key = app.key.as_deref();
     let path = request.url().split('?').next().unwrap_or("/");
@@ -177,7 +177,12 @@ fn serve(app: &App, mut request: tiny_http::Request) {
     let (reply, accept_gzip) = match request::intake(&mut request, &app.limits, key) {
         Ok(incoming) => {
             read = incoming.wire_bytes;
-            let routed = catch_unwind(AssertUnwindSafe(|| router::route(app, &incoming, route)));
+            let handle = || catch_unwind(AssertUnwindSafe(|| router::route(app, &incoming, route)));
+            let routed = if app.store.may_block(incoming.method == request::Method::Post) {
+                server.blocking(handle)
+            } else {
+                handle()
+            };
             let reply = match routed {
                 Ok(Ok(reply)) => reply,
                 Ok(Err(e)) => e.into(),

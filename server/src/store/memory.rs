@@ -453,6 +453,15 @@ impl Store for MemoryStore {
         "memory"
     }
 
+    /// In sync mode a write waits for the fsync of a snapshot that holds it.
+    fn may_block(&self, write: bool) -> bool {
+        write
+            && self
+                .file
+                .as_ref()
+                .is_some_and(|file| file.options.interval.is_zero())
+    }
+
     fn export(&self, out: &mut Exposition) {
         let Some(file) = &self.file else {
             return;

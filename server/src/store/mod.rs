@@ -82,6 +82,13 @@ pub trait Store: Send + Sync {
     fn close(&self) -> Result<(), StoreError>;
     /// A short name for logs and the dashboard: `memory` or `postgres`.
     fn kind(&self) -> &'static str;
+    /// Whether a write (`write == true`) or a read may wait on I/O — an fsync, the database.
+    /// The HTTP layer then lends the worker's polling slot to another worker while it waits
+    /// (see `vendor/tiny_http/src/reactor.rs`). The default never blocks.
+    fn may_block(&self, write: bool) -> bool {
+        let _ = write;
+        false
+    }
     /// Adds the store's own metrics to `/metrics` (snapshot timings, database retries and
     /// errors…) under `golectra_`. The default exports nothing.
     fn export(&self, out: &mut Exposition) {

@@ -914,6 +914,11 @@ impl Store for PostgresStore {
         "postgres"
     }
 
+    /// Every call talks to the database.
+    fn may_block(&self, _write: bool) -> bool {
+        true
+    }
+
     fn export(&self, out: &mut crate::exposition::Exposition) {
         use crate::exposition::FamilyType::Counter;
         out.family(

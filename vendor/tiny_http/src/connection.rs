@@ -103,17 +103,22 @@ impl std::io::Write for &Connection {
 }
 impl Connection {
     // golectra: per-read and per-write socket timeouts of the connection policy.
-    pub(crate) fn set_read_timeout(&self, t: Option<std::time::Duration>) -> std::io::Result<()> {
+    /// golectra: the reactor drives sockets without blocking.
+    pub(crate) fn set_nonblocking(&self, nonblocking: bool) -> std::io::Result<()> {
         match self {
-            Self::Tcp(s) => s.set_read_timeout(t),
+            Self::Tcp(s) => s.set_nonblocking(nonblocking),
             #[cfg(unix)]
-            Self::Unix(s) => s.set_read_timeout(t),
+            Self::Unix(s) => s.set_nonblocking(nonblocking),
         }
     }
 
-    /// golectra: makes the final close of this socket abortive (RST, no TIME_WAIT). Used for
-    /// evicted idle connections, so a flood does not leave thousands of TIME_WAIT entries
-    /// behind on the server.
+    /// golectra: every response leaves in one write, so Nagle's delay only ever hurts.
+    pub(crate) fn set_nodelay(&self) {
+        if let Self::Tcp(s) = self {
+            let _ = s.set_nodelay(true);
+        }
+    }
+
     pub(crate) fn abort_on_close(&self) {
         if let Self::Tcp(s) = self {
             let _ = socket2::SockRef::from(s).set_linger(Some(std::time::Duration::ZERO));
@@ -136,6 +141,16 @@ impl Connection {
         }
     }
 }
+impl std::os::fd::AsFd for Connection {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Self::Tcp(s) => s.as_fd(),
+            #[cfg(unix)]
+            Self::Unix(s) => s.as_fd(),
+        }
+    }
+}
+
 impl From<TcpStream> for Connection {
     fn from(s: TcpStream) -> Self {
         Self::Tcp(s)

@@ -92,32 +92,27 @@
 #![allow(clippy::match_like_matches_macro)]
 
 use std::error::Error;
-use std::io::Error as IoError;
-use std::io::ErrorKind as IoErrorKind;
 use std::io::Result as IoResult;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
 
-use client::ClientConnection;
 use connection::Connection;
-use util::MessagesQueue;
+use reactor::Reactor;
 
-pub use client::{decode_chunked_for_fuzzing, parse_head_for_fuzzing};
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
+pub use head::{decode_chunked_for_fuzzing, parse_head_for_fuzzing};
 pub use policy::{ConnectionPolicy, ConnectionStats};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
 
-mod client;
 mod common;
 mod connection;
+mod head;
 mod policy;
+mod reactor;
 mod request;
 mod response;
 mod test;
@@ -125,39 +120,15 @@ mod util;
 
 /// The main class of this library.
 ///
-/// Destroying this object will immediately close the listening socket and the reading
-///  part of all the client's connections. Requests that have already been returned by
-///  the `recv()` function will not close and the responses will be transferred to the client.
+/// golectra: connections are driven by the threads that call [`Server::recv`] (see
+/// `reactor.rs`). Destroying this object closes the listening socket and every connection that
+/// is not waiting for the answer to a request already returned by `recv()`; those are answered,
+/// then closed.
 pub struct Server {
-    // should be false as long as the server exists
-    // when set to true, all the subtasks will close within a few hundreds ms
-    close: Arc<AtomicBool>,
-
-    // queue for messages received by child threads
-    messages: Arc<MessagesQueue<Message>>,
+    reactor: Arc<Reactor>,
 
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
-
-    // golectra: connection registry, counters and body budget
-    shared: Arc<policy::Shared>,
-}
-
-enum Message {
-    Error(IoError),
-    NewRequest(Request),
-}
-
-impl From<IoError> for Message {
-    fn from(e: IoError) -> Message {
-        Message::Error(e)
-    }
-}
-
-impl From<Request> for Message {
-    fn from(rq: Request) -> Message {
-        Message::NewRequest(rq)
-    }
 }
 
 // this trait is to make sure that Server implements Share and Send
@@ -239,50 +210,34 @@ impl Server {
     }
 
     /// golectra: builds a server on `listener` that enforces `policy`: at most
-    /// `max_connections` connection threads (the longest-idle connection is evicted for a
-    /// newcomer, else the newcomer gets `503`), per-phase deadlines (`408`), head limits
-    /// (`431`), and bodies prefetched on the connection thread so that [`Server::recv`] only
-    /// returns requests whose bodies are complete.
+    /// `max_connections` connections (the longest-idle connection is evicted for a newcomer,
+    /// else the newcomer gets `503`), per-phase deadlines (`408`), head limits (`431`), and
+    /// bodies read completely before [`Server::recv`] returns their request.
     pub fn from_listener_with_policy<L: Into<Listener>>(
         listener: L,
         policy: ConnectionPolicy,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        let server = listener.into();
-        let local_addr = server.local_addr()?;
+        let listener = listener.into();
+        let local_addr = listener.local_addr()?;
         log::debug!("Server listening on {}", local_addr);
-        let close_trigger = Arc::new(AtomicBool::new(false));
-        let shared = policy::Shared::new(policy);
-
-        // creating a task where server.accept() is continuously called
-        // and ClientConnection objects are pushed in the messages queue
-        let messages = MessagesQueue::with_capacity(8);
-
-        let inside_close_trigger = close_trigger.clone();
-        let inside_messages = messages.clone();
-        let inside_shared = shared.clone();
+        let reactor = Reactor::new(policy)?;
+        let accepting = reactor.clone();
         thread::Builder::new()
             .name("http-accept".into())
-            .spawn(move || {
-                accept_loop(
-                    server,
-                    &inside_close_trigger,
-                    &inside_messages,
-                    &inside_shared,
-                )
-            })?;
-
-        // result
+            .spawn(move || accepting.accept_loop(listener))?;
+        let timing = reactor.clone();
+        thread::Builder::new()
+            .name("http-timer".into())
+            .spawn(move || timing.timer_loop())?;
         Ok(Server {
-            messages,
-            close: close_trigger,
+            reactor,
             listening_addr: local_addr,
-            shared,
         })
     }
 
     /// golectra: the connection counters (current, cap, accepted, refused, evicted, 408, 431…).
     pub fn connection_stats(&self) -> ConnectionStats {
-        self.shared.stats()
+        self.reactor.stats()
     }
 
     /// Returns an iterator for all the incoming requests.
@@ -302,119 +257,28 @@ impl Server {
     /// Returns the number of clients currently connected to the server.
     pub fn num_connections(&self) -> usize {
         // golectra: implemented by the connection registry (upstream panicked here).
-        self.shared.stats().current
+        self.reactor.stats().current
     }
 
     /// Blocks until an HTTP request has been submitted and returns it.
+    ///
+    /// golectra: the calling thread drives connections while it waits (see `reactor.rs`).
     pub fn recv(&self) -> IoResult<Request> {
-        match self.messages.pop() {
-            Some(Message::Error(err)) => Err(err),
-            Some(Message::NewRequest(rq)) => Ok(rq),
-            None => Err(IoError::new(IoErrorKind::Other, "thread unblocked")),
-        }
+        self.reactor.recv()
     }
 
-    /// Same as `recv()` but doesn't block longer than timeout
-    pub fn recv_timeout(&self, timeout: Duration) -> IoResult<Option<Request>> {
-        match self.messages.pop_timeout(timeout) {
-            Some(Message::Error(err)) => Err(err),
-            Some(Message::NewRequest(rq)) => Ok(Some(rq)),
-            None => Ok(None),
-        }
-    }
-
-    /// Same as `recv()` but doesn't block.
-    pub fn try_recv(&self) -> IoResult<Option<Request>> {
-        match self.messages.try_pop() {
-            Some(Message::Error(err)) => Err(err),
-            Some(Message::NewRequest(rq)) => Ok(Some(rq)),
-            None => Ok(None),
-        }
+    /// golectra: runs `f`, which may block for a while (a synchronous store, a database), after
+    /// giving this thread's polling slot to another worker so connections keep being served.
+    pub fn blocking<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.reactor.blocking(f)
     }
 
     /// Unblock thread stuck in recv() or incoming_requests().
     /// If there are several such threads, only one is unblocked.
     /// This method allows graceful shutdown of server.
     pub fn unblock(&self) {
-        self.messages.unblock();
+        self.reactor.unblock();
     }
-}
-
-/// golectra: accepts connections, applies the admission policy and hands each admitted
-/// connection to a thread of the pool. Accept errors (such as running out of file descriptors)
-/// never stop the loop; it backs off briefly instead.
-fn accept_loop(
-    listener: Listener,
-    close: &AtomicBool,
-    messages: &Arc<MessagesQueue<Message>>,
-    shared: &Arc<policy::Shared>,
-) {
-    // a tasks pool is used to dispatch the connections into threads
-    let tasks_pool = util::TaskPool::new();
-    let io_timeout = Some(shared.policy.io_timeout);
-    let mut backoff = Duration::from_millis(5);
-
-    log::debug!("Running accept thread");
-    while !close.load(Relaxed) {
-        let sock = match listener.accept() {
-            Ok((sock, _)) => {
-                backoff = Duration::from_millis(5);
-                sock
-            }
-            Err(e) => {
-                // EMFILE, ENFILE, ENOBUFS, ECONNABORTED…: the listener itself is fine. Sleeping
-                // is the only way to wait for a descriptor to be freed.
-                log::warn!(
-                    "cannot accept a connection: {}; retrying in {:?}",
-                    e,
-                    backoff
-                );
-                thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
-        };
-        if close.load(Relaxed) {
-            break;
-        }
-        policy::Counters::bump(&shared.counters.accepted);
-        let _ = sock.set_read_timeout(io_timeout);
-        let _ = sock.set_write_timeout(io_timeout);
-        let sock = Arc::new(sock);
-        let state = match shared.admit(sock.clone()) {
-            Ok(state) => state,
-            Err(policy::Refusal::Full) => {
-                policy::Counters::bump(&shared.counters.refused);
-                refuse_over_capacity(&sock);
-                continue;
-            }
-        };
-        let client = ClientConnection::new(sock, state);
-        let messages = messages.clone();
-        let mut client = Some(client);
-        tasks_pool.spawn(Box::new(move || {
-            if let Some(client) = client.take() {
-                for rq in client {
-                    messages.push(rq.into());
-                }
-            }
-        }));
-    }
-    log::debug!("Terminating accept thread");
-}
-
-/// golectra: a minimal `503` for a connection over the cap, written without waiting.
-fn refuse_over_capacity(sock: &Connection) {
-    use std::io::Write;
-    let _ = sock.set_write_timeout(Some(Duration::from_millis(100)));
-    let body = "server busy: too many connections, retry later\n";
-    let response = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{}",
-        body.len(),
-        body
-    );
-    let _ = (&*sock).write_all(response.as_bytes());
-    let _ = sock.shutdown(Shutdown::Both);
 }
 
 impl Iterator for IncomingRequests<'_> {
@@ -426,9 +290,8 @@ impl Iterator for IncomingRequests<'_> {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.close.store(true, Relaxed);
-        // golectra: idle keep-alive connections end now; requests in flight are still answered.
-        self.shared.close_all();
+        // golectra: connections end now; requests in flight are still answered.
+        self.reactor.shut_down();
         // Connect briefly to ourselves to unblock the accept thread
         let maybe_stream = match &self.listening_addr {
             ListenAddr::IP(addr) => TcpStream::connect(addr).map(Connection::from),

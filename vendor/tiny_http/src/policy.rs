@@ -1,22 +1,12 @@
-//! golectra: the connection policy of the server — who gets a connection thread, how long each
-//! phase of a request may take, how large a request head may be, and how many body bytes may be
-//! buffered before dispatch — plus the counters that report on it.
-//!
-//! Every accepted connection is registered here with a shared handle on its socket and an atomic
-//! phase (idle, reading the head, reading the body, dispatched). The accept thread admits a
-//! connection while fewer than `max_connections` are live; at the cap it evicts the connection
-//! that has been idle longest (shutting its socket down wakes its blocked read, and its thread
-//! exits) or, if none is idle, answers `503` and closes. Deadlines are enforced by the reading
-//! side of each connection ([`ConnState::read`]), which every socket read goes through.
+//! golectra: the connection policy of the server — how many connections are served, how long
+//! each phase of a request may take, how large a request head may be, and how many body bytes
+//! may be buffered before dispatch — plus the counters that report on it, the body buffer
+//! budget and the incremental chunked-body decoder. The engine that applies the policy is
+//! `reactor.rs`.
 
-use std::collections::HashMap;
-use std::io::{Error as IoError, ErrorKind, Read, Result as IoResult};
-use std::net::Shutdown;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
-
-use crate::connection::Connection;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Limits and timeouts applied to every connection. See each field for what a client sees.
 #[derive(Debug, Clone)]
@@ -109,478 +99,250 @@ impl Counters {
     }
 }
 
-/// What a connection is doing; only `IDLE` connections may be evicted.
-pub(crate) mod phase {
-    pub const IDLE: u8 = 0;
-    pub const HEAD: u8 = 1;
-    pub const BODY: u8 = 2;
-    pub const DISPATCHED: u8 = 3;
-    pub const CLOSING: u8 = 4;
-    pub const EVICTED: u8 = 5;
-}
-
-const NO_DEADLINE: u64 = u64::MAX;
-
-/// State shared by the accept thread and all connection threads.
-pub(crate) struct Shared {
-    pub policy: ConnectionPolicy,
-    pub counters: Counters,
-    registry: Mutex<Registry>,
-    budget: Mutex<usize>,
-    budget_freed: Condvar,
-    epoch: Instant,
-}
-
+/// The global body buffer budget: body bytes held by requests being read or handled.
 #[derive(Default)]
-struct Registry {
-    next_id: u64,
-    live: HashMap<u64, Entry>,
+pub(crate) struct Budget {
+    used: AtomicUsize,
 }
 
-struct Entry {
-    socket: Arc<Connection>,
-    state: Arc<ConnState>,
-}
-
-/// Why a connection was not admitted.
-pub(crate) enum Refusal {
-    /// At the cap with nothing idle to evict.
-    Full,
-}
-
-impl Shared {
-    pub fn new(policy: ConnectionPolicy) -> Arc<Self> {
-        Arc::new(Self {
-            policy,
-            counters: Counters::default(),
-            registry: Mutex::new(Registry::default()),
-            budget: Mutex::new(0),
-            budget_freed: Condvar::new(),
-            epoch: Instant::now(),
-        })
+impl Budget {
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
     }
 
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
-    /// Registers a new connection, evicting the longest-idle one when at the cap.
-    pub fn admit(self: &Arc<Self>, socket: Arc<Connection>) -> Result<Arc<ConnState>, Refusal> {
-        let mut registry = self.registry.lock().unwrap();
-        if registry.live.len() >= self.policy.max_connections.max(1) {
-            let victim = registry
-                .live
-                .iter()
-                .filter(|(_, e)| e.state.phase.load(Ordering::Acquire) == phase::IDLE)
-                .min_by_key(|(_, e)| e.state.idle_since_ms.load(Ordering::Relaxed))
-                .map(|(id, _)| *id);
-            let evicted = victim.and_then(|id| {
-                let entry = registry.live.get(&id)?;
-                // Loses the race if the connection just received the first byte of a request.
-                entry
-                    .state
-                    .phase
-                    .compare_exchange(
-                        phase::IDLE,
-                        phase::EVICTED,
-                        Ordering::AcqRel,
-                        Ordering::Acquire,
-                    )
-                    .ok()?;
-                registry.live.remove(&id)
-            });
-            match evicted {
-                Some(entry) => {
-                    // Wakes the blocked read (the connection thread sees EOF and exits) and
-                    // tells the client with a FIN; the final close is abortive so evictions
-                    // leave no TIME_WAIT behind.
-                    entry.socket.abort_on_close();
-                    let _ = entry.socket.shutdown(Shutdown::Both);
-                    Counters::bump(&self.counters.evicted_idle);
+    /// Takes `n` more bytes for `reservation` if they fit under `limit`.
+    pub fn grow(self: &Arc<Self>, reservation: &mut Option<Reservation>, n: usize, limit: usize) -> bool {
+        let taken = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|total| *total <= limit)
+            })
+            .is_ok();
+        if taken {
+            match reservation {
+                Some(r) => r.bytes += n,
+                None => {
+                    *reservation = Some(Reservation {
+                        budget: self.clone(),
+                        bytes: n,
+                    })
                 }
-                None => return Err(Refusal::Full),
             }
         }
-        registry.next_id += 1;
-        let now = self.now_ms();
-        let state = Arc::new(ConnState {
-            id: registry.next_id,
-            phase: AtomicU8::new(phase::IDLE),
-            deadline_ms: AtomicU64::new(now + self.policy.idle_timeout.as_millis() as u64),
-            idle_since_ms: AtomicU64::new(now),
-            last_timeout_ms: AtomicU64::new(0),
-            shared: self.clone(),
-        });
-        registry.live.insert(
-            state.id,
-            Entry {
-                socket,
-                state: state.clone(),
-            },
-        );
-        Ok(state)
-    }
-
-    fn deregister(&self, id: u64) {
-        self.registry.lock().unwrap().live.remove(&id);
-    }
-
-    /// Shuts the reading side of every live connection (server shutdown): idle connections
-    /// end at once, requests in flight are still answered.
-    pub fn close_all(&self) {
-        for entry in self.registry.lock().unwrap().live.values() {
-            let _ = entry.socket.shutdown(Shutdown::Read);
-        }
-    }
-
-    pub fn stats(&self) -> ConnectionStats {
-        let c = &self.counters;
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        ConnectionStats {
-            current: self.registry.lock().unwrap().live.len(),
-            max: self.policy.max_connections,
-            accepted: load(&c.accepted),
-            refused: load(&c.refused),
-            evicted_idle: load(&c.evicted_idle),
-            timed_out: load(&c.timed_out),
-            header_too_large: load(&c.header_too_large),
-            bad_request: load(&c.bad_request),
-            budget_exhausted: load(&c.budget_exhausted),
-            body_buffer_bytes: *self.budget.lock().unwrap(),
-        }
+        taken
     }
 }
 
-/// One connection's phase and deadline.
-pub(crate) struct ConnState {
-    id: u64,
-    phase: AtomicU8,
-    /// Milliseconds since `Shared::epoch` after which reads fail with `TimedOut`.
-    deadline_ms: AtomicU64,
-    idle_since_ms: AtomicU64,
-    /// The socket read timeout last set, in ms (0 = unknown), to skip redundant syscalls.
-    last_timeout_ms: AtomicU64,
-    pub shared: Arc<Shared>,
-}
-
-impl ConnState {
-    /// Removes the connection from the registry (its thread is done with it).
-    pub fn deregister(&self) {
-        self.shared.deregister(self.id);
-    }
-
-    pub fn phase(&self) -> u8 {
-        self.phase.load(Ordering::Acquire)
-    }
-
-    fn set(&self, phase: u8, timeout: Option<Duration>) {
-        let now = self.shared.now_ms();
-        let deadline = timeout.map_or(NO_DEADLINE, |t| now + t.as_millis() as u64);
-        self.deadline_ms.store(deadline, Ordering::Release);
-        if phase == phase::IDLE {
-            self.idle_since_ms.store(now, Ordering::Relaxed);
-        }
-        // Never resurrect an evicted connection.
-        let _ = self
-            .phase
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
-                (p != phase::EVICTED).then_some(phase)
-            });
-    }
-
-    /// Waiting for the first byte of the next request.
-    pub fn enter_idle(&self) {
-        self.set(phase::IDLE, Some(self.shared.policy.idle_timeout));
-    }
-
-    /// The first byte of a request arrived. Fails if the connection was just evicted.
-    pub fn enter_head(&self) -> IoResult<()> {
-        let now = self.shared.now_ms();
-        self.deadline_ms.store(
-            now + self.shared.policy.header_timeout.as_millis() as u64,
-            Ordering::Release,
-        );
-        self.phase
-            .compare_exchange(
-                phase::IDLE,
-                phase::HEAD,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .map(|_| ())
-            .map_err(|_| IoError::new(ErrorKind::ConnectionAborted, "connection evicted"))
-    }
-
-    pub fn enter_body(&self) {
-        self.set(phase::BODY, Some(self.shared.policy.body_timeout));
-    }
-
-    pub fn enter_dispatched(&self) {
-        self.set(phase::DISPATCHED, None);
-    }
-
-    /// Draining the client's leftovers before closing; bounded by `linger`.
-    pub fn enter_closing(&self, linger: Duration) {
-        self.set(phase::CLOSING, Some(linger));
-    }
-
-    /// The body deadline as an instant, for waits that are not socket reads.
-    pub fn deadline(&self) -> Option<Instant> {
-        let ms = self.deadline_ms.load(Ordering::Acquire);
-        (ms != NO_DEADLINE).then(|| self.shared.epoch + Duration::from_millis(ms))
-    }
-
-    /// One socket read under the current phase's deadline. In the idle phase the read waits up
-    /// to the idle deadline; otherwise each read also waits at most `io_timeout`.
-    pub fn read(&self, socket: &Connection, buf: &mut [u8]) -> IoResult<usize> {
-        loop {
-            let now = self.shared.now_ms();
-            let deadline = self.deadline_ms.load(Ordering::Acquire);
-            if now >= deadline {
-                return Err(IoError::new(ErrorKind::TimedOut, "deadline passed"));
-            }
-            let idle = self.phase() == phase::IDLE;
-            let io = self.shared.policy.io_timeout.as_millis() as u64;
-            let remaining = deadline.saturating_sub(now);
-            let wait = if idle { remaining } else { remaining.min(io) }.max(1);
-            if self.last_timeout_ms.swap(wait, Ordering::Relaxed) != wait {
-                socket.set_read_timeout(Some(Duration::from_millis(wait)))?;
-            }
-            match (&*socket).read(buf) {
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    if idle {
-                        continue; // the loop re-checks the idle deadline
-                    }
-                    return Err(IoError::new(ErrorKind::TimedOut, "read timed out"));
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                other => return other,
-            }
-        }
-    }
-
-    /// Takes `n` bytes of the body buffer budget, waiting for others to release theirs until
-    /// the current deadline. `None` when the budget stayed exhausted.
-    pub fn reserve(&self, n: usize) -> Option<Reservation> {
-        let shared = &self.shared;
-        let limit = shared.policy.prefetch_budget;
-        let deadline = self.deadline();
-        let mut used = shared.budget.lock().unwrap();
-        loop {
-            if *used + n <= limit {
-                *used += n;
-                return Some(Reservation {
-                    shared: shared.clone(),
-                    bytes: n,
-                });
-            }
-            let wait = match deadline {
-                Some(d) => d.checked_duration_since(Instant::now())?,
-                None => Duration::from_secs(1),
-            };
-            used = shared.budget_freed.wait_timeout(used, wait).unwrap().0;
-        }
-    }
-}
-
-/// A share of the body buffer budget, returned on drop.
+/// Bytes of the [`Budget`] held by one body; given back when dropped (with the request).
 pub(crate) struct Reservation {
-    shared: Arc<Shared>,
+    budget: Arc<Budget>,
     bytes: usize,
 }
 
 impl Reservation {
-    /// Grows this reservation by `n` bytes under the same rules as [`ConnState::reserve`].
-    pub fn grow(&mut self, state: &ConnState, n: usize) -> bool {
-        match state.reserve(n) {
-            Some(mut more) => {
-                self.bytes += std::mem::take(&mut more.bytes);
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-impl Reservation {
-    /// Returns what was reserved beyond `bytes`.
-    pub fn shrink_to(&mut self, bytes: usize) {
-        if bytes < self.bytes {
-            *self.shared.budget.lock().unwrap() -= self.bytes - bytes;
-            self.bytes = bytes;
-            self.shared.budget_freed.notify_all();
-        }
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if self.bytes > 0 {
-            *self.shared.budget.lock().unwrap() -= self.bytes;
-            self.shared.budget_freed.notify_all();
-        }
+        self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
     }
 }
 
-/// A prefetched body together with its budget reservation: the bytes count against the budget
-/// until the worker is done with the request.
+/// A complete request body and the budget it holds, read by the handler.
 pub(crate) struct BufferedBody {
     pub body: std::io::Cursor<Vec<u8>>,
     pub _reservation: Option<Reservation>,
 }
 
-impl Read for BufferedBody {
-    fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
+impl std::io::Read for BufferedBody {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         self.body.read(buf)
     }
 }
 
-/// Longest chunk-size line (size plus extensions) or trailer line of a chunked body.
+/// Longest chunk-size or trailer line accepted.
 const MAX_CHUNK_LINE: usize = 4096;
-/// Most trailer lines after the last chunk.
+/// Most trailer lines accepted.
 const MAX_TRAILERS: usize = 32;
 
-/// A `Transfer-Encoding: chunked` decoder whose framing lines are bounded (the upstream
-/// decoder grows a chunk-size line without limit). Malformed framing is an `InvalidData` error.
-pub(crate) struct ChunkedReader<R> {
-    source: R,
-    /// Bytes left in the current chunk; `None` between chunks.
-    remaining: Option<usize>,
-    done: bool,
+/// Why a chunked body was refused (`400`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ChunkError(pub &'static str);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// Reading a chunk-size line.
+    Size,
+    /// Inside a chunk's data, with this many bytes left.
+    Data(usize),
+    /// After a chunk's data, expecting its line end.
+    DataEnd,
+    /// Reading trailer lines after the last chunk.
+    Trailer,
+    Done,
 }
 
-impl<R: Read> ChunkedReader<R> {
-    pub fn new(source: R) -> Self {
+/// An incremental `Transfer-Encoding: chunked` decoder: fed whatever bytes arrived, it never
+/// re-reads input and bounds its framing lines (upstream's decoder grew a size line without
+/// limit).
+pub(crate) struct ChunkDecoder {
+    state: ChunkState,
+    line: Vec<u8>,
+    trailers: usize,
+}
+
+impl ChunkDecoder {
+    pub fn new() -> Self {
         Self {
-            source,
-            remaining: None,
-            done: false,
+            state: ChunkState::Size,
+            line: Vec::new(),
+            trailers: 0,
         }
     }
 
-    fn line(&mut self) -> IoResult<Vec<u8>> {
-        let mut line = Vec::new();
-        let mut byte = [0u8; 1];
-        loop {
-            if self.source.read(&mut byte)? == 0 {
-                return Err(IoError::new(
-                    ErrorKind::UnexpectedEof,
-                    "connection closed inside a chunked body",
-                ));
-            }
-            if byte[0] == b'\n' {
-                if line.last() == Some(&b'\r') {
-                    line.pop();
+    pub fn is_done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Decodes from `input`, appending data to `out`; returns how many input bytes were used
+    /// (all of them unless the body ended inside `input`).
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, ChunkError> {
+        let mut used = 0;
+        while used < input.len() && self.state != ChunkState::Done {
+            let rest = &input[used..];
+            match self.state {
+                ChunkState::Data(left) => {
+                    let n = left.min(rest.len());
+                    out.extend_from_slice(&rest[..n]);
+                    used += n;
+                    self.state = if n == left {
+                        ChunkState::DataEnd
+                    } else {
+                        ChunkState::Data(left - n)
+                    };
                 }
-                return Ok(line);
+                ChunkState::Size | ChunkState::DataEnd | ChunkState::Trailer => {
+                    let (line_done, n) = match rest.iter().position(|&b| b == b'\n') {
+                        Some(i) => (true, i + 1),
+                        None => (false, rest.len()),
+                    };
+                    if self.line.len() + n > MAX_CHUNK_LINE {
+                        return Err(ChunkError("chunk framing line too long"));
+                    }
+                    self.line.extend_from_slice(&rest[..n]);
+                    used += n;
+                    if line_done {
+                        self.end_line()?;
+                    }
+                }
+                ChunkState::Done => unreachable!(),
             }
-            if line.len() >= MAX_CHUNK_LINE {
-                return Err(invalid("chunk framing line too long"));
-            }
-            line.push(byte[0]);
         }
+        Ok(used)
     }
-}
 
-fn invalid(why: &'static str) -> IoError {
-    IoError::new(ErrorKind::InvalidData, why)
-}
-
-impl<R: Read> Read for ChunkedReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
-        if self.done || buf.is_empty() {
-            return Ok(0);
+    /// Interprets the completed framing line in `self.line` (ending in LF, maybe CRLF).
+    fn end_line(&mut self) -> Result<(), ChunkError> {
+        let mut line = std::mem::take(&mut self.line);
+        line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
         }
-        let remaining = match self.remaining {
-            Some(n) => n,
-            None => {
-                let line = self.line()?;
+        self.state = match self.state {
+            ChunkState::Size => {
                 let size = line.split(|&b| b == b';').next().unwrap_or(&[]);
                 let size = std::str::from_utf8(size)
                     .ok()
-                    .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
-                    .ok_or_else(|| invalid("invalid chunk size"))?;
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()))
+                    .and_then(|s| usize::from_str_radix(s, 16).ok())
+                    .ok_or(ChunkError("invalid chunk size"))?;
                 if size == 0 {
-                    for _ in 0..=MAX_TRAILERS {
-                        if self.line()?.is_empty() {
-                            self.done = true;
-                            return Ok(0);
-                        }
-                    }
-                    return Err(invalid("too many trailer lines"));
+                    ChunkState::Trailer
+                } else {
+                    ChunkState::Data(size)
                 }
-                size
             }
+            ChunkState::DataEnd if line.is_empty() => ChunkState::Size,
+            ChunkState::DataEnd => return Err(ChunkError("chunk data longer than its size")),
+            ChunkState::Trailer if line.is_empty() => ChunkState::Done,
+            ChunkState::Trailer => {
+                self.trailers += 1;
+                if self.trailers > MAX_TRAILERS {
+                    return Err(ChunkError("too many trailer lines"));
+                }
+                ChunkState::Trailer
+            }
+            ChunkState::Data(_) | ChunkState::Done => unreachable!(),
         };
-        let want = buf.len().min(remaining);
-        let n = self.source.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(IoError::new(
-                ErrorKind::UnexpectedEof,
-                "connection closed inside a chunk",
-            ));
-        }
-        if n == remaining {
-            if !self.line()?.is_empty() {
-                return Err(invalid("chunk data longer than its size"));
-            }
-            self.remaining = None;
-        } else {
-            self.remaining = Some(remaining - n);
-        }
-        Ok(n)
+        // Keep the allocation for the next line.
+        line.clear();
+        self.line = line;
+        Ok(())
     }
 }
 
-/// Reads `source` to its end or to `max` bytes, holding a budget reservation for what it
-/// buffers. `Err(None)` means the budget stayed exhausted until the deadline.
-pub(crate) fn read_budgeted<R: Read>(
-    state: &ConnState,
-    mut source: R,
-    max: usize,
-) -> Result<BufferedBody, Option<IoError>> {
-    const STEP: usize = 64 << 10;
-    let mut data = Vec::new();
-    let mut reservation: Option<Reservation> = None;
-    let mut reserved = 0;
-    loop {
-        let want = (max - data.len()).min(STEP);
-        if want == 0 {
-            break;
-        }
-        let need = data.len() + want;
-        if need > reserved {
-            let more = need - reserved;
-            let ok = match reservation.as_mut() {
-                Some(r) => r.grow(state, more),
-                None => {
-                    reservation = state.reserve(more);
-                    reservation.is_some()
-                }
-            };
-            if !ok {
-                return Err(None);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_in_pieces(input: &[u8], piece: usize) -> Result<(Vec<u8>, usize), ChunkError> {
+        let mut d = ChunkDecoder::new();
+        let mut out = Vec::new();
+        let mut used = 0;
+        for part in input.chunks(piece) {
+            used += d.feed(part, &mut out)?;
+            if d.is_done() {
+                break;
             }
-            reserved = need;
         }
-        let start = data.len();
-        data.resize(start + want, 0);
-        match source.read(&mut data[start..]) {
-            Ok(n) => {
-                data.truncate(start + n);
-                if n == 0 {
-                    break;
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => data.truncate(start),
-            Err(e) => return Err(Some(e)),
+        assert!(d.is_done(), "incomplete");
+        Ok((out, used))
+    }
+
+    #[test]
+    fn decodes_whatever_the_piece_size_and_stops_at_the_end() {
+        let body = b"7\r\n[{\"id\":\r\n3;ext=1\r\n\"a\"\r\n0\r\nX-T: 1\r\n\r\nGET / HTTP/1.1";
+        let end = body.len() - b"GET / HTTP/1.1".len();
+        for piece in [1, 2, 3, 5, 64] {
+            let (out, used) = decode_in_pieces(body, piece).unwrap();
+            assert_eq!(out, b"[{\"id\":\"a\"");
+            assert!(used <= end, "piece {piece}");
         }
+        let mut d = ChunkDecoder::new();
+        let mut out = Vec::new();
+        assert_eq!(d.feed(body, &mut out).unwrap(), end);
     }
-    if let Some(r) = reservation.as_mut() {
-        r.shrink_to(data.len());
+
+    #[test]
+    fn refuses_broken_framing() {
+        for bad in [&b"zz\r\n"[..], b"3\r\nabcd\r\n", b"\r\n"] {
+            let mut d = ChunkDecoder::new();
+            assert!(d.feed(bad, &mut Vec::new()).is_err(), "{:?}", bad);
+        }
+        let mut d = ChunkDecoder::new();
+        assert!(d.feed(&[b'1'; MAX_CHUNK_LINE + 1], &mut Vec::new()).is_err());
+        let trailers = format!("0\r\n{}", "X: y\r\n".repeat(MAX_TRAILERS + 1));
+        let mut d = ChunkDecoder::new();
+        assert!(d.feed(trailers.as_bytes(), &mut Vec::new()).is_err());
     }
-    Ok(BufferedBody {
-        body: std::io::Cursor::new(data),
-        _reservation: reservation,
-    })
+
+    #[test]
+    fn the_budget_is_shared_and_given_back() {
+        let budget = Arc::new(Budget::default());
+        let mut a = None;
+        let mut b = None;
+        assert!(budget.grow(&mut a, 600, 1000));
+        assert!(!budget.grow(&mut b, 500, 1000));
+        assert!(budget.grow(&mut a, 400, 1000));
+        assert_eq!(budget.used(), 1000);
+        drop(a);
+        assert!(budget.grow(&mut b, 500, 1000));
+        assert_eq!(b.as_ref().map(Reservation::bytes), Some(500));
+        drop(b);
+        assert_eq!(budget.used(), 0);
+    }
 }

@@ -75,8 +75,6 @@ pub struct Request {
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
 
-    // golectra: the body was not read to its end, so the connection closes after the answer.
-    pub(crate) close_connection: bool,
 }
 
 struct NotifyOnDrop<R> {
@@ -110,23 +108,9 @@ pub enum RequestCreationError {
     ExpectationFailed,
 
     /// Error while reading data from the socket during the creation of the `Request`.
+    #[allow(dead_code)] // golectra: read through Debug only
     CreationIoError(IoError),
 
-    // golectra: failures of the connection policy's body prefetch.
-    /// The `Content-Length` header is not a number (answered `400`: the body's end is unknown).
-    InvalidContentLength,
-    /// The chunked framing of the body is malformed (answered `400`).
-    InvalidChunkedBody,
-    /// The body buffer budget stayed exhausted until the body deadline (answered `503`).
-    BudgetExhausted,
-}
-
-/// golectra: what the connection thread lends [`new_request`] to read the body before the
-/// request is dispatched.
-pub(crate) struct Prefetch<'a> {
-    pub state: &'a crate::policy::ConnState,
-    /// Where `100 Continue` is written (the connection's socket).
-    pub continue_writer: &'a mut dyn Write,
 }
 
 impl From<IoError> for RequestCreationError {
@@ -154,7 +138,6 @@ pub fn new_request<R, W>(
     remote_addr: Option<SocketAddr>,
     mut source_data: R,
     writer: W,
-    prefetch: Option<Prefetch<'_>>,
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,
@@ -178,10 +161,6 @@ where
         match header.map(|h| usize::from_str(h.value.as_str().trim())) {
             None => None,
             Some(Ok(n)) => Some(n),
-            // golectra: an unparsable length must not make the body parse as the next request.
-            Some(Err(_)) if prefetch.is_some() => {
-                return Err(RequestCreationError::InvalidContentLength)
-            }
             Some(Err(_)) => None,
         }
     };
@@ -210,32 +189,6 @@ where
             _ => false,
         }
     };
-
-    // golectra: with a connection policy the body is read here, on the connection thread, so
-    // workers only ever see complete bodies.
-    if let Some(prefetch) = prefetch {
-        let (reader, close_connection) = prefetch_body(
-            prefetch,
-            source_data,
-            content_length,
-            transfer_encoding.is_some(),
-            expects_continue,
-        )?;
-        return Ok(Request {
-            data_reader: Some(reader),
-            response_writer: Some(Box::new(writer) as Box<dyn Write + Send + 'static>),
-            remote_addr,
-            secure,
-            method,
-            path,
-            http_version: version,
-            headers,
-            body_length: content_length,
-            must_send_continue: false,
-            notify_when_responded: None,
-            close_connection,
-        });
-    }
 
     // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
     // content-length headers
@@ -292,60 +245,37 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
-        close_connection: false,
     })
 }
 
-/// golectra: reads the body of a request on the connection thread. Returns the body reader and
-/// whether the connection must close after the answer (the body was not read to its end).
-///
-/// - `Content-Length` within the prefetch limit: read completely (within the body deadline).
-/// - `Content-Length` over the limit: not read; the handler sees the declared length and
-///   refuses it, and the connection closes.
-/// - chunked: read up to `prefetch_limit + 1` bytes; more means the handler sees an over-limit
-///   body and the connection closes.
-/// - `Connection: upgrade` gets no special treatment (the server speaks plain HTTP/1.1 only),
-///   so a worker never holds a raw socket reader.
-fn prefetch_body<R: Read>(
-    prefetch: Prefetch<'_>,
-    source: R,
-    content_length: Option<usize>,
-    chunked: bool,
-    expects_continue: bool,
-) -> Result<(Box<dyn Read + Send + 'static>, bool), RequestCreationError> {
-    use crate::policy::{read_budgeted, ChunkedReader};
-    let state = prefetch.state;
-    let limit = state.shared.policy.prefetch_limit;
-    let empty = || Box::new(io::empty()) as Box<dyn Read + Send + 'static>;
-    let wanted = match content_length {
-        Some(0) => return Ok((empty(), false)),
-        Some(n) if n > limit => return Ok((empty(), true)),
-        Some(n) => n,
-        None if chunked => limit.saturating_add(1),
-        None => return Ok((empty(), false)),
-    };
-    if expects_continue {
-        let w = prefetch.continue_writer;
-        w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-        w.flush()?;
+/// golectra: a request whose body the server already read completely (see `reactor.rs`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn buffered_request<W>(
+    method: Method,
+    path: String,
+    version: HTTPVersion,
+    headers: Vec<Header>,
+    remote_addr: Option<SocketAddr>,
+    body: crate::policy::BufferedBody,
+    body_length: Option<usize>,
+    writer: W,
+) -> Request
+where
+    W: Write + Send + 'static,
+{
+    Request {
+        data_reader: Some(Box::new(body)),
+        response_writer: Some(Box::new(writer)),
+        remote_addr,
+        secure: false,
+        method,
+        path,
+        http_version: version,
+        headers,
+        body_length,
+        must_send_continue: false,
+        notify_when_responded: None,
     }
-    state.enter_body();
-    let budget_or_io = |e: Option<IoError>| match e {
-        None => RequestCreationError::BudgetExhausted,
-        Some(e) if e.kind() == ErrorKind::InvalidData => RequestCreationError::InvalidChunkedBody,
-        Some(e) => RequestCreationError::CreationIoError(e),
-    };
-    let body = if chunked {
-        read_budgeted(state, ChunkedReader::new(source), wanted).map_err(budget_or_io)?
-    } else {
-        read_budgeted(state, source.take(wanted as u64), wanted).map_err(budget_or_io)?
-    };
-    let got = body.body.get_ref().len();
-    if !chunked && got < wanted {
-        let info = "Connection has been closed before we received enough data";
-        return Err(IoError::new(ErrorKind::ConnectionAborted, info).into());
-    }
-    Ok((Box::new(body), chunked && got > limit))
 }
 
 impl Request {

@@ -73,7 +73,6 @@ impl From<TestRequest> for Request {
             Some(mock.remote_addr),
             mock.body.as_bytes(),
             std::io::sink(),
-            None, // golectra: no connection policy for test requests
         )
         .unwrap()
     }
