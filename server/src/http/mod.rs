@@ -178,7 +178,10 @@ fn serve(server: &tiny_http::Server, app: &App, mut request: tiny_http::Request)
         Ok(incoming) => {
             read = incoming.wire_bytes;
             let handle = || catch_unwind(AssertUnwindSafe(|| router::route(app, &incoming, route)));
-            let routed = if app.store.may_block(incoming.method == request::Method::Post) {
+            let routed = if app
+                .store
+                .may_block(incoming.method == request::Method::Post)
+            {
                 server.blocking(handle)
             } else {
                 handle()

@@ -43,20 +43,7 @@ fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
 fn parse_responses(mut raw: &[u8]) -> Vec<(u16, String)> {
     let mut out = Vec::new();
     while let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-        let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("status code");
-        let len = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse::<usize>().ok())?
-            })
-            .unwrap_or(0);
+        let (status, len) = parse_head(&raw[..end]);
         let body = &raw[end + 4..end + 4 + len];
         out.push((status, String::from_utf8_lossy(body).into_owned()));
         raw = &raw[end + 4 + len..];
@@ -195,7 +182,7 @@ const FLOOD_SOURCE: &str = "GOLECTRA_TEST_FLOOD_SOURCE";
 /// part of the flood in another process (one process's descriptor limit cannot hold 20 000
 /// sockets where the hard limit is 20 000). Without the variables it does nothing.
 #[test]
-#[ignore = "helper process of idle_flood_stays_within_the_cap_and_threads_return"]
+#[ignore = "helper process of idle_flood_stays_within_the_cap_and_adds_no_thread"]
 fn idle_flood_helper() {
     let (Ok(addr), Ok(count)) = (std::env::var(FLOOD_ADDR), std::env::var(FLOOD_COUNT)) else {
         return;
@@ -245,7 +232,7 @@ fn flood_process(addr: SocketAddr, count: usize, source: &str) -> std::process::
 }
 
 #[test]
-fn idle_flood_stays_within_the_cap_and_threads_return() {
+fn idle_flood_stays_within_the_cap_and_adds_no_thread() {
     const FLOOD: usize = 20_000;
     const HELPERS: usize = 2;
     const CAP: usize = 1024; // the default MAX_CONNECTIONS
@@ -300,8 +287,7 @@ fn idle_flood_stays_within_the_cap_and_threads_return() {
     }
     let flood_time = started.elapsed();
     assert_eq!(ready.load(Ordering::SeqCst), FLOOD);
-    // Evicted connections' threads go back to the pool, whose spare threads end after 5 s.
-    std::thread::sleep(Duration::from_secs(7));
+    std::thread::sleep(Duration::from_secs(1));
     let settled_sockets = open_sockets(pid);
     let settled_threads = proc_status(pid, "Threads:");
     let rss = proc_status(pid, "VmRSS:");
@@ -315,24 +301,17 @@ fn idle_flood_stays_within_the_cap_and_threads_return() {
          {base_threads} peak {max_threads} settled {settled_threads}; RSS base {base_rss} kB, \
          under the flood {rss} kB"
     );
-    // Live connections never exceed the cap; while the flood comes in, evicted sockets may
-    // linger until their thread gets the CPU to close them.
-    assert!(
-        max_sockets < base_sockets + 2 * CAP,
-        "sockets {max_sockets}"
-    );
-    assert!(
-        max_threads < base_threads + 2 * CAP as u64,
-        "threads {max_threads}"
-    );
-    // Settled: at most the cap (the test's own connection is one of them).
+    // Live connections never exceed the cap (the test's own connection is one of them; one
+    // more socket may be just accepted, before an idle one is evicted for it). Connections are
+    // driven by the fixed workers, so the flood adds no thread at all.
+    assert!(max_sockets <= base_sockets + CAP, "sockets {max_sockets}");
     assert!(
         settled_sockets <= base_sockets - 1 + CAP,
         "sockets {settled_sockets}"
     );
     assert!(
-        settled_threads <= base_threads + CAP as u64,
-        "threads {settled_threads}"
+        max_threads <= base_threads && settled_threads <= base_threads,
+        "threads base {base_threads} peak {max_threads} settled {settled_threads}"
     );
     assert!(rss < base_rss + 256 * 1024, "RSS {rss} kB");
 
@@ -341,24 +320,119 @@ fn idle_flood_stays_within_the_cap_and_threads_return() {
         drop(h.stdin.take());
         crate::harness::wait_timeout(&mut h, Duration::from_secs(30));
     }
-    // Idle pool threads end a few seconds after their connection closed.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut threads = proc_status(pid, "Threads:");
-    while threads > base_threads && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(250));
-        threads = proc_status(pid, "Threads:");
+    // The closed connections are deregistered.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while open_sockets(pid) > base_sockets && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
     }
-    eprintln!(
-        "idle flood: threads {threads} (base {base_threads}) {:?} after the flood closed",
-        started.elapsed() - flood_time
-    );
     assert!(
-        threads <= base_threads,
-        "threads {threads} > base {base_threads}"
+        open_sockets(pid) <= base_sockets,
+        "sockets after the flood closed"
     );
     assert_eq!(client.get("/value/gauge/g").text(), "19");
     let (code, log) = server.terminate();
     assert_eq!(code, 0, "{log}");
+}
+
+#[test]
+fn a_client_that_does_not_read_its_large_response_holds_no_worker() {
+    // One worker: if writing the response could block it, nothing else would be served.
+    let t = server(|c| c.workers = 1);
+    let client = t.client();
+    for batch in 0..12 {
+        let items: Vec<String> = (0..5000)
+            .map(|i| {
+                format!(r#"{{"id":"slow_reader_gauge_{batch}_{i}","type":"gauge","value":{i}.5}}"#)
+            })
+            .collect();
+        let r = client.post("/updates", format!("[{}]", items.join(",")).as_bytes());
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // A /metrics page of several MiB, far more than the socket buffers hold, not read for now.
+    let mut slow = connect(t.addr);
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    for i in 0..50 {
+        let r = client.post(&format!("/update/counter/while_blocked/{}", 1), b"");
+        assert_eq!(
+            r.status,
+            200,
+            "request {i} beside the slow reader: {}",
+            r.text()
+        );
+    }
+    // The whole response arrives once the client reads (tiny_http sends a body this large
+    // chunked), and the connection stays usable.
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 64 << 10];
+    while !raw.ends_with(b"\r\n0\r\n\r\n") {
+        let n = slow.read(&mut buf).unwrap();
+        assert!(n > 0, "closed after {} bytes", raw.len());
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    let body = String::from_utf8(dechunk(&raw[head_end..])).unwrap();
+    assert!(
+        body.len() > 4 << 20,
+        "the page is only {} bytes",
+        body.len()
+    );
+    assert!(
+        body.contains("slow_reader_gauge_11_4999"),
+        "an incomplete page"
+    );
+    assert!(body.ends_with('\n'));
+    slow.write_all(
+        b"GET /value/counter/while_blocked HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(
+        parse_responses(&read_to_close(&mut slow)),
+        [(200, "50".to_owned())]
+    );
+}
+
+/// Decodes a complete chunked body.
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = raw
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("size line");
+        let size = std::str::from_utf8(&raw[..line_end]).unwrap();
+        let size = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).unwrap();
+        raw = &raw[line_end + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&raw[..size]);
+        assert_eq!(&raw[size..size + 2], b"\r\n");
+        raw = &raw[size + 2..];
+    }
+}
+
+/// Status and `Content-Length` of a response head.
+fn parse_head(head: &[u8]) -> (u16, usize) {
+    let head = String::from_utf8_lossy(head);
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    (status, length)
 }
 
 #[test]

@@ -86,7 +86,10 @@ fn next_line(lines: &mut HeadLines<'_>, max_line: usize) -> Result<AsciiString, 
         .windows(2)
         .position(|w| w == b"\r\n")
         .ok_or_else(|| {
-            ReadError::ReadIoError(IoError::new(ErrorKind::UnexpectedEof, "head without an end"))
+            ReadError::ReadIoError(IoError::new(
+                ErrorKind::UnexpectedEof,
+                "head without an end",
+            ))
         })?;
     if end > max_line {
         return Err(ReadError::HeaderTooLarge);

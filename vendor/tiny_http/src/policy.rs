@@ -111,7 +111,12 @@ impl Budget {
     }
 
     /// Takes `n` more bytes for `reservation` if they fit under `limit`.
-    pub fn grow(self: &Arc<Self>, reservation: &mut Option<Reservation>, n: usize, limit: usize) -> bool {
+    pub fn grow(
+        self: &Arc<Self>,
+        reservation: &mut Option<Reservation>,
+        n: usize,
+        limit: usize,
+    ) -> bool {
         let taken = self
             .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
@@ -324,7 +329,9 @@ mod tests {
             assert!(d.feed(bad, &mut Vec::new()).is_err(), "{:?}", bad);
         }
         let mut d = ChunkDecoder::new();
-        assert!(d.feed(&[b'1'; MAX_CHUNK_LINE + 1], &mut Vec::new()).is_err());
+        assert!(d
+            .feed(&[b'1'; MAX_CHUNK_LINE + 1], &mut Vec::new())
+            .is_err());
         let trailers = format!("0\r\n{}", "X: y\r\n".repeat(MAX_TRAILERS + 1));
         let mut d = ChunkDecoder::new();
         assert!(d.feed(trailers.as_bytes(), &mut Vec::new()).is_err());

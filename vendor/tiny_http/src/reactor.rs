@@ -39,7 +39,7 @@ use crate::common::{HTTPVersion, Header, Method, StatusCode};
 use crate::connection::{Connection, Listener};
 use crate::head::{read_head, HeadLimits, ReadError};
 use crate::policy::{
-    BufferedBody, Budget, ChunkDecoder, ConnectionPolicy, ConnectionStats, Counters, Reservation,
+    Budget, BufferedBody, ChunkDecoder, ConnectionPolicy, ConnectionStats, Counters, Reservation,
 };
 use crate::request::buffered_request;
 use crate::Request;
@@ -120,6 +120,8 @@ struct State {
     after_write: AfterWrite,
     /// The client closed its sending side.
     eof: bool,
+    /// A request was received on this connection (evicted after those that never sent one).
+    served: bool,
     lingered: usize,
 }
 
@@ -166,7 +168,13 @@ impl Slab {
 
     fn remove(&mut self, token: u64) {
         let index = (token & 0xffff_ffff) as usize;
-        if self.entries.get(index).and_then(Option::as_ref).map(|c| c.token) == Some(token) {
+        if self
+            .entries
+            .get(index)
+            .and_then(Option::as_ref)
+            .map(|c| c.token)
+            == Some(token)
+        {
             self.entries[index] = None;
             self.free.push(index);
             self.live -= 1;
@@ -427,7 +435,12 @@ impl Reactor {
         headers: Vec<Header>,
     ) -> Progress {
         if version > HTTPVersion(1, 1) {
-            self.refuse(conn, st, 505, "This server only supports HTTP versions 1.0 and 1.1");
+            self.refuse(
+                conn,
+                st,
+                505,
+                "This server only supports HTTP versions 1.0 and 1.1",
+            );
             return Progress::Stop;
         }
         let header = |name: &'static str| header_value(&headers, name);
@@ -494,7 +507,10 @@ impl Reactor {
         }
         if expects_continue && !self.body_complete(st) {
             // A fresh connection's send buffer takes these 25 bytes at once.
-            if (&conn.socket).write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
+            if (&conn.socket)
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .is_err()
+            {
                 self.close(conn, st);
                 return Progress::Stop;
             }
@@ -524,9 +540,11 @@ impl Reactor {
         };
         let held = p.reservation.as_ref().map_or(0, Reservation::bytes);
         needed <= held
-            || self
-                .budget
-                .grow(&mut p.reservation, needed - held, self.policy.prefetch_budget)
+            || self.budget.grow(
+                &mut p.reservation,
+                needed - held,
+                self.policy.prefetch_budget,
+            )
     }
 
     fn collect_body(self: &Arc<Self>, conn: &Arc<Conn>, st: &mut State) -> Progress {
@@ -585,6 +603,7 @@ impl Reactor {
         st.phase = Phase::Dispatched;
         st.deadline = None;
         st.pending = None;
+        st.served = true;
         if pending.close_after && st.after_write == AfterWrite::KeepAlive {
             st.after_write = AfterWrite::Close;
         }
@@ -769,6 +788,7 @@ impl Reactor {
                     written: 0,
                     after_write: AfterWrite::KeepAlive,
                     eof: false,
+                    served: false,
                     lingered: 0,
                 }),
             })
@@ -780,21 +800,24 @@ impl Reactor {
         }
     }
 
-    /// Closes the connection idle the longest (abortively: no `TIME_WAIT` left behind), if any.
+    /// Closes an idle connection (abortively: no `TIME_WAIT` left behind), if there is one:
+    /// among those that never sent a request (a flood of empty connections) the oldest, else
+    /// the one idle the longest — so a flood cannot push out clients that are using their
+    /// keep-alive connections.
     fn evict_idle(&self) -> bool {
         let conns = self.slab().all();
-        let mut victim: Option<(Instant, Arc<Conn>)> = None;
+        let mut victim: Option<((bool, Instant), Arc<Conn>)> = None;
         for conn in conns {
             let Ok(st) = conn.state.try_lock() else {
                 continue;
             };
+            let key = (st.served, st.idle_since);
             if st.phase == Phase::Idle
                 && st.input.is_empty()
-                && victim.as_ref().is_none_or(|(since, _)| st.idle_since < *since)
+                && victim.as_ref().is_none_or(|(best, _)| key < *best)
             {
-                let since = st.idle_since;
                 drop(st);
-                victim = Some((since, conn));
+                victim = Some((key, conn));
             }
         }
         let Some((_, conn)) = victim else {
@@ -840,11 +863,16 @@ impl Reactor {
     /// Enforces deadlines until the server closes.
     pub fn timer_loop(&self) {
         let p = &self.policy;
-        let shortest = [p.idle_timeout, p.header_timeout, p.body_timeout, p.io_timeout]
-            .iter()
-            .copied()
-            .min()
-            .unwrap_or(Duration::from_secs(1));
+        let shortest = [
+            p.idle_timeout,
+            p.header_timeout,
+            p.body_timeout,
+            p.io_timeout,
+        ]
+        .iter()
+        .copied()
+        .min()
+        .unwrap_or(Duration::from_secs(1));
         let tick = (shortest / 8).clamp(Duration::from_millis(5), Duration::from_millis(100));
         while !self.closed.load(Ordering::Acquire) {
             std::thread::sleep(tick);
@@ -863,9 +891,7 @@ impl Reactor {
         let passed = |deadline: Option<Instant>| deadline.is_some_and(|d| now >= d);
         match st.phase {
             Phase::Idle if passed(st.deadline) => self.close(conn, st),
-            Phase::Head | Phase::Body
-                if passed(st.deadline) || passed(Some(io_deadline)) =>
-            {
+            Phase::Head | Phase::Body if passed(st.deadline) || passed(Some(io_deadline)) => {
                 Counters::bump(&self.counters.timed_out);
                 self.refuse(
                     conn,
@@ -932,7 +958,10 @@ fn header_value<'a>(headers: &'a [Header], name: &'static str) -> Option<&'a str
 
 /// Where the end of a head (`CRLF CRLF`) is, as the length of the head including it.
 fn find_head_end(bytes: &[u8]) -> Option<usize> {
-    bytes.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+    bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4)
 }
 
 thread_local! {
@@ -1079,5 +1108,94 @@ impl Gate {
     fn wake_all(&self) {
         let _guard = self.active.lock().unwrap_or_else(|e| e.into_inner());
         self.freed.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    fn active(gate: &Gate) -> usize {
+        *gate.active.lock().unwrap()
+    }
+
+    #[test]
+    fn the_gate_admits_up_to_its_limit_and_takes_slots_back() {
+        const ID: usize = usize::MAX - 1;
+        let gate = Arc::new(Gate::new(2));
+        let (leave_tx, leave_rx) = mpsc::channel::<()>();
+        let (entered_tx, entered_rx) = mpsc::channel::<&str>();
+        // A holds a slot until told to leave (as around a blocking store call).
+        let a = std::thread::spawn({
+            let (gate, entered) = (gate.clone(), entered_tx.clone());
+            move || {
+                assert!(gate.enter(ID, || false));
+                assert!(gate.enter(ID, || false), "entering again is a no-op");
+                entered.send("a").unwrap();
+                leave_rx.recv().unwrap();
+                gate.leave(ID);
+                gate.leave(ID); // leaving twice gives back one slot only
+            }
+        });
+        // B takes the second slot and ends while holding it: the slot comes back.
+        let b = std::thread::spawn({
+            let (gate, entered) = (gate.clone(), entered_tx.clone());
+            move || {
+                assert!(gate.enter(ID, || false));
+                entered.send("b").unwrap();
+            }
+        });
+        let mut first = vec![entered_rx.recv().unwrap(), entered_rx.recv().unwrap()];
+        first.sort();
+        assert_eq!(first, ["a", "b"]);
+        b.join().unwrap();
+        assert_eq!(active(&gate), 1, "B's slot came back when B ended");
+        // C and D: one gets B's old slot, the other waits for A's.
+        let waiters: Vec<_> = ["c", "d"]
+            .into_iter()
+            .map(|name| {
+                let (gate, entered) = (gate.clone(), entered_tx.clone());
+                std::thread::spawn(move || {
+                    assert!(gate.enter(ID, || false));
+                    entered.send(name).unwrap();
+                    gate.leave(ID);
+                })
+            })
+            .collect();
+        let _ = entered_rx.recv().unwrap();
+        leave_tx.send(()).unwrap();
+        let _ = entered_rx.recv().unwrap();
+        a.join().unwrap();
+        for w in waiters {
+            w.join().unwrap();
+        }
+        assert_eq!(active(&gate), 0);
+    }
+
+    #[test]
+    fn a_waiting_thread_gives_up_when_interrupted() {
+        const ID: usize = usize::MAX - 2;
+        let gate = Arc::new(Gate::new(1));
+        assert!(gate.enter(ID, || false));
+        let interrupted = Arc::new(AtomicBool::new(false));
+        let waiter = std::thread::spawn({
+            let (gate, interrupted) = (gate.clone(), interrupted.clone());
+            move || gate.enter(ID, || interrupted.load(Ordering::Acquire))
+        });
+        interrupted.store(true, Ordering::Release);
+        gate.wake_all();
+        assert!(
+            !waiter.join().unwrap(),
+            "no slot while the only one is held"
+        );
+        gate.leave(ID);
+        assert_eq!(active(&gate), 0);
+    }
+
+    #[test]
+    fn the_head_end_is_found_across_reads() {
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\nrest"), Some(18));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r"), None);
     }
 }

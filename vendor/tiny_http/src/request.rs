@@ -74,7 +74,6 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
-
 }
 
 struct NotifyOnDrop<R> {
@@ -110,7 +109,6 @@ pub enum RequestCreationError {
     /// Error while reading data from the socket during the creation of the `Request`.
     #[allow(dead_code)] // golectra: read through Debug only
     CreationIoError(IoError),
-
 }
 
 impl From<IoError> for RequestCreationError {
