@@ -1,6 +1,6 @@
 //! The request-head parser and chunked-body decoder of the vendored tiny_http, fed raw bytes
 //! exactly as a connection would read them: any input ends in a parsed head or an error, within
-//! the head limits, never a panic.
+//! the head limits, never a panic; a chunked body decodes the same whole or fed in small pieces.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

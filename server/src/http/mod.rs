@@ -1,33 +1,35 @@
-//! The HTTP front of the server: a tiny_http listener (vendored, with a connection policy) and a
-//! **fixed** pool of worker threads. The pipeline separates cheap waiting capacity (one thread
-//! per connection, capped) from the scarce workers, so slow or hostile clients can only ever
-//! occupy the former:
+//! The HTTP front of the server: a tiny_http listener (vendored, see
+//! `vendor/tiny_http/PATCHES.md`) and a **fixed** pool of worker threads that drive the
+//! connections themselves. Slow or hostile clients cost a buffer, never a thread or a worker:
 //!
-//! 1. **Accept** (thread `http-accept`): every accepted socket gets per-read/write timeouts
-//!    (`IO_TIMEOUT`).
-//! 2. **Admission**: under `MAX_CONNECTIONS` the connection is admitted. At the cap the
-//!    connection idle the longest is closed to make room; if none is idle the newcomer gets a
-//!    `503` with `Connection: close`. Threads are therefore bounded by the cap.
-//! 3. **Connection thread** (`http-conn`): waits for the next request (`IDLE_TIMEOUT`, then a
-//!    silent close), reads its head within `HEADER_TIMEOUT` and the head limits (`408`, `431`,
-//!    `400` for malformed or non-ASCII heads), then **prefetches the body** within
-//!    `BODY_TIMEOUT` (`408`) and the global `BODY_BUFFER_BUDGET` (`503`): a `Content-Length` up
-//!    to `MAX_BODY_SIZE` or a chunked body up to `MAX_BODY_SIZE + 1` bytes is read completely;
-//!    a larger declared length is not read at all and the connection closes after the answer.
-//! 4. **Queue**: only then is the request queued for the workers.
-//! 5. **Fixed workers** (`http-worker-N`): [`request::intake`] (check the size, inflate,
-//!    verify the signature) → [`router::route`] under `catch_unwind` (a panic becomes a 500 and
-//!    the worker lives on) → encode the [`reply::Reply`] (gzip, signature) → one access-log line.
-//! 6. **Respond**: the worker's response is handed back to the connection thread, which writes
-//!    it (each write within `IO_TIMEOUT`, the whole within `BODY_TIMEOUT`) before it reads the
-//!    next request, so pipelined requests are answered in order and a client that does not read
-//!    cannot hold a worker.
+//! 1. **Accept** (thread `http-accept`): under `MAX_CONNECTIONS` a connection is admitted into
+//!    one epoll set, non-blocking. At the cap an idle connection is closed to make room (one
+//!    that never sent a request first, else the one idle the longest); if none is idle the
+//!    newcomer gets a `503` with `Connection: close`.
+//! 2. **Fixed workers** (`http-worker-N`) wait on the epoll set in [`tiny_http::Server::recv`]
+//!    (at most one poller per CPU; the others park). The worker woken by a ready connection
+//!    reads what arrived, parses the head within the head limits (`431`, `400`), answers
+//!    `Expect: 100-continue`, collects the body within `MAX_BODY_SIZE` and the global
+//!    `BODY_BUFFER_BUDGET` (a larger declared length is not read at all), re-arms the
+//!    connection and goes back to waiting until some connection holds a complete request.
+//! 3. The worker then serves it: [`request::intake`] (check the size, inflate, verify the
+//!    signature) → [`router::route`] under `catch_unwind` (a panic becomes a 500 and the worker
+//!    lives on) → encode the [`reply::Reply`] (gzip, signature) → one access-log line. A store
+//!    that may block (sync snapshots, PostgreSQL) is called inside
+//!    [`tiny_http::Server::blocking`], which hands the worker's polling slot to a parked worker
+//!    meanwhile.
+//! 4. **Respond**: the same worker writes the response without blocking; what the socket does
+//!    not take is finished by whichever worker next sees the connection writable, so a client
+//!    that does not read holds no worker. Pipelined requests are answered in order.
+//! 5. **Deadlines** (thread `http-timer`): `IDLE_TIMEOUT` (silent close), `HEADER_TIMEOUT` and
+//!    `BODY_TIMEOUT` (`408`), `IO_TIMEOUT` between reads or writes of a request in progress,
+//!    the body budget wait (`503`).
 //!
 //! Counters of this pipeline (open connections, cap, evictions, refusals, 408s, 431s) are
 //! available from [`HttpServer::connection_stats`].
 //!
-//! Shutdown: [`HttpServer::shutdown`] queues one "unblock" per worker behind the requests
-//! already received, so workers finish every request in flight before they exit.
+//! Shutdown: [`HttpServer::shutdown`] makes each worker's next `recv` fail; a worker finishes
+//! the request in its hands first.
 
 pub mod dashboard;
 pub mod metrics;
@@ -158,7 +160,7 @@ fn policy(connections: &Connections, limits: &Limits) -> tiny_http::ConnectionPo
     }
 }
 
-fn worker_loop(server: &tiny_http::Server, app: &App) {
+fn worker_loop(server: &tiny_http::Server, app: &Arc<App>) {
     loop {
         match server.recv() {
             Ok(request) => serve(server, app, request),
@@ -168,25 +170,30 @@ fn worker_loop(server: &tiny_http::Server, app: &App) {
     }
 }
 
-fn serve(server: &tiny_http::Server, app: &App, mut request: tiny_http::Request) {
+fn serve(server: &tiny_http::Server, app: &Arc<App>, mut request: tiny_http::Request) {
     let started = Instant::now();
     let key = app.key.as_deref();
     let path = request.url().split('?').next().unwrap_or("/");
     let route = Route::of(&Route::segments(path));
     let mut read = 0;
+    let mut durable_after = None;
     let (reply, accept_gzip) = match request::intake(&mut request, &app.limits, key) {
         Ok(incoming) => {
             read = incoming.wire_bytes;
-            let handle = || catch_unwind(AssertUnwindSafe(|| router::route(app, &incoming, route)));
-            let routed = if app
-                .store
-                .may_block(incoming.method == request::Method::Post)
-            {
-                server.blocking(handle)
-            } else {
-                handle()
+            let mut routed = None;
+            let mut handle = || {
+                durable_after = app.store.deferring_durability(&mut || {
+                    routed = Some(catch_unwind(AssertUnwindSafe(|| {
+                        router::route(app, &incoming, route)
+                    })));
+                });
             };
-            let reply = match routed {
+            if app.store.may_block() {
+                server.blocking(handle);
+            } else {
+                handle();
+            }
+            let reply = match routed.expect("the handler ran") {
                 Ok(Ok(reply)) => reply,
                 Ok(Err(e)) => e.into(),
                 Err(_) => {
@@ -202,24 +209,65 @@ fn serve(server: &tiny_http::Server, app: &App, mut request: tiny_http::Request)
         }
         Err(e) => (Reply::from(e), false),
     };
-    let status = reply.status;
-    let method = request.method().clone();
-    let peer = request.remote_addr().copied();
-    let url = log::log_enabled!(log::Level::Debug).then(|| request.url().to_owned());
-    let response = reply.into_response(accept_gzip, key);
-    let sent = response.data_length().unwrap_or(0);
-    if let Err(e) = request.respond(response) {
-        log::debug!("cannot send the response to {peer:?}: {e}");
+    let answer = Answer {
+        request,
+        accept_gzip,
+        route,
+        read,
+        started,
+    };
+    match durable_after {
+        // Sync mode: the snapshot thread sends the answer once the write is on disk; this
+        // worker moves on.
+        Some(version) => {
+            let app_for_ack = app.clone();
+            app.store.when_durable(
+                version,
+                Box::new(move |outcome| {
+                    let reply = match outcome {
+                        Ok(()) => reply,
+                        Err(e) => ApiError::from(e).into(),
+                    };
+                    answer.send(&app_for_ack, reply);
+                }),
+            );
+        }
+        None => answer.send(app, reply),
     }
-    app.stats.request(route, status, read, sent);
-    if let Some(url) = url {
-        log::debug!(
-            "{} {} {} {:?} {}",
-            peer.map_or("-".into(), |p| p.to_string()),
-            method,
-            url,
-            status,
-            started.elapsed().as_micros()
-        );
+}
+
+/// A handled request waiting for its reply to be sent.
+struct Answer {
+    request: tiny_http::Request,
+    accept_gzip: bool,
+    route: Route,
+    read: usize,
+    started: Instant,
+}
+
+impl Answer {
+    /// Encodes and sends `reply`, counts it, and logs the access line at debug level.
+    fn send(self, app: &App, reply: Reply) {
+        let request = self.request;
+        let status = reply.status;
+        let method = request.method().clone();
+        let peer = request.remote_addr().copied();
+        let url = log::log_enabled!(log::Level::Debug).then(|| request.url().to_owned());
+        let response = reply.into_response(self.accept_gzip, app.key.as_deref());
+        let sent = response.data_length().unwrap_or(0);
+        if let Err(e) = request.respond(response) {
+            log::debug!("cannot send the response to {peer:?}: {e}");
+        }
+        app.stats.request(self.route, status, self.read, sent);
+        if let Some(url) = url {
+            log::debug!(
+                "{} {} {} {:?} {}",
+                peer.map_or("-".into(), |p| p.to_string()),
+                method,
+                url,
+                status,
+                self.started.elapsed().as_micros()
+            );
+        }
     }
 }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Sender, bounded, select, tick};
 use golectra_common::metric::{MetricKind, Update};
 
-use super::{Batch, Snapshot, Store, StoreError, Value, snapshot};
+use super::{Batch, DurableAck, Snapshot, Store, StoreError, Value, snapshot};
 use crate::exposition::{Exposition, FamilyType};
 
 /// How the memory store persists itself.
@@ -85,6 +85,8 @@ struct CommitState {
     durable: u64,
     /// The last failed snapshot: the version it would have made durable, and why it failed.
     failed: Option<(u64, String)>,
+    /// Acknowledgements waiting for a version to be durable.
+    waiters: Vec<(u64, DurableAck)>,
     stop: bool,
 }
 
@@ -93,8 +95,6 @@ struct GroupCommit {
     state: Mutex<CommitState>,
     /// Wakes the snapshot thread when a writer asks for durability.
     work: Condvar,
-    /// Wakes writers when a snapshot finished.
-    done: Condvar,
 }
 
 /// Outcomes of snapshot writes, for `/metrics`.
@@ -263,33 +263,34 @@ impl MemoryStore {
         Ok((version, count))
     }
 
-    /// In sync mode, waits until a snapshot containing `version` is on disk.
+    fn is_sync(&self) -> bool {
+        self.file
+            .as_ref()
+            .is_some_and(|file| file.options.interval.is_zero())
+    }
+
+    /// In sync mode, waits until a snapshot containing `version` is on disk — or, inside
+    /// [`Store::deferring_durability`], only records `version` for the caller to wait on.
     fn wait_durable(&self, version: u64) -> Result<(), StoreError> {
-        let Some(file) = &self.file else {
-            return Ok(());
-        };
-        if !file.options.interval.is_zero() {
+        if !self.is_sync() {
             return Ok(());
         }
-        let commit = &file.commit;
-        let mut state = commit.state.lock().expect("poisoned");
-        if state.requested < version {
-            state.requested = version;
-            commit.work.notify_one();
+        if let Some(highest) = DEFERRED.get() {
+            DEFERRED.set(Some(highest.max(version)));
+            return Ok(());
         }
-        loop {
-            if state.durable >= version {
-                return Ok(());
-            }
-            if let Some((failed_version, why)) = &state.failed
-                && *failed_version >= version
-            {
-                return Err(StoreError::Unavailable(format!(
-                    "the write was applied in memory but the snapshot could not be written: {why}"
-                )));
-            }
-            state = commit.done.wait(state).expect("poisoned");
-        }
+        let (done, result) = std::sync::mpsc::sync_channel(1);
+        self.when_durable(
+            version,
+            Box::new(move |outcome| {
+                let _ = done.send(outcome);
+            }),
+        );
+        result.recv().unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "the store closed before the write was durable".into(),
+            ))
+        })
     }
 
     fn apply_versioned(&self, batch: &Batch) -> Result<u64, StoreError> {
@@ -318,20 +319,58 @@ fn group_commit_loop(store: Weak<MemoryStore>) {
         let attempted = strong.tables.read().expect("poisoned").version;
         let result = strong.write_snapshot();
         let mut state = commit.state.lock().expect("poisoned");
+        let mut acks = Vec::new();
         match result {
-            Ok((version, _)) => state.durable = state.durable.max(version),
+            Ok((version, _)) => {
+                state.durable = state.durable.max(version);
+                let durable = state.durable;
+                for (waiting_for, ack) in std::mem::take(&mut state.waiters) {
+                    if waiting_for <= durable {
+                        acks.push((ack, Ok(())));
+                    } else {
+                        state.waiters.push((waiting_for, ack));
+                    }
+                }
+            }
             Err(e) => {
                 log::error!(
                     "sync snapshot to {} failed: {e}",
                     strong.file().options.path.display()
                 );
-                state.failed = Some((attempted, e.to_string()));
-                // Do not spin on a broken disk: writers that arrive later trigger a new attempt.
-                state.requested = state.requested.min(state.durable);
+                let why = e.to_string();
+                for (waiting_for, ack) in std::mem::take(&mut state.waiters) {
+                    if waiting_for <= attempted {
+                        acks.push((ack, Err(unavailable(&why))));
+                    } else {
+                        state.waiters.push((waiting_for, ack));
+                    }
+                }
+                state.failed = Some((attempted, why));
+                // Do not spin on a broken disk: only writes that were not in this attempt (and
+                // writers that arrive later) trigger a new one.
+                let newest_waiting = state.waiters.iter().map(|(v, _)| *v).max();
+                state.requested = newest_waiting.unwrap_or(0).max(state.durable);
             }
         }
-        commit.done.notify_all();
+        drop(state);
+        // Acknowledge outside the lock: an acknowledgement writes an HTTP response.
+        for (ack, outcome) in acks {
+            ack(outcome);
+        }
     }
+}
+
+/// The error of a write that was applied in memory but whose snapshot failed.
+fn unavailable(why: &str) -> StoreError {
+    StoreError::Unavailable(format!(
+        "the write was applied in memory but the snapshot could not be written: {why}"
+    ))
+}
+
+thread_local! {
+    /// Inside [`Store::deferring_durability`]: the highest version written so far (`Some(0)`
+    /// before the first write); `None` outside, where sync-mode writes wait themselves.
+    static DEFERRED: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
 }
 
 fn check_writable(path: &Path) -> std::io::Result<()> {
@@ -453,13 +492,46 @@ impl Store for MemoryStore {
         "memory"
     }
 
-    /// In sync mode a write waits for the fsync of a snapshot that holds it.
-    fn may_block(&self, write: bool) -> bool {
-        write
-            && self
-                .file
-                .as_ref()
-                .is_some_and(|file| file.options.interval.is_zero())
+    fn deferring_durability(&self, handler: &mut dyn FnMut()) -> Option<u64> {
+        if !self.is_sync() {
+            handler();
+            return None;
+        }
+        /// Ends the deferral even if the handler unwinds.
+        struct Reset;
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                DEFERRED.set(None);
+            }
+        }
+        let _reset = Reset;
+        DEFERRED.set(Some(0));
+        handler();
+        DEFERRED.get().filter(|version| *version > 0)
+    }
+
+    fn when_durable(&self, version: u64, ack: DurableAck) {
+        let Some(file) = self.file.as_ref().filter(|_| self.is_sync()) else {
+            return ack(Ok(()));
+        };
+        let commit = &file.commit;
+        let mut state = commit.state.lock().expect("poisoned");
+        if state.durable >= version {
+            drop(state);
+            return ack(Ok(()));
+        }
+        if let Some((attempted, why)) = &state.failed
+            && *attempted >= version
+        {
+            let error = unavailable(why);
+            drop(state);
+            return ack(Err(error));
+        }
+        state.waiters.push((version, ack));
+        if state.requested < version {
+            state.requested = version;
+            commit.work.notify_one();
+        }
     }
 
     fn export(&self, out: &mut Exposition) {
@@ -610,6 +682,77 @@ mod tests {
 
     fn dir_path(store: &MemoryStore) -> PathBuf {
         store.file().options.path.clone()
+    }
+
+    /// What a deferred acknowledgement receives.
+    fn ack_of(store: &MemoryStore, version: u64) -> Result<(), StoreError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        store.when_durable(
+            version,
+            Box::new(move |outcome| {
+                tx.send(outcome).unwrap();
+            }),
+        );
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("acknowledged")
+    }
+
+    fn counter_on_disk(path: &Path, name: &str) -> Option<i64> {
+        let on_disk = snapshot::decode(&std::fs::read(path).ok()?).ok()?;
+        on_disk.iter().find_map(|u| match u {
+            Update::Counter { name: n, delta } if n == name => Some(*delta),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn deferred_writes_are_acknowledged_only_once_on_disk_or_with_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("d");
+        std::fs::create_dir(&sub).unwrap();
+        let store = MemoryStore::open(options(&sub, Duration::ZERO, false)).unwrap();
+        let write = |delta| {
+            let mut result = None;
+            let version = store.deferring_durability(&mut || {
+                result = Some(store.update(&Update::Counter {
+                    name: "c".into(),
+                    delta,
+                }));
+            });
+            assert!(result.unwrap().is_ok());
+            version.expect("a sync-mode write is deferred")
+        };
+        // Applied at once (readable), acknowledged once the file holds it.
+        let v1 = write(5);
+        assert_eq!(
+            store.get(MetricKind::Counter, "c").unwrap(),
+            Some(Value::Counter(5))
+        );
+        assert_eq!(ack_of(&store, v1), Ok(()));
+        assert_eq!(counter_on_disk(&dir_path(&store), "c"), Some(5));
+        // Nothing written inside the handler: nothing to wait for.
+        assert_eq!(store.deferring_durability(&mut || {}), None);
+        // A snapshot that cannot be written: the acknowledgement carries the error.
+        std::fs::remove_dir_all(&sub).unwrap();
+        let v2 = write(1);
+        match ack_of(&store, v2) {
+            Err(StoreError::Unavailable(why)) => assert!(why.contains("snapshot"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // The disk is back: the next write makes both durable.
+        std::fs::create_dir(&sub).unwrap();
+        let v3 = write(1);
+        assert_eq!(ack_of(&store, v3), Ok(()));
+        assert_eq!(counter_on_disk(&dir_path(&store), "c"), Some(7));
+        // Outside a deferral a sync write still waits for itself.
+        store
+            .update(&Update::Counter {
+                name: "c".into(),
+                delta: 1,
+            })
+            .unwrap();
+        assert_eq!(counter_on_disk(&dir_path(&store), "c"), Some(8));
+        store.close().unwrap();
     }
 
     #[test]

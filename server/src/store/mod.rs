@@ -82,12 +82,26 @@ pub trait Store: Send + Sync {
     fn close(&self) -> Result<(), StoreError>;
     /// A short name for logs and the dashboard: `memory` or `postgres`.
     fn kind(&self) -> &'static str;
-    /// Whether a write (`write == true`) or a read may wait on I/O — an fsync, the database.
-    /// The HTTP layer then lends the worker's polling slot to another worker while it waits
-    /// (see `vendor/tiny_http/src/reactor.rs`). The default never blocks.
-    fn may_block(&self, write: bool) -> bool {
-        let _ = write;
+    /// Whether a call may wait on I/O (the database). The HTTP layer then lends the worker's
+    /// polling slot to another worker while it waits (see `vendor/tiny_http/src/reactor.rs`).
+    /// The default never blocks.
+    fn may_block(&self) -> bool {
         false
+    }
+    /// Runs `handler` with durability waits deferred: writes that would wait for an fsync
+    /// (sync mode) are applied at once, and the highest version among them is returned. The
+    /// handler's answer must then wait for [`Store::when_durable`] — so a write is still
+    /// acknowledged only once durable, but no thread waits for it. The default runs `handler`
+    /// and returns `None` (nothing to wait for).
+    fn deferring_durability(&self, handler: &mut dyn FnMut()) -> Option<u64> {
+        handler();
+        None
+    }
+    /// Calls `ack` once everything up to `version` is durable, or with the error that
+    /// prevented it. The default acknowledges at once.
+    fn when_durable(&self, version: u64, ack: DurableAck) {
+        let _ = version;
+        ack(Ok(()))
     }
     /// Adds the store's own metrics to `/metrics` (snapshot timings, database retries and
     /// errors…) under `golectra_`. The default exports nothing.
@@ -95,6 +109,9 @@ pub trait Store: Send + Sync {
         let _ = out;
     }
 }
+
+/// Called by [`Store::when_durable`] (on the snapshot thread, in sync mode).
+pub type DurableAck = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 /// A validated, pre-aggregated write of several metrics.
 #[derive(Debug, Clone, Default, PartialEq)]

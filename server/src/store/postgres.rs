@@ -915,7 +915,7 @@ impl Store for PostgresStore {
     }
 
     /// Every call talks to the database.
-    fn may_block(&self, _write: bool) -> bool {
+    fn may_block(&self) -> bool {
         true
     }
 

@@ -140,17 +140,30 @@ pub fn parse_head_for_fuzzing(
         .map_err(|e| format!("{:?}", e))
 }
 
-/// golectra: decodes a chunked body from raw bytes, up to `max` bytes (for fuzzing).
+/// golectra: decodes a chunked body from raw bytes, up to `max` bytes (for fuzzing). The bytes
+/// are also fed in small pieces, as they may arrive from a socket; both ways must agree (a
+/// disagreement panics, which the fuzzer reports).
 #[doc(hidden)]
 pub fn decode_chunked_for_fuzzing(bytes: &[u8], max: usize) -> Result<Vec<u8>, String> {
-    let mut decoder = crate::policy::ChunkDecoder::new();
-    let mut out = Vec::new();
-    decoder.feed(bytes, &mut out).map_err(|e| e.0.to_string())?;
-    if !decoder.is_done() {
-        return Err("the body ends inside its chunked framing".into());
-    }
+    let whole = decode_in_pieces(bytes, bytes.len().max(1));
+    let piece = 1 + bytes.first().map_or(0, |b| *b as usize % 7);
+    let pieces = decode_in_pieces(bytes, piece);
+    assert_eq!(whole, pieces, "decoding in pieces of {} differs", piece);
+    let mut out = whole?;
     out.truncate(max.saturating_add(1));
     Ok(out)
+}
+
+fn decode_in_pieces(bytes: &[u8], piece: usize) -> Result<Vec<u8>, String> {
+    let mut decoder = crate::policy::ChunkDecoder::new();
+    let mut out = Vec::new();
+    for part in bytes.chunks(piece) {
+        decoder.feed(part, &mut out).map_err(|e| e.0.to_string())?;
+        if decoder.is_done() {
+            return Ok(out);
+        }
+    }
+    Err("the body ends inside its chunked framing".into())
 }
 
 #[cfg(test)]

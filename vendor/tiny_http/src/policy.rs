@@ -11,8 +11,9 @@ use std::time::Duration;
 /// Limits and timeouts applied to every connection. See each field for what a client sees.
 #[derive(Debug, Clone)]
 pub struct ConnectionPolicy {
-    /// Most connections served at once. At the cap the longest-idle keep-alive connection is
-    /// closed to make room; when none is idle the newcomer gets `503` and is closed.
+    /// Most connections served at once. At the cap an idle connection is closed to make room
+    /// (one that never sent a request first, else the one idle the longest); when none is idle
+    /// the newcomer gets `503` and is closed.
     pub max_connections: usize,
     /// How long a connection may wait for the first byte of its next request (keep-alive and
     /// fresh connections). Missed: closed silently.
@@ -30,12 +31,12 @@ pub struct ConnectionPolicy {
     pub max_header_count: usize,
     /// Most bytes in the whole request head. Over: `431`.
     pub max_head_bytes: usize,
-    /// Bodies up to this size are read completely by the connection thread before the request
-    /// is handed to a worker; a larger declared `Content-Length` is dispatched with an empty
+    /// Bodies up to this size are read completely before their request is returned by
+    /// `Server::recv`; a larger declared `Content-Length` is dispatched with an empty
     /// body (so the handler can refuse it at once) and the connection is closed after the
     /// answer. Chunked bodies are read up to `prefetch_limit + 1` bytes.
     pub prefetch_limit: usize,
-    /// Most body bytes buffered across all connections (prefetching or queued). A body that
+    /// Most body bytes buffered across all connections (being read or handled). A body that
     /// cannot get its share within its body deadline gets `503`.
     pub prefetch_budget: usize,
 }
