@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Load benchmark of golectra-server against the nginx ceiling, in one run on this machine.
 #
-#   bench/run.sh [--duration 10s] [--connections 32] [--threads 2] [--only NULL,S1,S2,S3,SYNC,PG,BIG]
+#   bench/run.sh [--duration 10s] [--connections 32] [--threads 2] [--only NULL,S1,S1LAT,S2,S3,SYNC,PG,BIG]
 #
 # For every scenario it starts a fresh release server, warms up, runs wrk with keep-alive and
 # prints req/s, samples/s, p50/p99 latency, the server's CPU time per request and per sample
@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-duration=10s; connections=32; threads=2; only="NGINX,NULL,S1,S2,S3,SYNC,PG,BIG"
+duration=10s; connections=32; threads=2; only="NGINX,NULL,S1,S1LAT,S2,S3,SYNC,PG,BIG"
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration=$2; shift 2;;
@@ -125,6 +125,11 @@ fi
 if want S1; then
   start_server; echo "idle RSS $(rss_kib "$server_pid") KiB"
   run_wrk S1 "$server_pid" "http://127.0.0.1:$port" bench/lua/update-text.lua 1
+  stop_pid "$server_pid"
+fi
+if want S1LAT; then
+  start_server
+  run_wrk S1LAT "$server_pid" "http://127.0.0.1:$port" bench/lua/update-text-paced.lua 1
   stop_pid "$server_pid"
 fi
 if want S2; then
