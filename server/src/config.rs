@@ -155,7 +155,7 @@ pub static SETTINGS: &[Setting] = &[
         long: "max-connections",
         default: "1024",
         arity: Arity::Value,
-        help: "most open client connections; at the cap the longest-idle one is closed, or the newcomer gets 503",
+        help: "most open client connections; at the cap an idle one is closed (never-used first), or the newcomer gets 503",
     },
     Setting {
         env: "IDLE_TIMEOUT",

@@ -7,7 +7,10 @@
 //! - **sync** (`STORE_INTERVAL=0`): a write returns only after a snapshot that contains it is on
 //!   disk. Writers do not each write a file: they wait on a *group commit* — one thread writes
 //!   snapshots back to back, and every write applied before a snapshot started is acknowledged by
-//!   that snapshot's fsync. Concurrent writers therefore share fsyncs;
+//!   that snapshot's fsync. Concurrent writers therefore share fsyncs. The HTTP layer does not
+//!   even wait: inside [`Store::deferring_durability`] a write only records its version, and
+//!   the answer is sent from the snapshot thread by [`Store::when_durable`] once that version is
+//!   on disk (or with the error if the snapshot failed), so one fsync covers every client;
 //! - **none**: no file at all (tests, benchmarks).
 //!
 //! Every applied write bumps a version number under the write lock; a snapshot records the

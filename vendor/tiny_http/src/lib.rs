@@ -210,7 +210,7 @@ impl Server {
     }
 
     /// golectra: builds a server on `listener` that enforces `policy`: at most
-    /// `max_connections` connections (the longest-idle connection is evicted for a newcomer,
+    /// `max_connections` connections (an idle connection is evicted for a newcomer,
     /// else the newcomer gets `503`), per-phase deadlines (`408`), head limits (`431`), and
     /// bodies read completely before [`Server::recv`] returns their request.
     pub fn from_listener_with_policy<L: Into<Listener>>(

@@ -757,7 +757,7 @@ impl Reactor {
         self.slab().remove(conn.token);
     }
 
-    /// Admits an accepted connection (evicting the longest-idle one at the cap) or refuses it.
+    /// Admits an accepted connection (evicting an idle one at the cap) or refuses it.
     fn admit(&self, socket: Connection, peer: Option<SocketAddr>) {
         Counters::bump(&self.counters.accepted);
         let live = self.slab().live;
