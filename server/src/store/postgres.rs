@@ -16,7 +16,7 @@
 //!   implicit transaction. Counters are incremented by the database, so concurrent servers never
 //!   lose an increment. A `bigint` overflow aborts the statement (nothing applied); a follow-up
 //!   query names the counter. Batches of concurrent requests are merged into one statement
-//!   while the database is busy (a group commit, see [`Combiner`]).
+//!   while the database is busy (a group commit, see `Combiner`).
 //! - **Exactly once**: every counter write carries a random token, inserted in the same
 //!   statement into `golectra_applied_batches`. If the connection breaks while a write commits,
 //!   the outcome is unknown; the retry carries the same token and applies nothing when the
@@ -836,7 +836,7 @@ impl Store for PostgresStore {
         }
     }
 
-    /// Joins the batches of concurrent requests into one statement (see [`Combiner`]).
+    /// Joins the batches of concurrent requests into one statement (see `Combiner`).
     fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
