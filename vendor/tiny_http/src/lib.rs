@@ -110,6 +110,7 @@ pub use test::TestRequest;
 
 mod common;
 mod connection;
+mod gate;
 mod head;
 mod policy;
 mod reactor;

@@ -316,7 +316,7 @@ mod tests {
         for piece in [1, 2, 3, 5, 64] {
             let (out, used) = decode_in_pieces(body, piece).unwrap();
             assert_eq!(out, b"[{\"id\":\"a\"");
-            assert!(used <= end, "piece {piece}");
+            assert!(used <= end, "piece {}", piece);
         }
         let mut d = ChunkDecoder::new();
         let mut out = Vec::new();
