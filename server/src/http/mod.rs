@@ -15,9 +15,10 @@
 //! 3. The worker then serves it: [`request::intake`] (check the size, inflate, verify the
 //!    signature) → [`router::route`] under `catch_unwind` (a panic becomes a 500 and the worker
 //!    lives on) → encode the [`reply::Reply`] (gzip, signature) → one access-log line. A store
-//!    that may block (sync snapshots, PostgreSQL) is called inside
-//!    [`tiny_http::Server::blocking`], which hands the worker's polling slot to a parked worker
-//!    meanwhile.
+//!    that may block (PostgreSQL) is called inside [`tiny_http::Server::blocking`], which hands
+//!    the worker's polling slot to a parked worker meanwhile. In sync mode the answer to a write
+//!    waits for its snapshot without the worker: the snapshot thread sends it
+//!    ([`crate::store::Store::when_durable`]).
 //! 4. **Respond**: the same worker writes the response without blocking; what the socket does
 //!    not take is finished by whichever worker next sees the connection writable, so a client
 //!    that does not read holds no worker. Pipelined requests are answered in order.
