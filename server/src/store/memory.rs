@@ -266,16 +266,17 @@ impl MemoryStore {
         Ok((version, count))
     }
 
-    fn is_sync(&self) -> bool {
+    /// The snapshot file, if the store is in sync mode.
+    fn sync_file(&self) -> Option<&SnapshotFile> {
         self.file
             .as_ref()
-            .is_some_and(|file| file.options.interval.is_zero())
+            .filter(|file| file.options.interval.is_zero())
     }
 
     /// In sync mode, waits until a snapshot containing `version` is on disk — or, inside
     /// [`Store::deferring_durability`], only records `version` for the caller to wait on.
     fn wait_durable(&self, version: u64) -> Result<(), StoreError> {
-        if !self.is_sync() {
+        if self.sync_file().is_none() {
             return Ok(());
         }
         if let Some(highest) = DEFERRED.get() {
@@ -322,43 +323,39 @@ fn group_commit_loop(store: Weak<MemoryStore>) {
         let attempted = strong.tables.read().expect("poisoned").version;
         let result = strong.write_snapshot();
         let mut state = commit.state.lock().expect("poisoned");
-        let mut acks = Vec::new();
-        match result {
+        // The writes this attempt covered, and what they are told.
+        let (covered, failure) = match result {
             Ok((version, _)) => {
                 state.durable = state.durable.max(version);
-                let durable = state.durable;
-                for (waiting_for, ack) in std::mem::take(&mut state.waiters) {
-                    if waiting_for <= durable {
-                        acks.push((ack, Ok(())));
-                    } else {
-                        state.waiters.push((waiting_for, ack));
-                    }
-                }
+                (state.durable, None)
             }
             Err(e) => {
                 log::error!(
                     "sync snapshot to {} failed: {e}",
                     strong.file().options.path.display()
                 );
-                let why = e.to_string();
-                for (waiting_for, ack) in std::mem::take(&mut state.waiters) {
-                    if waiting_for <= attempted {
-                        acks.push((ack, Err(unavailable(&why))));
-                    } else {
-                        state.waiters.push((waiting_for, ack));
-                    }
-                }
-                state.failed = Some((attempted, why));
-                // Do not spin on a broken disk: only writes that were not in this attempt (and
-                // writers that arrive later) trigger a new one.
-                let newest_waiting = state.waiters.iter().map(|(v, _)| *v).max();
-                state.requested = newest_waiting.unwrap_or(0).max(state.durable);
+                (attempted, Some(e.to_string()))
             }
+        };
+        let acks: Vec<DurableAck> = state
+            .waiters
+            .extract_if(.., |(waiting_for, _)| *waiting_for <= covered)
+            .map(|(_, ack)| ack)
+            .collect();
+        if let Some(why) = &failure {
+            state.failed = Some((attempted, why.clone()));
+            // Do not spin on a broken disk: only writes that were not in this attempt (and
+            // writers that arrive later) trigger a new one.
+            let newest_waiting = state.waiters.iter().map(|(v, _)| *v).max();
+            state.requested = newest_waiting.unwrap_or(0).max(state.durable);
         }
         drop(state);
         // Acknowledge outside the lock: an acknowledgement writes an HTTP response.
-        for (ack, outcome) in acks {
-            ack(outcome);
+        for ack in acks {
+            ack(match &failure {
+                None => Ok(()),
+                Some(why) => Err(unavailable(why)),
+            });
         }
     }
 }
@@ -496,7 +493,7 @@ impl Store for MemoryStore {
     }
 
     fn deferring_durability(&self, handler: &mut dyn FnMut()) -> Option<u64> {
-        if !self.is_sync() {
+        if self.sync_file().is_none() {
             handler();
             return None;
         }
@@ -514,7 +511,7 @@ impl Store for MemoryStore {
     }
 
     fn when_durable(&self, version: u64, ack: DurableAck) {
-        let Some(file) = self.file.as_ref().filter(|_| self.is_sync()) else {
+        let Some(file) = self.sync_file() else {
             return ack(Ok(()));
         };
         let commit = &file.commit;

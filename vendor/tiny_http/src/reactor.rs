@@ -102,6 +102,8 @@ struct Pending {
     body: Vec<u8>,
     reservation: Option<Reservation>,
     close_after: bool,
+    /// The client sent `Expect: 100-continue` and has not been told to go on yet.
+    continue_due: bool,
 }
 
 struct State {
@@ -253,7 +255,7 @@ impl Reactor {
 
     /// Waits for and returns the next complete request. Fails once unblocked or closed.
     pub fn recv(self: &Arc<Self>) -> IoResult<Request> {
-        let mut events = Vec::with_capacity(1);
+        let mut events = [std::mem::MaybeUninit::<epoll::Event>::uninit(); 1];
         loop {
             if self.take_unblock() {
                 self.gate.leave(self.id);
@@ -262,23 +264,17 @@ impl Reactor {
             if !self.gate.enter(self.id, || self.unblock_pending()) {
                 continue;
             }
-            events.clear();
-            match epoll::wait(
-                &self.epoll,
-                rustix::buffer::spare_capacity(&mut events),
-                None,
-            ) {
-                Ok(_) => {}
+            let token = match epoll::wait(&self.epoll, &mut events, None) {
+                Ok((ready, _)) => match ready.first() {
+                    Some(event) => event.data.u64(),
+                    None => continue,
+                },
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => {
                     self.gate.leave(self.id);
                     return Err(e.into());
                 }
-            }
-            let Some(event) = events.first() else {
-                continue;
             };
-            let token = event.data.u64();
             if token == WAKE {
                 if !self.unblock_pending() {
                     let mut counter = [0u8; 8];
@@ -483,6 +479,7 @@ impl Reactor {
             body: Vec::new(),
             reservation: None,
             close_after,
+            continue_due: expects_continue,
         };
         let limit = self.policy.prefetch_limit;
         match framing {
@@ -502,30 +499,8 @@ impl Reactor {
         st.phase = Phase::Body;
         st.deadline = Some(Instant::now() + self.policy.body_timeout);
         st.pending = Some(pending);
-        if !self.reserve(st) {
-            st.phase = Phase::BudgetWait;
-            return Progress::Stop;
-        }
-        if expects_continue && !self.body_complete(st) {
-            // A fresh connection's send buffer takes these 25 bytes at once.
-            if (&conn.socket)
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                .is_err()
-            {
-                self.close(conn, st);
-                return Progress::Stop;
-            }
-        }
         // Part or all of the body may have arrived with the head.
         self.collect_body(conn, st)
-    }
-
-    /// Whether the buffered input already holds the whole `Content-Length` body.
-    fn body_complete(&self, st: &State) -> bool {
-        match st.pending.as_ref().map(|p| &p.framing) {
-            Some(Framing::Length(n)) => st.input.len() >= *n,
-            _ => false,
-        }
     }
 
     /// Makes sure the pending body's reservation covers what it may hold next: the whole
@@ -555,6 +530,22 @@ impl Reactor {
         }
         let limit = self.policy.prefetch_limit;
         let p = st.pending.as_mut().expect("a pending request");
+        if std::mem::take(&mut p.continue_due) {
+            let body_missing = match &p.framing {
+                Framing::Length(n) => p.body.len() + st.input.len() < *n,
+                Framing::Chunked(decoder) => !decoder.is_done(),
+            };
+            // Only once the body has its share of the budget; a connection's send buffer takes
+            // these 25 bytes at once.
+            if body_missing
+                && (&conn.socket)
+                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    .is_err()
+            {
+                self.close(conn, st);
+                return Progress::Stop;
+            }
+        }
         match &mut p.framing {
             Framing::Length(n) => {
                 let take = (*n - p.body.len()).min(st.input.len());
