@@ -55,7 +55,11 @@ CONTROL
 printf '/etc/golectra/server.env\n/etc/golectra/agent.env\n' > "$root/DEBIAN/conffiles"
 
 # Maintainer scripts: reload unit files; restart running services on upgrade so the new binaries
-# run; stop them on removal. Nothing is enabled or started on first install.
+# run; on removal stop the services and disable them (the enable symlinks in
+# /etc/systemd/system/*.wants would otherwise dangle once the unit files are gone; `disable`
+# needs the unit files, so it runs in prerm). A reinstall after a removal is therefore not
+# enabled again by itself: enable it as after a first install. Nothing is enabled or started on
+# first install. Purge also removes the data in the state directory.
 cat > "$root/DEBIAN/postinst" <<'SCRIPT'
 #!/bin/sh
 set -e
@@ -71,13 +75,22 @@ SCRIPT
 cat > "$root/DEBIAN/prerm" <<'SCRIPT'
 #!/bin/sh
 set -e
-if [ "$1" = remove ] && [ -d /run/systemd/system ]; then
-    systemctl stop golectra-agent.service golectra-server.service || true
+if [ "$1" = remove ]; then
+    if [ -d /run/systemd/system ]; then
+        systemctl stop golectra-agent.service golectra-server.service || true
+    fi
+    if command -v systemctl >/dev/null 2>&1; then
+        systemctl disable golectra-agent.service golectra-server.service || true
+    fi
 fi
 SCRIPT
 cat > "$root/DEBIAN/postrm" <<'SCRIPT'
 #!/bin/sh
 set -e
+if [ "$1" = purge ]; then
+    # The memory store's snapshot and the audit file (DynamicUser keeps them under private/).
+    rm -rf /var/lib/private/golectra /var/lib/golectra
+fi
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload || true
 fi

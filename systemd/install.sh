@@ -4,6 +4,10 @@
 # tree of the Debian package (build-deb.sh calls it with DESTDIR).
 #
 # Usage: systemd/install.sh            (after `cargo build --release`)
+#        systemd/install.sh --uninstall [--purge]
+#   --uninstall stops and disables the services (on the live system), then removes the binaries,
+#   the units and the docs; the env files in $SYSCONFDIR/golectra and the data in
+#   /var/lib/golectra are kept. --purge removes those too.
 # Settings (environment):
 #   DESTDIR          staging root prepended to every path (default: empty = the live system)
 #   PREFIX           installation prefix (default: /usr)
@@ -23,6 +27,45 @@ UNITDIR=${UNITDIR:-$PREFIX/lib/systemd/system}
 SYSCONFDIR=${SYSCONFDIR:-/etc}
 DOCDIR=${DOCDIR:-$PREFIX/share/doc/golectra}
 GOLECTRA_BIN_DIR=${GOLECTRA_BIN_DIR:-$repo/target/release}
+
+uninstall=false
+purge=false
+for arg in "$@"; do
+    case $arg in
+        --uninstall) uninstall=true ;;
+        --purge) purge=true ;;
+        *) echo "install.sh: unknown argument '$arg' (use --uninstall [--purge])" >&2; exit 2 ;;
+    esac
+done
+if $purge && ! $uninstall; then
+    echo "install.sh: --purge goes with --uninstall" >&2
+    exit 2
+fi
+
+if $uninstall; then
+    # Disabling needs the unit files, so it comes before they are removed.
+    if [ -z "$DESTDIR" ] && command -v systemctl >/dev/null 2>&1; then
+        if [ -d /run/systemd/system ]; then
+            systemctl stop golectra-agent.service golectra-server.service || true
+        fi
+        systemctl disable golectra-agent.service golectra-server.service || true
+    fi
+    for daemon in golectra-server golectra-agent; do
+        rm -f "$DESTDIR$BINDIR/$daemon" "$DESTDIR$UNITDIR/$daemon.service"
+    done
+    rm -rf "$DESTDIR$DOCDIR"
+    if $purge; then
+        rm -rf "$DESTDIR$SYSCONFDIR/golectra"
+        rm -rf "$DESTDIR/var/lib/private/golectra" "$DESTDIR/var/lib/golectra"
+        echo "removed golectra-server and golectra-agent, their settings and data under ${DESTDIR:-/}"
+    else
+        echo "removed golectra-server and golectra-agent under ${DESTDIR:-/}; kept $SYSCONFDIR/golectra/*.env and /var/lib/golectra (--purge removes them)"
+    fi
+    if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then
+        systemctl daemon-reload || true
+    fi
+    exit 0
+fi
 
 for daemon in golectra-server golectra-agent; do
     if [ ! -x "$GOLECTRA_BIN_DIR/$daemon" ]; then

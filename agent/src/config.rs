@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
-use golectra_common::settings::{self, Arity, ConfigError, Setting};
+use golectra_common::settings::{self, Arity, ConfigError, INTERVAL_BOUNDS, Setting};
 
 /// Every agent setting. The order is the order of `--help`.
 pub static SETTINGS: &[Setting] = &[
@@ -14,7 +14,7 @@ pub static SETTINGS: &[Setting] = &[
         long: "address",
         default: "http://localhost:8080",
         arity: Arity::Value,
-        help: "server to report to: http://host:port, host:port or :port (localhost)",
+        help: "server to report to: http://host[:port][/prefix], host[:port] or :port (localhost)",
     },
     Setting {
         env: "KEY",
@@ -30,7 +30,7 @@ pub static SETTINGS: &[Setting] = &[
         long: "report-interval",
         default: "10",
         arity: Arity::Value,
-        help: "time between reports to the server; must be greater than 0",
+        help: "time between reports to the server, 10ms to 24h",
     },
     Setting {
         env: "POLL_INTERVAL",
@@ -38,7 +38,7 @@ pub static SETTINGS: &[Setting] = &[
         long: "poll-interval",
         default: "2",
         arity: Arity::Value,
-        help: "time between two samples of the metrics; must be greater than 0",
+        help: "time between two samples of the metrics, 10ms to 24h",
     },
     Setting {
         env: "RATE_LIMIT",
@@ -84,9 +84,11 @@ impl Config {
         settings::parse("golectra-agent", INTRO, SETTINGS, args, env, |values| {
             Ok(Config {
                 server: values.parse("ADDRESS", parse_server)?,
-                key: Some(values.string("KEY").into_bytes()).filter(|k| !k.is_empty()),
-                report_interval: values.positive_duration("REPORT_INTERVAL")?,
-                poll_interval: values.positive_duration("POLL_INTERVAL")?,
+                // Trimmed like the original, so a key with a stray newline or space signs
+                // exactly as a Go peer configured with the same file does.
+                key: Some(values.text("KEY").trim().as_bytes().to_vec()).filter(|k| !k.is_empty()),
+                report_interval: values.duration_in("REPORT_INTERVAL", INTERVAL_BOUNDS, false)?,
+                poll_interval: values.duration_in("POLL_INTERVAL", INTERVAL_BOUNDS, false)?,
                 rate_limit: values.number("RATE_LIMIT", 1, MAX_RATE_LIMIT)? as usize,
             })
         })
@@ -105,33 +107,78 @@ impl Config {
     }
 }
 
-/// Turns `http://host:port`, `host:port` or `:port` into a base URL `http://host:port`.
+/// Turns every address form the original agent accepts into a base URL without a trailing
+/// slash, to which endpoint paths (`/updates/`) are appended:
 ///
-/// Only plain HTTP is supported (the agent is built without TLS), so `https://` is refused at
-/// start rather than failing at every report.
+/// | given | base URL |
+/// |---|---|
+/// | `http://host:port`, `host:port` | `http://host:port` |
+/// | `:port` | `http://localhost:port` |
+/// | `http://host`, `host` | `http://host` (port 80) |
+/// | `http://proxy:8080/golectra/` | `http://proxy:8080/golectra` (the prefix is kept) |
+///
+/// Surrounding whitespace is trimmed, as the original does. Only plain HTTP is supported (the
+/// agent is built without TLS), so `https://` is refused at start rather than failing at every
+/// report; so are other schemes, credentials, queries and fragments, which the original's
+/// endpoint building would not carry either.
 pub fn parse_server(text: &str) -> Result<String, String> {
-    let trimmed = text.trim().trim_end_matches('/');
+    const FORMS: &str = "expected http://host[:port][/prefix], host[:port] or :port";
+    let trimmed = text.trim();
     if trimmed.starts_with("https://") {
         return Err("https is not supported: use http:// (or a TLS-terminating proxy)".into());
     }
-    let authority = trimmed.strip_prefix("http://").unwrap_or(trimmed);
-    if authority.contains("://") || authority.contains('/') {
-        return Err("expected http://host:port, host:port or :port".into());
+    let rest = trimmed.strip_prefix("http://").unwrap_or(trimmed);
+    if rest.contains("://") {
+        return Err(format!("unsupported scheme: {FORMS}"));
     }
+    if let Some(c) = rest
+        .chars()
+        .find(|c| matches!(c, '?' | '#' | '@' | '\\') || c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "unexpected character {c:?} in the address: {FORMS}"
+        ));
+    }
+    let (authority, prefix) = match rest.find('/') {
+        Some(slash) => rest.split_at(slash),
+        None => (rest, ""),
+    };
+    let prefix = prefix.trim_end_matches('/');
     let authority = match authority.strip_prefix(':') {
         Some(port) => format!("localhost:{port}"),
         None => authority.to_owned(),
     };
-    let (host, port) = authority
-        .rsplit_once(':')
-        .ok_or("expected http://host:port, host:port or :port")?;
-    let bracketed_v6 = host.starts_with('[') && host.ends_with(']');
-    if host.is_empty() || (host.contains(':') && !bracketed_v6) {
-        return Err("expected http://host:port, host:port or :port".into());
+    let (host, port) = split_host_port(&authority).ok_or(FORMS)?;
+    if let Some(port) = port {
+        match port.parse::<u16>() {
+            Ok(p) if p > 0 => {}
+            _ => return Err(format!("invalid port {port:?}")),
+        }
     }
-    match port.parse::<u16>() {
-        Ok(p) if p > 0 => Ok(format!("http://{authority}")),
-        _ => Err(format!("invalid port {port:?}")),
+    if host.is_empty() {
+        return Err(format!("no host: {FORMS}"));
+    }
+    Ok(format!("http://{authority}{prefix}"))
+}
+
+/// Splits `host[:port]`, where an IPv6 host is bracketed (`[::1]:80`, `[::1]`). `None` for an
+/// unbracketed IPv6 address, which is ambiguous.
+fn split_host_port(authority: &str) -> Option<(&str, Option<&str>)> {
+    if let Some(after) = authority.strip_prefix('[') {
+        let (v6, rest) = after.split_once(']')?;
+        if v6.is_empty() {
+            return None;
+        }
+        let port = match rest {
+            "" => None,
+            _ => Some(rest.strip_prefix(':')?),
+        };
+        return Some((v6, port));
+    }
+    match authority.split_once(':') {
+        Some((_, port)) if port.contains(':') => None,
+        Some((host, port)) => Some((host, Some(port))),
+        None => Some((authority, None)),
     }
 }
 
@@ -168,21 +215,46 @@ mod tests {
             ("example.org:80", "http://example.org:80"),
             (":9090", "http://localhost:9090"),
             ("[::1]:9090", "http://[::1]:9090"),
+            (" http://localhost:8080 \n", "http://localhost:8080"),
+            // The original's other forms: port 80 and a path prefix.
+            ("http://example.org", "http://example.org"),
+            ("http://example.org/", "http://example.org"),
+            ("localhost", "http://localhost"),
+            ("http://[::1]", "http://[::1]"),
+            ("http://proxy:8080/golectra", "http://proxy:8080/golectra"),
+            ("http://proxy:8080/golectra/", "http://proxy:8080/golectra"),
+            ("proxy:8080/a/b", "http://proxy:8080/a/b"),
+            ("http://proxy/golectra", "http://proxy/golectra"),
         ] {
             assert_eq!(parse_server(given).as_deref(), Ok(wanted), "{given}");
         }
         for bad in [
             "",
-            "localhost",
+            "http://",
             ":0",
             ":99999",
+            "h:",
             "https://h:1",
             "ftp://h:1",
-            "h:1/path",
             "::1:80",
+            "[]:80",
+            "[::1]x",
+            "http://user:pw@h:1",
+            "http://h:1/?q=1",
+            "http://h:1/#x",
+            "http://h:1/a b",
         ] {
             assert!(parse_server(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn key_is_trimmed_like_the_original() {
+        let c = parse(&[], &[("KEY", " s3cret\n")]).unwrap();
+        assert_eq!(c.key.as_deref(), Some(&b"s3cret"[..]));
+        let c = parse(&["-k", "\ts3cret "], &[]).unwrap();
+        assert_eq!(c.key.as_deref(), Some(&b"s3cret"[..]));
+        assert_eq!(parse(&["-k", "  "], &[]).unwrap().key, None);
     }
 
     #[test]
@@ -230,9 +302,18 @@ mod tests {
             (&[], &[("REPORT_INTERVAL", "soon")], "REPORT_INTERVAL (-r)"),
             (&["-p", "0s"], &[], "POLL_INTERVAL (-p)"),
             (&["-p", "-1"], &[], "POLL_INTERVAL (-p)"),
+            (&["-p", "1ns"], &[], "POLL_INTERVAL (-p)"),
+            (&["-p", "6000000000000000000"], &[], "POLL_INTERVAL (-p)"),
+            (&["-r", "1ns"], &[], "REPORT_INTERVAL (-r)"),
+            (
+                &[],
+                &[("REPORT_INTERVAL", "6000000000000000000")],
+                "REPORT_INTERVAL (-r)",
+            ),
             (&["-l", "0"], &[], "RATE_LIMIT (-l)"),
             (&["-l", "many"], &[], "RATE_LIMIT (-l)"),
-            (&["-a", "nowhere"], &[], "ADDRESS (-a)"),
+            (&["-a", "ftp://nowhere:1"], &[], "ADDRESS (-a)"),
+            (&["-a", "nowhere:"], &[], "ADDRESS (-a)"),
             (&[], &[("ADDRESS", "https://h:1")], "ADDRESS (-a)"),
         ] {
             let err = parse(args, env).unwrap_err();

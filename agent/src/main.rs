@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    golectra_common::logging::init("info");
+    golectra_common::logging::init("info", "golectra_agent");
     match run(&config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -83,12 +83,91 @@ fn stderr_identity() -> Option<(u64, u64)> {
     Some((meta.dev(), meta.ino()))
 }
 
-/// Installs the global logger. `default_filter` applies when `RUST_LOG` is unset (e.g. `info`).
-pub fn init(default_filter: &str) -> Format {
-    let format = detect_format(
+/// The format of this process's stderr: [`Format::Journald`] when `JOURNAL_STREAM` names it.
+pub fn stderr_format() -> Format {
+    detect_format(
         std::env::var("JOURNAL_STREAM").ok().as_deref(),
         stderr_identity(),
-    );
+    )
+}
+
+/// Writes an error that happens before the logger exists (a configuration error) to stderr:
+/// `program: message` on a terminal, with the `<3>` prefix under journald so that
+/// `journalctl -p err -u …` shows why the unit failed.
+pub fn early_error(program: &str, message: &str) {
+    let line = match stderr_format() {
+        Format::Journald => render(
+            Format::Journald,
+            Level::Error,
+            program,
+            message,
+            std::time::SystemTime::now(),
+        ),
+        Format::Plain => format!("{program}: {message}\n"),
+    };
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+/// Renders a panic report under journald: every line (message, location, backtrace) at
+/// priority 2 (critical), so none of it is filed at journald's default priority and
+/// `journalctl -p err` shows all of it.
+pub fn render_panic(
+    target: &str,
+    thread: &str,
+    location: &str,
+    message: &str,
+    backtrace: &str,
+) -> String {
+    let mut text = format!("thread '{thread}' panicked at {location}: {message}");
+    if !backtrace.trim().is_empty() {
+        text.push_str("\nstack backtrace:\n");
+        text.push_str(backtrace.trim_end());
+    }
+    text.lines()
+        .map(|line| format!("<2>{target}: {line}\n"))
+        .collect()
+}
+
+/// Under journald, replaces the default panic message (plain lines that journald would file at
+/// its default priority) with [`render_panic`]'s prefixed lines. Elsewhere the default stays.
+fn install_panic_hook(format: Format, target: &'static str) {
+    if format != Format::Journald {
+        return;
+    }
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "Box<dyn Any>".to_owned());
+        let location = info
+            .location()
+            .map(|l| l.to_string())
+            .unwrap_or_else(|| "an unknown location".to_owned());
+        let thread = std::thread::current();
+        let backtrace = std::backtrace::Backtrace::capture();
+        let backtrace = match backtrace.status() {
+            std::backtrace::BacktraceStatus::Captured => backtrace.to_string(),
+            _ => String::new(),
+        };
+        let text = render_panic(
+            target,
+            thread.name().unwrap_or("<unnamed>"),
+            &location,
+            &message,
+            &backtrace,
+        );
+        let _ = std::io::stderr().write_all(text.as_bytes());
+    }));
+}
+
+/// Installs the global logger, and under journald a panic hook that prefixes panic reports too.
+/// `default_filter` applies when `RUST_LOG` is unset (e.g. `info`); `target` names the program
+/// in panic lines (e.g. `golectra_server`).
+pub fn init(default_filter: &str, target: &'static str) -> Format {
+    let format = stderr_format();
+    install_panic_hook(format, target);
     let mut builder = env_logger::Builder::new();
     builder.parse_filters(default_filter);
     if let Ok(filters) = std::env::var("RUST_LOG") {
@@ -160,6 +239,24 @@ mod tests {
             ),
             "2023-11-14T22:13:20Z INFO  golectra_server: up\n    more\n"
         );
+    }
+
+    #[test]
+    fn panic_reports_carry_the_priority_on_every_line() {
+        assert_eq!(
+            render_panic(
+                "golectra_server",
+                "worker-3",
+                "src/x.rs:1:2",
+                "boom\nmore",
+                ""
+            ),
+            "<2>golectra_server: thread 'worker-3' panicked at src/x.rs:1:2: boom\n\
+             <2>golectra_server: more\n"
+        );
+        let text = render_panic("t", "main", "a.rs:1:1", "x", "   0: f\n   1: g\n");
+        assert_eq!(text.lines().count(), 4, "{text}");
+        assert!(text.lines().all(|l| l.starts_with("<2>t: ")), "{text}");
     }
 
     #[test]

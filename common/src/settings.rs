@@ -124,11 +124,37 @@ impl Values {
         self.parse(env, parse_duration)
     }
 
-    /// A positive duration (intervals that must be > 0).
+    /// A positive duration (timeouts that must be > 0).
     pub fn positive_duration(&self, env: &str) -> Result<Duration, ConfigError> {
         self.parse(env, |s| match parse_duration(s)? {
             d if d.is_zero() => Err("must be greater than 0".to_owned()),
             d => Ok(d),
+        })
+    }
+
+    /// A duration in `bounds`, or exactly 0 when `zero_allowed` (a setting where 0 means off
+    /// or "every write"). Intervals are bounded both ways: below the minimum a loop spins a
+    /// core, and past the maximum the scheduler's `Instant` arithmetic would overflow.
+    pub fn duration_in(
+        &self,
+        env: &str,
+        bounds: std::ops::RangeInclusive<Duration>,
+        zero_allowed: bool,
+    ) -> Result<Duration, ConfigError> {
+        self.parse(env, |s| {
+            let d = parse_duration(s)?;
+            if bounds.contains(&d) || (zero_allowed && d.is_zero()) {
+                return Ok(d);
+            }
+            let (min, max) = (
+                humantime::format_duration(*bounds.start()),
+                humantime::format_duration(*bounds.end()),
+            );
+            Err(if zero_allowed {
+                format!("must be 0 or between {min} and {max}")
+            } else {
+                format!("must be between {min} and {max}")
+            })
         })
     }
 
@@ -172,6 +198,11 @@ pub fn parse_bool(s: &str) -> Result<bool, String> {
         _ => Err("expected true or false".to_owned()),
     }
 }
+
+/// The bounds of every interval setting (poll, report, snapshot, history, summary): 10 ms to
+/// one day.
+pub const INTERVAL_BOUNDS: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(10)..=Duration::from_secs(24 * 60 * 60);
 
 /// Parses plain seconds (`10`) or a duration with a unit (`10s`, `500ms`, `2m`, `1h30m`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -325,7 +356,8 @@ pub fn run_or_exit<C>(
             Err(std::process::ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("{program}: {e}");
+            // Before the logger exists; under journald this still carries the <3> prefix.
+            crate::logging::early_error(program, &e.to_string());
             Err(std::process::ExitCode::from(2))
         }
     }
@@ -499,6 +531,22 @@ mod tests {
         for s in TABLE {
             assert!(help.contains(s.env) && help.contains(s.long), "{help}");
         }
+    }
+
+    #[test]
+    fn intervals_are_bounded() {
+        let ok = |v: &str, zero| {
+            run(&[], &[("ADDRESS", v)]).duration_in("ADDRESS", INTERVAL_BOUNDS, zero)
+        };
+        assert_eq!(ok("10ms", false), Ok(Duration::from_millis(10)));
+        assert_eq!(ok("24h", false), Ok(Duration::from_secs(86_400)));
+        assert_eq!(ok("0", true), Ok(Duration::ZERO));
+        for bad in ["1ns", "9ms", "0", "25h", "6000000000000000000"] {
+            let e = ok(bad, false).unwrap_err();
+            assert!(e.0.contains("must be between 10ms and 1day"), "{bad}: {e}");
+        }
+        let e = ok("1ns", true).unwrap_err();
+        assert!(e.0.contains("must be 0 or between 10ms and 1day"), "{e}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use golectra_common::settings::{self, Arity, ConfigError, Setting};
+use golectra_common::settings::{self, Arity, ConfigError, INTERVAL_BOUNDS, Setting};
 
 use crate::audit::client_ip::{self, IpNet};
 use crate::history::HistoryOptions;
@@ -51,7 +51,7 @@ pub static SETTINGS: &[Setting] = &[
         long: "store-interval",
         default: "300",
         arity: Arity::Value,
-        help: "time between snapshots; 0 makes every write durable before it is acknowledged",
+        help: "time between snapshots, 10ms to 24h; 0 makes every write durable before it is acknowledged",
     },
     Setting {
         env: "RESTORE",
@@ -131,7 +131,7 @@ pub static SETTINGS: &[Setting] = &[
         long: "history-interval",
         default: "5s",
         arity: Arity::Value,
-        help: "time between samples of the in-memory history behind the dashboard's sparklines",
+        help: "time between samples of the in-memory history behind the dashboard's sparklines, 10ms to 24h",
     },
     Setting {
         env: "HISTORY_POINTS",
@@ -147,7 +147,7 @@ pub static SETTINGS: &[Setting] = &[
         long: "summary-interval",
         default: "60s",
         arity: Arity::Value,
-        help: "time between the one-line traffic summaries in the log (only after traffic); 0 turns them off",
+        help: "time between the one-line traffic summaries in the log (only after traffic), 10ms to 24h; 0 turns them off",
     },
     Setting {
         env: "MAX_CONNECTIONS",
@@ -198,6 +198,11 @@ pub static SETTINGS: &[Setting] = &[
         help: "most request-body bytes buffered across all connections; a body that cannot get its share in time gets 503",
     },
 ];
+
+/// The bounds of the connection timeouts: 1 ms to one day (a deadline further out would overflow
+/// `Instant` arithmetic; nothing useful waits longer).
+const TIMEOUT_BOUNDS: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(1)..=Duration::from_secs(24 * 60 * 60);
 
 const INTRO: &str = "Golectra metrics server: stores gauges and counters pushed by agents and serves them over HTTP.";
 
@@ -314,7 +319,7 @@ impl Config {
             let listen = values.parse("ADDRESS", parse_listen)?;
             let dsn = values.string("DATABASE_DSN");
             let path = PathBuf::from(values.string("FILE_STORAGE_PATH"));
-            let interval = values.duration("STORE_INTERVAL")?;
+            let interval = values.duration_in("STORE_INTERVAL", INTERVAL_BOUNDS, true)?;
             let restore = values.bool("RESTORE")?;
             if path.as_os_str().is_empty() && dsn.is_empty() {
                 return Err(ConfigError(
@@ -349,7 +354,9 @@ impl Config {
                     ignored_file_settings,
                 }
             };
-            let key = Some(values.string("KEY").into_bytes()).filter(|k| !k.is_empty());
+            // Trimmed like the original, so a key with a stray newline or space checks and signs
+            // exactly as a Go peer configured with the same file does.
+            let key = Some(values.text("KEY").trim().as_bytes().to_vec()).filter(|k| !k.is_empty());
             let workers = if values.text("WORKERS") == "4 x CPU cores" {
                 default_workers()
             } else {
@@ -365,10 +372,10 @@ impl Config {
             };
             let connections = Connections {
                 max_connections: values.number("MAX_CONNECTIONS", 1, 1 << 20)? as usize,
-                idle_timeout: values.positive_duration("IDLE_TIMEOUT")?,
-                header_timeout: values.positive_duration("HEADER_TIMEOUT")?,
-                body_timeout: values.positive_duration("BODY_TIMEOUT")?,
-                io_timeout: values.positive_duration("IO_TIMEOUT")?,
+                idle_timeout: values.duration_in("IDLE_TIMEOUT", TIMEOUT_BOUNDS, false)?,
+                header_timeout: values.duration_in("HEADER_TIMEOUT", TIMEOUT_BOUNDS, false)?,
+                body_timeout: values.duration_in("BODY_TIMEOUT", TIMEOUT_BOUNDS, false)?,
+                io_timeout: values.duration_in("IO_TIMEOUT", TIMEOUT_BOUNDS, false)?,
                 body_buffer_budget: values.parse("BODY_BUFFER_BUDGET", |s| {
                     at_least(settings::parse_bytes(s)?, 1)
                 })?,
@@ -400,11 +407,11 @@ impl Config {
                 workers,
                 limits,
                 history: HistoryOptions {
-                    interval: values.positive_duration("HISTORY_INTERVAL")?,
+                    interval: values.duration_in("HISTORY_INTERVAL", INTERVAL_BOUNDS, false)?,
                     points: values.number("HISTORY_POINTS", 0, 100_000)? as usize,
                 },
                 connections,
-                summary_interval: values.duration("SUMMARY_INTERVAL")?,
+                summary_interval: values.duration_in("SUMMARY_INTERVAL", INTERVAL_BOUNDS, true)?,
             }))
         })
     }
@@ -609,6 +616,13 @@ mod tests {
     }
 
     #[test]
+    fn key_is_trimmed_like_the_original() {
+        let c = parse(&[], &[("KEY", " s3cret\n")]).unwrap();
+        assert_eq!(c.key.as_deref(), Some(&b"s3cret"[..]));
+        assert_eq!(parse(&["-k", " \t"], &[]).unwrap().key, None);
+    }
+
+    #[test]
     fn history_settings() {
         let c = parse(
             &["--history-interval=250ms", "--history-points", "7"],
@@ -767,6 +781,20 @@ mod tests {
             (&["--io-timeout=0s"], &[], "IO_TIMEOUT"),
             (&["--body-buffer-budget", "0"], &[], "BODY_BUFFER_BUDGET"),
             (&["--body-buffer-budget", "1MiB"], &[], "BODY_BUFFER_BUDGET"),
+            // Absurd intervals and timeouts: a spinning loop or an overflowing deadline.
+            (&["-i", "1ns"], &[], "STORE_INTERVAL (-i)"),
+            (&["-i", "6000000000000000000"], &[], "STORE_INTERVAL (-i)"),
+            (&["--history-interval", "1ns"], &[], "HISTORY_INTERVAL"),
+            (
+                &[],
+                &[("SUMMARY_INTERVAL", "9000000000000000000")],
+                "SUMMARY_INTERVAL",
+            ),
+            (
+                &["--idle-timeout", "6000000000000000000"],
+                &[],
+                "IDLE_TIMEOUT",
+            ),
         ] {
             let err = parse(args, env).unwrap_err();
             assert!(err.0.contains(setting), "{args:?} {env:?}: {err}");

@@ -22,7 +22,7 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    golectra_common::logging::init("info");
+    golectra_common::logging::init("info", "golectra_server");
     let notifier = Arc::new(Notifier::from_env());
     match run(&config, &notifier) {
         Ok(()) => ExitCode::SUCCESS,

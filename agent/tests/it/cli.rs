@@ -58,10 +58,29 @@ fn bad_configuration_exits_2_with_one_line() {
         (&["-l", "0"], &[], "RATE_LIMIT"),
         (&["-a", "https://example.org:443"], &[], "ADDRESS"),
         (&["--frequency", "3"], &[], "--frequency"),
+        // Absurd intervals: ~6e18 s overflowed the scheduler, 1ns spun a core.
+        (&["-p", "6000000000000000000"], &[], "POLL_INTERVAL"),
+        (
+            &[],
+            &[("REPORT_INTERVAL", "6000000000000000000")],
+            "REPORT_INTERVAL",
+        ),
+        (&["-p", "1ns"], &[], "POLL_INTERVAL"),
+        (&["-r", "1ns"], &[], "REPORT_INTERVAL"),
     ] {
         let (code, _, err) = run(args, env);
         assert_eq!(code, 2, "{args:?} {env:?}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "{err}");
         assert!(err.contains(setting), "{args:?}: {err}");
+        let numeric = args
+            .iter()
+            .chain(env.iter().map(|(_, v)| v))
+            .any(|v| v.ends_with('0') || v.ends_with("ns"));
+        if setting.ends_with("_INTERVAL") && numeric {
+            assert!(
+                err.contains("between 10ms and 1day"),
+                "names the bounds: {err}"
+            );
+        }
     }
 }

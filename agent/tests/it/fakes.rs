@@ -56,6 +56,40 @@ fn requests_are_gzipped_json_with_a_valid_signature() {
     assert_eq!(acknowledged_polls(&fake.seen()), polls);
 }
 
+/// The original keeps a path prefix of the address (a reverse proxy mounting the server under
+/// `/golectra`): batches go to `{prefix}/updates/`, single metrics to `{prefix}/update/…`.
+#[test]
+fn a_path_prefix_in_the_address_is_kept() {
+    // 404 on the batch endpoint makes the agent fall back to single metrics.
+    let fake = Fake::start(|path, _| {
+        if path.ends_with("/updates/") {
+            404
+        } else {
+            200
+        }
+    });
+    let address = format!(" {}/golectra/ ", fake.url());
+    let mut agent = Agent::start(&[&["-a", &address][..], FAST].concat());
+    let single = eventually(WAIT, || {
+        fake.seen()
+            .into_iter()
+            .find(|s| s.path.starts_with("/golectra/update/"))
+    })
+    .expect("single-metric fallback under the prefix");
+    assert_eq!(single.method, "POST");
+    let seen = fake.seen();
+    assert!(
+        seen.iter().any(|s| s.path == "/golectra/updates/"),
+        "{:?}",
+        seen.iter().map(|s| &s.path).collect::<Vec<_>>()
+    );
+    assert!(
+        seen.iter().all(|s| s.path.starts_with("/golectra/")),
+        "every request under the prefix"
+    );
+    agent.stop_and_count_polls();
+}
+
 #[test]
 fn unsigned_without_a_key() {
     let fake = Fake::start(|_, _| 200);

@@ -138,6 +138,22 @@ fn signed_reports_are_accepted_by_a_server_with_the_same_key() {
     assert!(!agent_log_has_warnings(&agent));
 }
 
+/// The original trims `KEY`; a key read from a file with a trailing newline or space must sign
+/// exactly as the same key without it, on both daemons.
+#[test]
+fn keys_with_surrounding_whitespace_sign_like_the_original() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "127.0.0.1:0", &["-k", " s3cret\n"]);
+    let mut agent = Agent::start_with_env(
+        &[&["-a", &server.url()][..], FAST].concat(),
+        &[("KEY", "s3cret \n")],
+    );
+    eventually(WAIT, || server.snapshot().counter("PollCount")).expect("reports arrive");
+    let polls = agent.stop_and_count_polls();
+    assert_eq!(server.snapshot().counter("PollCount"), Some(polls));
+    assert!(!agent_log_has_warnings(&agent), "{}", agent.log());
+}
+
 #[test]
 fn a_key_mismatch_is_logged_and_the_agent_delivers_once_the_key_matches() {
     let dir = tempfile::tempdir().unwrap();

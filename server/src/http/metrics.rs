@@ -13,6 +13,9 @@ use crate::process::ProcessExporter;
 use super::App;
 use super::reply::{ApiError, PROMETHEUS, Reply};
 
+/// The `process_*` metrics of this process.
+static PROCESS: ProcessExporter = ProcessExporter::new();
+
 pub fn render(app: &App) -> Result<Reply, ApiError> {
     let snap = app.store.snapshot()?;
     let mut out = Exposition::with_capacity(64 + snap.gauges.len() + snap.counters.len());
@@ -53,7 +56,7 @@ pub fn render(app: &App) -> Result<Reply, ApiError> {
         export_connections(&mut out, &listener.connection_stats());
     }
     // Extension points: each source writes its own families.
-    let exporters: [&dyn Exporter; 3] = [&app.audit, &*app.history, &ProcessExporter];
+    let exporters: [&dyn Exporter; 3] = [&app.audit, &*app.history, &PROCESS];
     app.store.export(&mut out);
     for exporter in exporters {
         exporter.export(&mut out);

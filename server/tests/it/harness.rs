@@ -326,7 +326,26 @@ pub fn server_binary() -> &'static str {
 impl BinaryServer {
     /// Starts the binary listening on 127.0.0.1:0 and waits for its "listening on" line.
     pub fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut cmd = clean_command(server_binary());
+        Self::start_wrapped(&[], dir, args, env)
+    }
+
+    /// [`BinaryServer::start`] under a wrapper command: `wrapper[0] wrapper[1..] <server> <args>`
+    /// (e.g. `unshare … sh -c '…; exec "$0" "$@"'`). The wrapper must `exec` the server, so the
+    /// child's PID is the server's.
+    pub fn start_wrapped(
+        wrapper: &[&str],
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mut cmd = match wrapper {
+            [] => clean_command(server_binary()),
+            [program, rest @ ..] => {
+                let mut cmd = clean_command(program);
+                cmd.args(rest).arg(server_binary());
+                cmd
+            }
+        };
         cmd.current_dir(dir).args(["-a", "127.0.0.1:0"]).args(args);
         cmd.envs(env.iter().copied())
             .stdin(Stdio::null())

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use golectra_server::history::HistoryOptions;
 
-use crate::harness::{Backend, Client, TestServer, gunzip, wait_timeout};
+use crate::harness::{self, Backend, Client, TestServer, gunzip, wait_timeout};
 
 // ---------------------------------------------------------------------------------------------
 // A strict parser of the Prometheus text format 0.0.4, as far as this server uses it.
@@ -483,6 +483,72 @@ fn self_metrics_follow_known_traffic() {
             .family("golectra_snapshot_last_success_timestamp_seconds")
             .is_none()
     );
+}
+
+/// The packaged unit's `ProcSubset=pid` hides `/proc/stat` (and every other non-process file of
+/// `/proc`). The exporter must not need it, and a source it cannot read drops only its own
+/// metrics (unit-tested in `process.rs`). Here `/proc/stat` is hidden in a private mount namespace
+/// (needs root and `unshare`, as in CI).
+#[test]
+fn process_metrics_survive_a_hidden_proc_stat() {
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self belongs to the effective user of the process that reads it.
+    let root = Path::new("/proc/self")
+        .metadata()
+        .is_ok_and(|m| m.uid() == 0);
+    if !harness::require(
+        "root (to hide /proc/stat in a private mount namespace)",
+        root,
+        "run the tests as root, as CI does",
+    ) || !harness::require_tool("unshare", "util-linux")
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let hide =
+        "mount --bind /dev/null /proc/stat && ! grep -q btime /proc/stat && exec \"$0\" \"$@\"";
+    let server = harness::BinaryServer::start_wrapped(
+        &[
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            hide,
+        ],
+        dir.path(),
+        &[],
+        &[("RUST_LOG", "info,golectra_server::process=debug")],
+    );
+    let c = server.client();
+    let scrape = Scrape::get(&c);
+    for family in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+        "process_threads",
+        "process_max_fds",
+    ] {
+        assert!(
+            scrape.family(family).is_some(),
+            "{family} missing without /proc/stat"
+        );
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let started = scrape.value("process_start_time_seconds", &[]);
+    assert!(
+        started <= now + 1.0 && started > now - 600.0,
+        "start time {started}, now {now}"
+    );
+    Scrape::get(&c);
+    let (code, log) = server.terminate();
+    assert_eq!(code, 0, "{log}");
 }
 
 #[test]

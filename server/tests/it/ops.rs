@@ -20,7 +20,7 @@ use golectra_server::health::{self, Health};
 
 use crate::harness::{
     Backend, Daemon, JOURNAL_STREAM_OF_STDERR, TestServer, agent_binary, binary_dir, require_tool,
-    server_binary, workspace_root,
+    server_binary, wait_timeout, workspace_root,
 };
 
 const DAEMONS: [&str; 2] = ["golectra-server", "golectra-agent"];
@@ -109,7 +109,7 @@ fn units_pass_systemd_analyze_verify_without_output() {
 
 #[test]
 fn units_pass_systemd_analyze_security() {
-    let Some(results) = analyze_units(&["security", "--offline=yes", "--threshold=25"]) else {
+    let Some(results) = analyze_units(&["security", "--offline=yes", "--threshold=20"]) else {
         return;
     };
     for (daemon, out) in results {
@@ -168,9 +168,14 @@ fn units_carry_the_required_settings() {
     let server = directives(&read(&systemd_dir().join("golectra-server.service")));
     assert_eq!(server["StateDirectory"], ["golectra"]);
     assert_eq!(server["WorkingDirectory"], ["/var/lib/golectra"]);
+    // Packaged defaults: the snapshot in the state directory, restored at start, so restarts
+    // and upgrades keep the data (the binary's own RESTORE default is the original's false).
     assert_eq!(
         server["Environment"],
-        ["FILE_STORAGE_PATH=/var/lib/golectra/metrics-db.json"]
+        [
+            "FILE_STORAGE_PATH=/var/lib/golectra/metrics-db.json",
+            "RESTORE=true"
+        ]
     );
     let after = &server["After"][0];
     assert!(after.contains("postgresql.service") && after.contains("network-online.target"));
@@ -207,15 +212,28 @@ fn env_file_settings(name: &str) -> BTreeMap<String, String> {
 #[test]
 fn server_env_lists_every_setting_with_its_default_and_parses() {
     let listed = env_file_settings("server.env");
+    let unit = directives(&read(&systemd_dir().join("golectra-server.service")));
+    let unit_environment: BTreeMap<String, String> = unit["Environment"]
+        .iter()
+        .filter_map(|e| e.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    assert_eq!(unit_environment["RESTORE"], "true");
     for s in SETTINGS {
         let value = listed
             .get(s.env)
             .unwrap_or_else(|| panic!("server.env lacks {}", s.env));
+        // The file shows the defaults under the unit: its Environment= values where it sets
+        // one, else the binary's (and an example where the default is computed).
+        let under_unit = unit_environment.get(s.env).map(String::as_str);
         match s.env {
-            // The unit's default under systemd, and an example where the default is computed.
-            "FILE_STORAGE_PATH" => assert_eq!(value, "/var/lib/golectra/metrics-db.json"),
             "WORKERS" => assert!(value.parse::<usize>().is_ok(), "{value}"),
-            _ => assert_eq!(value, s.default, "default of {} in server.env", s.env),
+            _ => assert_eq!(
+                value,
+                under_unit.unwrap_or(s.default),
+                "default of {} in server.env",
+                s.env
+            ),
         }
     }
     assert_eq!(listed.get("RUST_LOG").map(String::as_str), Some("info"));
@@ -530,6 +548,33 @@ fn journald_format_when_journal_stream_is_our_stderr() {
     );
 }
 
+/// A configuration error is printed before the logger exists. Under journald it must still
+/// carry the `<3>` prefix, or `journalctl -p err -u golectra-server` cannot show why the unit
+/// failed; on a terminal it stays `program: message`.
+#[test]
+fn configuration_errors_carry_the_priority_under_journald() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut programs = vec![(
+        "golectra-server",
+        PathBuf::from(server_binary()),
+        "STORE_INTERVAL",
+    )];
+    if let Some(agent) = agent_binary() {
+        programs.push(("golectra-agent", agent, "REPORT_INTERVAL"));
+    }
+    for (name, program, setting) in programs {
+        for (journal, prefix) in [(JOURNAL_STREAM_OF_STDERR, "<3>"), ("1:1", "")] {
+            let env = [("JOURNAL_STREAM", journal), (setting, "bogus")];
+            let mut daemon = Daemon::spawn(&program, dir.path(), name, &[], &env);
+            assert_eq!(wait_timeout(&mut daemon.child, Duration::from_secs(10)), 2);
+            let log = daemon.log();
+            assert_eq!(log.lines().count(), 1, "{log}");
+            let wanted = format!("{prefix}{name}: invalid {setting}");
+            assert!(log.starts_with(&wanted), "{journal}: {log:?}");
+        }
+    }
+}
+
 #[test]
 fn plain_format_with_timestamps_otherwise() {
     let dir = tempfile::tempdir().unwrap();
@@ -579,7 +624,9 @@ fn tree(root: &Path) -> BTreeMap<String, u32> {
     out
 }
 
-const LAYOUT: [(&str, u32); 7] = [
+const LAYOUT: [(&str, u32); 9] = [
+    ("/usr/share/doc/golectra/README.md", 0o644),
+    ("/usr/share/doc/golectra/readme-operations.md", 0o644),
     ("/usr/bin/golectra-server", 0o755),
     ("/usr/bin/golectra-agent", 0o755),
     ("/usr/lib/systemd/system/golectra-server.service", 0o644),
@@ -590,8 +637,13 @@ const LAYOUT: [(&str, u32); 7] = [
 ];
 
 fn run_install(destdir: &Path, extra_env: &[(&str, &str)]) -> String {
+    run_install_with(destdir, &[], extra_env)
+}
+
+fn run_install_with(destdir: &Path, args: &[&str], extra_env: &[(&str, &str)]) -> String {
     let out = Command::new("sh")
         .arg(systemd_dir().join("install.sh"))
+        .args(args)
         .env("DESTDIR", destdir)
         .env("GOLECTRA_BIN_DIR", binary_dir())
         .env_remove("PREFIX")
@@ -657,6 +709,41 @@ fn install_script_honours_destdir_and_keeps_existing_env_files() {
         "{unit}"
     );
     assert!(local.path().join("usr/local/bin/golectra-agent").is_file());
+}
+
+#[test]
+fn install_script_uninstalls_and_purges() {
+    if agent_binary().is_none() {
+        return;
+    }
+    let dest = tempfile::tempdir().unwrap();
+    run_install(dest.path(), &[]);
+    let data = dest.path().join("var/lib/private/golectra/metrics-db.json");
+    std::fs::create_dir_all(data.parent().unwrap()).unwrap();
+    std::fs::write(&data, "[]").unwrap();
+    let said = run_install_with(dest.path(), &["--uninstall"], &[]);
+    assert!(said.contains("kept"), "{said}");
+    let left: BTreeSet<String> = tree(dest.path()).into_keys().collect();
+    let kept: BTreeSet<String> = [
+        "/etc/golectra/server.env",
+        "/etc/golectra/agent.env",
+        "/var/lib/private/golectra/metrics-db.json",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    assert_eq!(left, kept, "uninstall keeps the settings and the data only");
+    run_install_with(dest.path(), &["--uninstall", "--purge"], &[]);
+    assert!(tree(dest.path()).is_empty(), "{:?}", tree(dest.path()));
+
+    let bad = Command::new("sh")
+        .arg(systemd_dir().join("install.sh"))
+        .arg("--purge")
+        .env("DESTDIR", dest.path())
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--uninstall"));
 }
 
 #[test]
@@ -757,6 +844,49 @@ fn debian_package_holds_binaries_units_and_conffiles() {
             .success();
         assert!(ok, "{script} is not valid shell");
     }
+    // `apt remove` disables the units (no dangling enable symlinks), an upgrade does not. A
+    // stand-in `systemctl` records its calls; the real systemd run is in `real_systemd`.
+    for (action, disables) in [("remove", true), ("upgrade", false)] {
+        let calls = systemctl_calls(&control.path().join("prerm"), &[action, "0.1.0"]);
+        assert_eq!(
+            calls
+                .iter()
+                .any(|c| c == "disable golectra-agent.service golectra-server.service"),
+            disables,
+            "prerm {action}: {calls:?}"
+        );
+    }
+}
+
+/// The `systemctl` command lines a maintainer script runs, through a stand-in on `PATH`.
+fn systemctl_calls(script: &Path, args: &[&str]) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = tempfile::tempdir().unwrap();
+    let log = bin.path().join("calls");
+    let fake = bin.path().join("systemctl");
+    std::fs::write(
+        &fake,
+        format!("#!/bin/sh\necho \"$*\" >> '{}'\n", log.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let status = Command::new("sh")
+        .arg(script)
+        .args(args)
+        .env("PATH", path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{} {args:?}", script.display());
+    std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// `0o755` → `-rwxr-xr-x`.
