@@ -99,10 +99,11 @@ done
 
 install -d -m 0755 "$DESTDIR$DOCDIR"
 install -m 0644 "$here/copyright" "$DESTDIR$DOCDIR/copyright"
-for doc in "$repo/README.md" "$repo/docs/readme-operations.md"; do
-    if [ -f "$doc" ]; then
-        install -m 0644 "$doc" "$DESTDIR$DOCDIR/$(basename "$doc")"
-    fi
+# The README and the manual; its links (docs/x.md) resolve in the installed docs/ directory.
+install -m 0644 "$repo/README.md" "$DESTDIR$DOCDIR/README.md"
+install -d -m 0755 "$DESTDIR$DOCDIR/docs"
+for doc in "$repo"/docs/*.md; do
+    install -m 0644 "$doc" "$DESTDIR$DOCDIR/docs/$(basename "$doc")"
 done
 
 echo "installed golectra-server and golectra-agent under ${DESTDIR:-/}"

@@ -345,6 +345,37 @@ mod tests {
         );
     }
 
+    /// `docs/agent.md` has one row per setting, with its flags and this default.
+    #[test]
+    fn the_settings_table_in_the_docs_matches_the_code() {
+        let doc = include_str!("../../docs/agent.md");
+        let rows: Vec<Vec<&str>> = doc
+            .lines()
+            .filter(|l| l.starts_with("| ") && l.contains(" | `-"))
+            .map(|l| l.trim_matches('|').split(" | ").map(str::trim).collect())
+            .collect();
+        assert_eq!(rows.len(), SETTINGS.len(), "one row per setting: {rows:?}");
+        for s in SETTINGS {
+            let env = format!("`{}`", s.env);
+            let row = rows
+                .iter()
+                .find(|r| r[1] == env)
+                .unwrap_or_else(|| panic!("docs/agent.md lacks {}", s.env));
+            assert!(
+                row[2].contains(&format!("`--{}`", s.long)),
+                "{}: {row:?}",
+                s.env
+            );
+            let default = row[3].trim_end_matches(" (s)").trim_matches('`');
+            let wanted = if s.default.is_empty() {
+                "empty"
+            } else {
+                s.default
+            };
+            assert_eq!(default, wanted, "default of {} in docs/agent.md", s.env);
+        }
+    }
+
     #[test]
     fn key_is_masked_in_the_description() {
         let c = parse(&["-k", "s3cret"], &[]).unwrap();

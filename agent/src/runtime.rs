@@ -4,7 +4,7 @@
 //! Sources: the counting global allocator ([`crate::alloc`]) for what Go counts per object,
 //! glibc's `mallinfo2()` for the heap as the allocator sees it, and `/proc/self/status` for what
 //! the kernel sees. A Rust process has no garbage collector, no profiling buckets and no
-//! span/mcache structures, so those gauges are truthfully 0. The README lists every mapping.
+//! span/mcache structures, so those gauges are truthfully 0. docs/agent.md lists every mapping.
 
 use crate::accumulator::{Name, Sample};
 use crate::alloc::{AllocStats, HeapStats};

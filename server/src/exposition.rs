@@ -8,7 +8,7 @@
 //! and the audit trail — so a new source of self-metrics plugs in without touching the renderer.
 //!
 //! [`export_names`] maps stored metric names, which may be any UTF-8, to Prometheus names by the
-//! rule documented in the README's Observability section; it never maps two different metrics
+//! rule documented in docs/observability.md; it never maps two different metrics
 //! to one name.
 
 use std::collections::{HashMap, HashSet};

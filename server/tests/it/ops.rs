@@ -626,7 +626,7 @@ fn tree(root: &Path) -> BTreeMap<String, u32> {
 
 const LAYOUT: [(&str, u32); 9] = [
     ("/usr/share/doc/golectra/README.md", 0o644),
-    ("/usr/share/doc/golectra/readme-operations.md", 0o644),
+    ("/usr/share/doc/golectra/docs/readme-operations.md", 0o644),
     ("/usr/bin/golectra-server", 0o755),
     ("/usr/bin/golectra-agent", 0o755),
     ("/usr/lib/systemd/system/golectra-server.service", 0o644),
