@@ -91,6 +91,10 @@
 #![deny(rust_2018_idioms)]
 #![allow(clippy::match_like_matches_macro)]
 
+// The reactor is built on epoll (through rustix); there is no other back end.
+#[cfg(not(target_os = "linux"))]
+compile_error!("Golectra's HTTP engine runs on Linux only: its reactor is built on epoll");
+
 use std::error::Error;
 use std::io::Result as IoResult;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
