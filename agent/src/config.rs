@@ -4,51 +4,68 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
-use golectra_common::settings::{self, Arity, ConfigError, INTERVAL_BOUNDS, Setting};
+use golectra_common::settings::{
+    self, Arity, ConfigError, Fallback::Value, INTERVAL_BOUNDS, Setting,
+};
 
 /// Every agent setting. The order is the order of `--help`.
-pub static SETTINGS: &[Setting] = &[
-    Setting {
-        env: "ADDRESS",
-        short: Some('a'),
-        long: "address",
-        default: "http://localhost:8080",
-        arity: Arity::Value,
-        help: "server to report to: http://host[:port][/prefix], host[:port] or :port (localhost)",
-    },
-    Setting {
-        env: "KEY",
-        short: Some('k'),
-        long: "key",
-        default: "",
-        arity: Arity::Value,
-        help: "signing key: adds HashSHA256 (SHA-256 of body and key) to every request",
-    },
-    Setting {
-        env: "REPORT_INTERVAL",
-        short: Some('r'),
-        long: "report-interval",
-        default: "10",
-        arity: Arity::Value,
-        help: "time between reports to the server, 10ms to 24h",
-    },
-    Setting {
-        env: "POLL_INTERVAL",
-        short: Some('p'),
-        long: "poll-interval",
-        default: "2",
-        arity: Arity::Value,
-        help: "time between two samples of the metrics, 10ms to 24h",
-    },
-    Setting {
-        env: "RATE_LIMIT",
-        short: Some('l'),
-        long: "rate-limit",
-        default: "1",
-        arity: Arity::Value,
-        help: "number of sender workers, i.e. of reports in flight at once (at least 1)",
-    },
+pub static SETTINGS: &[&Setting] = &[
+    &ADDRESS,
+    &KEY,
+    &REPORT_INTERVAL,
+    &POLL_INTERVAL,
+    &RATE_LIMIT,
 ];
+
+/// Server to report to: http://host[:port][/prefix], host[:port] or :port (localhost).
+pub static ADDRESS: Setting = Setting {
+    env: "ADDRESS",
+    short: Some('a'),
+    long: "address",
+    default: Value("http://localhost:8080"),
+    arity: Arity::Value,
+    help: "server to report to: http://host[:port][/prefix], host[:port] or :port (localhost)",
+};
+
+/// Signing key: adds HashSHA256 (SHA-256 of body and key) to every request.
+pub static KEY: Setting = Setting {
+    env: "KEY",
+    short: Some('k'),
+    long: "key",
+    default: Value(""),
+    arity: Arity::Value,
+    help: "signing key: adds HashSHA256 (SHA-256 of body and key) to every request",
+};
+
+/// Time between reports to the server, 10ms to 24h.
+pub static REPORT_INTERVAL: Setting = Setting {
+    env: "REPORT_INTERVAL",
+    short: Some('r'),
+    long: "report-interval",
+    default: Value("10"),
+    arity: Arity::Value,
+    help: "time between reports to the server, 10ms to 24h",
+};
+
+/// Time between two samples of the metrics, 10ms to 24h.
+pub static POLL_INTERVAL: Setting = Setting {
+    env: "POLL_INTERVAL",
+    short: Some('p'),
+    long: "poll-interval",
+    default: Value("2"),
+    arity: Arity::Value,
+    help: "time between two samples of the metrics, 10ms to 24h",
+};
+
+/// Number of sender workers, i.e. of reports in flight at once (at least 1).
+pub static RATE_LIMIT: Setting = Setting {
+    env: "RATE_LIMIT",
+    short: Some('l'),
+    long: "rate-limit",
+    default: Value("1"),
+    arity: Arity::Value,
+    help: "number of sender workers, i.e. of reports in flight at once (at least 1)",
+};
 
 const INTRO: &str =
     "Golectra agent: samples process and host metrics and pushes them to a Golectra server.";
@@ -83,13 +100,13 @@ impl Config {
     ) -> Result<Command, ConfigError> {
         settings::parse("golectra-agent", INTRO, SETTINGS, args, env, |values| {
             Ok(Config {
-                server: values.parse("ADDRESS", parse_server)?,
+                server: values.parse(&ADDRESS, parse_server)?,
                 // Trimmed like the original, so a key with a stray newline or space signs
                 // exactly as a Go peer configured with the same file does.
-                key: Some(values.text("KEY").trim().as_bytes().to_vec()).filter(|k| !k.is_empty()),
-                report_interval: values.duration_in("REPORT_INTERVAL", INTERVAL_BOUNDS, false)?,
-                poll_interval: values.duration_in("POLL_INTERVAL", INTERVAL_BOUNDS, false)?,
-                rate_limit: values.number("RATE_LIMIT", 1, MAX_RATE_LIMIT)? as usize,
+                key: Some(values.text(&KEY).trim().as_bytes().to_vec()).filter(|k| !k.is_empty()),
+                report_interval: values.duration_in(&REPORT_INTERVAL, INTERVAL_BOUNDS, false)?,
+                poll_interval: values.duration_in(&POLL_INTERVAL, INTERVAL_BOUNDS, false)?,
+                rate_limit: values.number(&RATE_LIMIT, 1, MAX_RATE_LIMIT)? as usize,
             })
         })
     }
@@ -331,7 +348,7 @@ mod tests {
             assert!(
                 help.contains(s.env)
                     && help.contains(&format!("--{}", s.long))
-                    && help.contains(s.default),
+                    && help.contains(s.default.shown()),
                 "{}: {help}",
                 s.env
             );
@@ -367,10 +384,9 @@ mod tests {
                 s.env
             );
             let default = row[3].trim_end_matches(" (s)").trim_matches('`');
-            let wanted = if s.default.is_empty() {
-                "empty"
-            } else {
-                s.default
+            let wanted = match s.default.shown() {
+                "" => "empty",
+                shown => shown,
             };
             assert_eq!(default, wanted, "default of {} in docs/agent.md", s.env);
         }

@@ -24,7 +24,28 @@ pub enum Arity {
     Bool,
 }
 
-/// One setting of a daemon: its flag names, environment variable, default and meaning.
+/// What a setting is when neither the environment nor a flag gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    /// A default written as text and parsed like any other value; empty means "not set".
+    Value(&'static str),
+    /// A default the daemon computes at start (e.g. from the CPU count); the text describes it
+    /// for `--help` and is never parsed. [`Values::given`] is `None` for such a setting.
+    Computed(&'static str),
+}
+
+impl Fallback {
+    /// The default as `--help`, the env files and the docs show it.
+    pub fn shown(self) -> &'static str {
+        match self {
+            Fallback::Value(text) | Fallback::Computed(text) => text,
+        }
+    }
+}
+
+/// One setting of a daemon: its flag names, environment variable, default and meaning. Each
+/// daemon declares every setting as a `static`, so configuration code names settings by value
+/// (`values.bool(&RESTORE)`) and a misspelt setting is a compile error.
 #[derive(Debug, Clone, Copy)]
 pub struct Setting {
     /// Environment variable, also the key used to look the value up.
@@ -33,8 +54,9 @@ pub struct Setting {
     pub short: Option<char>,
     /// Long flag name without dashes (`audit-file`).
     pub long: &'static str,
-    /// Default as text; parsed like any other value. Empty means "not set".
-    pub default: &'static str,
+    /// The value when neither the environment nor a flag gives one: the only place a default
+    /// is written in code.
+    pub default: Fallback,
     /// One line for `--help`.
     pub help: &'static str,
     pub arity: Arity,
@@ -47,6 +69,11 @@ impl Setting {
             Some(c) => format!("{} (-{c})", self.env),
             None => format!("{} (--{})", self.env, self.long),
         }
+    }
+
+    /// The one-line error for a bad value: `invalid STORE_INTERVAL (-i) value "x": why`.
+    pub fn invalid(&self, text: &str, why: &str) -> ConfigError {
+        ConfigError(format!("invalid {} value {text:?}: {why}", self.label()))
     }
 }
 
@@ -76,57 +103,57 @@ pub enum Parsed {
 /// Raw setting values after precedence was applied, to be converted by typed getters.
 #[derive(Debug)]
 pub struct Values {
-    table: &'static [Setting],
     chosen: HashMap<&'static str, String>,
 }
 
 impl Values {
-    fn setting(&self, env: &str) -> &'static Setting {
-        self.table
-            .iter()
-            .find(|s| s.env == env)
-            .unwrap_or_else(|| panic!("setting {env} is not in the table"))
+    /// The text given by the environment or a flag, if any.
+    pub fn given(&self, setting: &Setting) -> Option<&str> {
+        self.chosen.get(setting.env).map(String::as_str)
     }
 
-    /// The raw text of a setting (its default when neither env nor flag gave one).
-    pub fn text(&self, env: &str) -> &str {
-        self.chosen
-            .get(env)
-            .map(String::as_str)
-            .unwrap_or(self.setting(env).default)
+    /// The raw text of a setting: given, else its default (empty for a computed default).
+    pub fn text(&self, setting: &Setting) -> &str {
+        self.given(setting).unwrap_or(match setting.default {
+            Fallback::Value(text) => text,
+            Fallback::Computed(_) => "",
+        })
+    }
+
+    /// Whether the setting's text differs from its default (it was given with another value).
+    pub fn changed(&self, setting: &Setting) -> bool {
+        match (self.given(setting), setting.default) {
+            (None, _) => false,
+            (Some(text), Fallback::Value(default)) => text != default,
+            (Some(_), Fallback::Computed(_)) => true,
+        }
     }
 
     /// Converts a setting with `parse`; a failure becomes a one-line error naming the setting.
     pub fn parse<T>(
         &self,
-        env: &str,
+        setting: &Setting,
         parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> Result<T, ConfigError> {
-        let text = self.text(env);
-        parse(text).map_err(|why| {
-            ConfigError(format!(
-                "invalid {} value {:?}: {why}",
-                self.setting(env).label(),
-                text
-            ))
-        })
+        let text = self.text(setting);
+        parse(text).map_err(|why| setting.invalid(text, &why))
     }
 
-    pub fn string(&self, env: &str) -> String {
-        self.text(env).to_owned()
+    pub fn string(&self, setting: &Setting) -> String {
+        self.text(setting).to_owned()
     }
 
-    pub fn bool(&self, env: &str) -> Result<bool, ConfigError> {
-        self.parse(env, parse_bool)
+    pub fn bool(&self, setting: &Setting) -> Result<bool, ConfigError> {
+        self.parse(setting, parse_bool)
     }
 
-    pub fn duration(&self, env: &str) -> Result<Duration, ConfigError> {
-        self.parse(env, parse_duration)
+    pub fn duration(&self, setting: &Setting) -> Result<Duration, ConfigError> {
+        self.parse(setting, parse_duration)
     }
 
     /// A positive duration (timeouts that must be > 0).
-    pub fn positive_duration(&self, env: &str) -> Result<Duration, ConfigError> {
-        self.parse(env, |s| match parse_duration(s)? {
+    pub fn positive_duration(&self, setting: &Setting) -> Result<Duration, ConfigError> {
+        self.parse(setting, |s| match parse_duration(s)? {
             d if d.is_zero() => Err("must be greater than 0".to_owned()),
             d => Ok(d),
         })
@@ -137,11 +164,11 @@ impl Values {
     /// core, and past the maximum the scheduler's `Instant` arithmetic would overflow.
     pub fn duration_in(
         &self,
-        env: &str,
+        setting: &Setting,
         bounds: std::ops::RangeInclusive<Duration>,
         zero_allowed: bool,
     ) -> Result<Duration, ConfigError> {
-        self.parse(env, |s| {
+        self.parse(setting, |s| {
             let d = parse_duration(s)?;
             if bounds.contains(&d) || (zero_allowed && d.is_zero()) {
                 return Ok(d);
@@ -159,8 +186,8 @@ impl Values {
     }
 
     /// An integer in `min..=max`.
-    pub fn number(&self, env: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
-        self.parse(env, |s| {
+    pub fn number(&self, setting: &Setting, min: u64, max: u64) -> Result<u64, ConfigError> {
+        self.parse(setting, |s| {
             let n: u64 = s
                 .trim()
                 .parse()
@@ -174,8 +201,8 @@ impl Values {
     }
 
     /// A byte size: plain bytes or with a `KiB`/`MiB`/`GiB` (or `K`/`M`/`G`) suffix.
-    pub fn bytes(&self, env: &str) -> Result<usize, ConfigError> {
-        self.parse(env, parse_bytes)
+    pub fn bytes(&self, setting: &Setting) -> Result<usize, ConfigError> {
+        self.parse(setting, parse_bytes)
     }
 }
 
@@ -235,7 +262,7 @@ pub fn parse_bytes(s: &str) -> Result<usize, String> {
 
 /// Reads `args` (without the program name) and `env` against `table`.
 pub fn collect(
-    table: &'static [Setting],
+    table: &[&'static Setting],
     args: impl IntoIterator<Item = impl Into<OsString>>,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Parsed, ConfigError> {
@@ -287,12 +314,12 @@ pub fn collect(
             chosen.insert(setting.env, v);
         }
     }
-    Ok(Parsed::Run(Values { table, chosen }))
+    Ok(Parsed::Run(Values { chosen }))
 }
 
 /// Rewrites Go-style `-audit-file=x` to `--audit-file=x` for known long names, so that lexopt
 /// (which reads `-abc` as three short flags) sees them as long options. Values are left alone.
-fn normalize_go_style(table: &[Setting], args: impl Iterator<Item = OsString>) -> Vec<OsString> {
+fn normalize_go_style(table: &[&Setting], args: impl Iterator<Item = OsString>) -> Vec<OsString> {
     let mut out = Vec::new();
     let mut rest_are_values = false;
     for arg in args {
@@ -331,7 +358,7 @@ pub enum Command<C> {
 pub fn parse<C>(
     program: &str,
     intro: &str,
-    table: &'static [Setting],
+    table: &[&'static Setting],
     args: impl IntoIterator<Item = impl Into<OsString>>,
     env: impl Fn(&str) -> Option<String>,
     build: impl FnOnce(&Values) -> Result<C, ConfigError>,
@@ -365,7 +392,7 @@ pub fn run_or_exit<C>(
 
 /// Renders `--help`: a hand-written introduction followed by every setting of the table with
 /// its flags, environment variable and default.
-pub fn help_text(program: &str, intro: &str, table: &[Setting]) -> String {
+pub fn help_text(program: &str, intro: &str, table: &[&Setting]) -> String {
     let mut out = format!(
         "{program} {}\n{intro}\n\nUsage: {program} [FLAGS]\n\n",
         crate::version::VERSION
@@ -381,10 +408,9 @@ pub fn help_text(program: &str, intro: &str, table: &[Setting]) -> String {
             (None, Arity::Value) => format!("    --{} VALUE", s.long),
             (None, Arity::Bool) => format!("    --{}[=BOOL]", s.long),
         };
-        let default = if s.default.is_empty() {
-            "(empty)"
-        } else {
-            s.default
+        let default = match s.default.shown() {
+            "" => "(empty)",
+            shown => shown,
         };
         let _ = writeln!(
             out,
@@ -400,32 +426,39 @@ pub fn help_text(program: &str, intro: &str, table: &[Setting]) -> String {
 mod tests {
     use super::*;
 
-    static TABLE: &[Setting] = &[
-        Setting {
-            env: "ADDRESS",
-            short: Some('a'),
-            long: "address",
-            default: ":8080",
-            help: "listen",
-            arity: Arity::Value,
-        },
-        Setting {
-            env: "RESTORE",
-            short: Some('r'),
-            long: "restore",
-            default: "false",
-            help: "restore",
-            arity: Arity::Bool,
-        },
-        Setting {
-            env: "AUDIT_FILE",
-            short: None,
-            long: "audit-file",
-            default: "",
-            help: "audit",
-            arity: Arity::Value,
-        },
-    ];
+    static ADDRESS: Setting = Setting {
+        env: "ADDRESS",
+        short: Some('a'),
+        long: "address",
+        default: Fallback::Value(":8080"),
+        help: "listen",
+        arity: Arity::Value,
+    };
+    static RESTORE: Setting = Setting {
+        env: "RESTORE",
+        short: Some('r'),
+        long: "restore",
+        default: Fallback::Value("false"),
+        help: "restore",
+        arity: Arity::Bool,
+    };
+    static AUDIT_FILE: Setting = Setting {
+        env: "AUDIT_FILE",
+        short: None,
+        long: "audit-file",
+        default: Fallback::Value(""),
+        help: "audit",
+        arity: Arity::Value,
+    };
+    static WORKERS: Setting = Setting {
+        env: "WORKERS",
+        short: None,
+        long: "workers",
+        default: Fallback::Computed("4 x CPU cores"),
+        help: "workers",
+        arity: Arity::Value,
+    };
+    static TABLE: &[&Setting] = &[&ADDRESS, &RESTORE, &AUDIT_FILE, &WORKERS];
 
     fn run(args: &[&str], env: &[(&str, &str)]) -> Values {
         match collect(TABLE, args.iter().copied(), fixed_env(env)).unwrap() {
@@ -444,7 +477,7 @@ mod tests {
             &["-address=x:1"],
             &["-address", "x:1"],
         ] {
-            assert_eq!(run(args, &[]).text("ADDRESS"), "x:1", "{args:?}");
+            assert_eq!(run(args, &[]).text(&ADDRESS), "x:1", "{args:?}");
         }
         for args in [
             &["--audit-file", "f"][..],
@@ -452,7 +485,7 @@ mod tests {
             &["-audit-file=f"],
             &["-audit-file", "f"],
         ] {
-            assert_eq!(run(args, &[]).text("AUDIT_FILE"), "f", "{args:?}");
+            assert_eq!(run(args, &[]).text(&AUDIT_FILE), "f", "{args:?}");
         }
     }
 
@@ -468,39 +501,39 @@ mod tests {
 
     #[test]
     fn bool_flags() {
-        assert!(!run(&[], &[]).bool("RESTORE").unwrap());
-        assert!(run(&["-r"], &[]).bool("RESTORE").unwrap());
-        assert!(run(&["-r=true"], &[]).bool("RESTORE").unwrap());
-        assert!(!run(&["-r=false"], &[]).bool("RESTORE").unwrap());
-        assert!(!run(&["--restore=false"], &[]).bool("RESTORE").unwrap());
+        assert!(!run(&[], &[]).bool(&RESTORE).unwrap());
+        assert!(run(&["-r"], &[]).bool(&RESTORE).unwrap());
+        assert!(run(&["-r=true"], &[]).bool(&RESTORE).unwrap());
+        assert!(!run(&["-r=false"], &[]).bool(&RESTORE).unwrap());
+        assert!(!run(&["--restore=false"], &[]).bool(&RESTORE).unwrap());
         // A bare bool flag does not swallow the next argument.
         let v = run(&["-r", "-a", "y:2"], &[]);
-        assert!(v.bool("RESTORE").unwrap());
-        assert_eq!(v.text("ADDRESS"), "y:2");
+        assert!(v.bool(&RESTORE).unwrap());
+        assert_eq!(v.text(&ADDRESS), "y:2");
     }
 
     #[test]
     fn env_beats_flag_beats_default() {
-        assert_eq!(run(&[], &[]).text("ADDRESS"), ":8080");
-        assert_eq!(run(&["-a", "flag:1"], &[]).text("ADDRESS"), "flag:1");
+        assert_eq!(run(&[], &[]).text(&ADDRESS), ":8080");
+        assert_eq!(run(&["-a", "flag:1"], &[]).text(&ADDRESS), "flag:1");
         assert_eq!(
-            run(&["-a", "flag:1"], &[("ADDRESS", "env:2")]).text("ADDRESS"),
+            run(&["-a", "flag:1"], &[("ADDRESS", "env:2")]).text(&ADDRESS),
             "env:2"
         );
         assert_eq!(
-            run(&["-a", "flag:1"], &[("ADDRESS", "")]).text("ADDRESS"),
+            run(&["-a", "flag:1"], &[("ADDRESS", "")]).text(&ADDRESS),
             "flag:1"
         );
         assert!(
             !run(&["-r"], &[("RESTORE", "false")])
-                .bool("RESTORE")
+                .bool(&RESTORE)
                 .unwrap()
         );
     }
 
     #[test]
     fn errors_name_the_setting() {
-        let err = run(&["-r=maybe"], &[]).bool("RESTORE").unwrap_err();
+        let err = run(&["-r=maybe"], &[]).bool(&RESTORE).unwrap_err();
         assert_eq!(
             err.0,
             r#"invalid RESTORE (-r) value "maybe": expected true or false"#
@@ -534,9 +567,22 @@ mod tests {
     }
 
     #[test]
+    fn computed_defaults_are_never_parsed() {
+        let v = run(&[], &[]);
+        assert_eq!(v.given(&WORKERS), None);
+        assert_eq!(v.text(&WORKERS), "");
+        assert_eq!(run(&["--workers", "3"], &[]).given(&WORKERS), Some("3"));
+        assert!(!v.changed(&ADDRESS));
+        assert!(!run(&["-a", ":8080"], &[]).changed(&ADDRESS));
+        assert!(run(&["-a", ":9"], &[]).changed(&ADDRESS));
+        assert!(help_text("p", "i", TABLE).contains("default 4 x CPU cores"));
+        assert!(help_text("p", "i", TABLE).contains("default (empty)"));
+    }
+
+    #[test]
     fn intervals_are_bounded() {
         let ok = |v: &str, zero| {
-            run(&[], &[("ADDRESS", v)]).duration_in("ADDRESS", INTERVAL_BOUNDS, zero)
+            run(&[], &[("ADDRESS", v)]).duration_in(&ADDRESS, INTERVAL_BOUNDS, zero)
         };
         assert_eq!(ok("10ms", false), Ok(Duration::from_millis(10)));
         assert_eq!(ok("24h", false), Ok(Duration::from_secs(86_400)));

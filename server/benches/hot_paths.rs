@@ -11,7 +11,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use golectra_server::audit::Audit;
-use golectra_server::config::Limits;
 use golectra_server::history::{History, HistoryOptions};
 use golectra_server::http::request::{Incoming, Method};
 use golectra_server::http::stats::{HttpStats, Route};
@@ -74,7 +73,7 @@ fn app() -> App {
         audit: Audit::disabled(),
         key: None,
         require_signature: false,
-        limits: Limits::default(),
+        limits: golectra_server::config::Config::defaults().limits,
         started: Instant::now(),
         stats: HttpStats::default(),
         history: Arc::new(History::new(HistoryOptions {

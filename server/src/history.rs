@@ -34,15 +34,6 @@ pub struct HistoryOptions {
     pub points: usize,
 }
 
-impl Default for HistoryOptions {
-    fn default() -> Self {
-        Self {
-            interval: Duration::from_secs(5),
-            points: 60,
-        }
-    }
-}
-
 /// A fixed-size ring of `(unix ms, value)`; the oldest point is overwritten when full.
 #[derive(Debug, Clone)]
 pub struct Ring<T> {
@@ -369,7 +360,10 @@ mod tests {
 
     #[test]
     fn vanished_metrics_are_dropped_and_kinds_are_separate() {
-        let history = History::new(HistoryOptions::default());
+        let history = History::new(HistoryOptions {
+            interval: Duration::from_secs(5),
+            points: 60,
+        });
         history.record(&snap(&[("x", 1.0), ("gone", 2.0)], &[("x", 5)]), at(0));
         history.record(&snap(&[("x", 1.5), ("new", 0.0)], &[("x", 5)]), at(5000));
         assert!(history.series(MetricKind::Gauge, "gone").is_none());

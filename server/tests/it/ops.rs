@@ -230,7 +230,7 @@ fn server_env_lists_every_setting_with_its_default_and_parses() {
             "WORKERS" => assert!(value.parse::<usize>().is_ok(), "{value}"),
             _ => assert_eq!(
                 value,
-                under_unit.unwrap_or(s.default),
+                under_unit.unwrap_or(s.default.shown()),
                 "default of {} in server.env",
                 s.env
             ),

@@ -1,0 +1,268 @@
+//! Server configuration (SPEC §2): the raw values of the settings table ([`table`]) turned
+//! into one immutable [`Config`].
+
+mod table;
+pub use table::*;
+
+use std::ffi::OsString;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use golectra_common::settings::{self, ConfigError, INTERVAL_BOUNDS};
+
+use crate::audit::client_ip::{self, IpNet};
+use crate::history::HistoryOptions;
+
+/// The bounds of the connection timeouts: 1 ms to one day (a deadline further out would overflow
+/// `Instant` arithmetic; nothing useful waits longer).
+const TIMEOUT_BOUNDS: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(1)..=Duration::from_secs(24 * 60 * 60);
+
+const INTRO: &str = "Golectra metrics server: stores gauges and counters pushed by agents and serves them over HTTP.";
+
+/// Where metrics are kept.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Storage {
+    /// The embedded memory store with its snapshot file.
+    Memory {
+        /// Snapshot file (`FILE_STORAGE_PATH`, default `metrics-db.json`).
+        path: PathBuf,
+        /// Time between snapshots (`STORE_INTERVAL`, default 300 s); zero = synchronous.
+        interval: Duration,
+        /// Load the snapshot at start (`RESTORE`, default false).
+        restore: bool,
+    },
+    /// PostgreSQL (`DATABASE_DSN`, default empty = memory).
+    Postgres {
+        dsn: String,
+        /// The file settings that were given but are ignored with a DSN, for a log line.
+        ignored_file_settings: bool,
+    },
+}
+
+/// Size limits of requests (SPEC §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest body on the wire (`MAX_BODY_SIZE`, default 4 MiB).
+    pub max_body: usize,
+    /// Largest body after inflation (`MAX_INFLATED_SIZE`, default 32 MiB).
+    pub max_inflated: usize,
+    /// Most items in one batch (`MAX_BATCH_ITEMS`, default 100 000).
+    pub max_batch_items: usize,
+}
+
+/// Limits and timeouts of client connections (docs/limits.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connections {
+    /// Most open connections (`MAX_CONNECTIONS`, default 1024).
+    pub max_connections: usize,
+    /// Keep-alive wait for the next request (`IDLE_TIMEOUT`, default 60 s).
+    pub idle_timeout: Duration,
+    /// Whole request head once started (`HEADER_TIMEOUT`, default 10 s).
+    pub header_timeout: Duration,
+    /// Whole request body, and writing one response (`BODY_TIMEOUT`, default 30 s).
+    pub body_timeout: Duration,
+    /// One socket read or write during a request (`IO_TIMEOUT`, default 10 s).
+    pub io_timeout: Duration,
+    /// Request-body bytes buffered across all connections (`BODY_BUFFER_BUDGET`, default 256 MiB).
+    pub body_buffer_budget: usize,
+}
+
+/// The server's configuration, immutable once parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Listen address (`ADDRESS`, default `:8080` = 0.0.0.0:8080).
+    pub listen: SocketAddr,
+    /// Memory or PostgreSQL store.
+    pub storage: Storage,
+    /// Signing key (`KEY`, default none).
+    pub key: Option<Vec<u8>>,
+    /// Reject unsigned writes when a key is set (`REQUIRE_SIGNATURE`, default false).
+    pub require_signature: bool,
+    /// Audit file (`AUDIT_FILE`, default none).
+    pub audit_file: Option<PathBuf>,
+    /// Audit URL (`AUDIT_URL`, default none); plain `http://` only.
+    pub audit_url: Option<String>,
+    /// Peers whose `X-Real-IP` / `X-Forwarded-For` are believed in audit events
+    /// (`TRUSTED_PROXIES`, default none).
+    pub trusted_proxies: Vec<IpNet>,
+    /// Worker threads (`WORKERS`, default 4 × cores).
+    pub workers: usize,
+    pub limits: Limits,
+    /// History behind the sparklines (`HISTORY_INTERVAL`, default 5 s; `HISTORY_POINTS`,
+    /// default 60).
+    pub history: HistoryOptions,
+    /// Time between traffic summaries in the log (`SUMMARY_INTERVAL`, default 60 s; 0 = off).
+    pub summary_interval: Duration,
+    pub connections: Connections,
+}
+
+/// What the command line asks the server to do.
+pub type Command = settings::Command<Box<Config>>;
+
+impl Config {
+    /// Builds the configuration from arguments (without the program name) and an environment.
+    pub fn from_sources(
+        args: impl IntoIterator<Item = impl Into<OsString>>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Command, ConfigError> {
+        settings::parse("golectra-server", INTRO, SETTINGS, args, env, |values| {
+            let listen = values.parse(&ADDRESS, parse_listen)?;
+            let dsn = values.string(&DATABASE_DSN);
+            let path = PathBuf::from(values.string(&FILE_STORAGE_PATH));
+            let interval = values.duration_in(&STORE_INTERVAL, INTERVAL_BOUNDS, true)?;
+            let restore = values.bool(&RESTORE)?;
+            if path.as_os_str().is_empty() && dsn.is_empty() {
+                return Err(FILE_STORAGE_PATH.invalid("", "a snapshot path is required"));
+            }
+            let storage = if dsn.trim().is_empty() {
+                Storage::Memory {
+                    path,
+                    interval,
+                    restore,
+                }
+            } else {
+                // A DSN that cannot be parsed is a configuration error (exit 2), caught before any
+                // connection attempt. The message never echoes the DSN: it may hold a password.
+                if let Err(e) = dsn.parse::<postgres::Config>() {
+                    return Err(ConfigError(format!(
+                        "invalid {} value: {e} (expected postgres://user:password@host:port/db or key=value pairs such as host=h dbname=db)",
+                        DATABASE_DSN.label()
+                    )));
+                }
+                let ignored_file_settings = [&FILE_STORAGE_PATH, &STORE_INTERVAL, &RESTORE]
+                    .into_iter()
+                    .any(|setting| values.changed(setting));
+                Storage::Postgres {
+                    dsn,
+                    ignored_file_settings,
+                }
+            };
+            // Trimmed like the original, so a key with a stray newline or space checks and signs
+            // exactly as a Go peer configured with the same file does.
+            let key = Some(values.text(&KEY).trim().as_bytes().to_vec()).filter(|k| !k.is_empty());
+            let workers = match values.given(&WORKERS) {
+                None => default_workers(),
+                Some(_) => values.number(&WORKERS, 1, 1024)? as usize,
+            };
+            let limits = Limits {
+                max_body: values
+                    .parse(&MAX_BODY_SIZE, |s| at_least(settings::parse_bytes(s)?, 1))?,
+                max_inflated: values.parse(&MAX_INFLATED_SIZE, |s| {
+                    at_least(settings::parse_bytes(s)?, 1)
+                })?,
+                max_batch_items: values.number(&MAX_BATCH_ITEMS, 1, u32::MAX as u64)? as usize,
+            };
+            let connections = Connections {
+                max_connections: values.number(&MAX_CONNECTIONS, 1, 1 << 20)? as usize,
+                idle_timeout: values.duration_in(&IDLE_TIMEOUT, TIMEOUT_BOUNDS, false)?,
+                header_timeout: values.duration_in(&HEADER_TIMEOUT, TIMEOUT_BOUNDS, false)?,
+                body_timeout: values.duration_in(&BODY_TIMEOUT, TIMEOUT_BOUNDS, false)?,
+                io_timeout: values.duration_in(&IO_TIMEOUT, TIMEOUT_BOUNDS, false)?,
+                body_buffer_budget: values.parse(&BODY_BUFFER_BUDGET, |s| {
+                    at_least(settings::parse_bytes(s)?, 1)
+                })?,
+            };
+            if connections.body_buffer_budget < limits.max_body {
+                return Err(BODY_BUFFER_BUDGET.invalid(
+                    values.text(&BODY_BUFFER_BUDGET),
+                    &format!(
+                        "must be at least MAX_BODY_SIZE ({} bytes), or no body of the largest size could ever be buffered",
+                        limits.max_body
+                    ),
+                ));
+            }
+            let optional = |setting| Some(values.string(setting)).filter(|s| !s.trim().is_empty());
+            let audit_url = match optional(&AUDIT_URL) {
+                None => None,
+                Some(_) => Some(values.parse(&AUDIT_URL, |s| {
+                    crate::audit::validate_url(s.trim())?;
+                    Ok(s.trim().to_owned())
+                })?),
+            };
+            let trusted_proxies = values.parse(&TRUSTED_PROXIES, client_ip::parse_list)?;
+            Ok(Box::new(Config {
+                listen,
+                storage,
+                key,
+                require_signature: values.bool(&REQUIRE_SIGNATURE)?,
+                audit_file: optional(&AUDIT_FILE).map(PathBuf::from),
+                audit_url,
+                trusted_proxies,
+                workers,
+                limits,
+                history: HistoryOptions {
+                    interval: values.duration_in(&HISTORY_INTERVAL, INTERVAL_BOUNDS, false)?,
+                    points: values.number(&HISTORY_POINTS, 0, 100_000)? as usize,
+                },
+                connections,
+                summary_interval: values.duration_in(&SUMMARY_INTERVAL, INTERVAL_BOUNDS, true)?,
+            }))
+        })
+    }
+
+    /// The configuration with every setting at its default (no arguments, empty environment).
+    pub fn defaults() -> Self {
+        match Self::from_sources(Vec::<OsString>::new(), |_| None) {
+            Ok(Command::Run(config)) => *config,
+            other => unreachable!("the defaults are a valid configuration: {other:?}"),
+        }
+    }
+
+    /// A configuration for tests: the defaults on `127.0.0.1:0` with `storage`, 4 workers and
+    /// no traffic summaries.
+    pub fn for_tests(storage: Storage) -> Self {
+        Self {
+            listen: "127.0.0.1:0".parse().expect("valid"),
+            storage,
+            workers: 4,
+            summary_interval: Duration::ZERO,
+            ..Self::defaults()
+        }
+    }
+}
+
+fn at_least(n: usize, min: usize) -> Result<usize, String> {
+    if n >= min {
+        Ok(n)
+    } else {
+        Err(format!("must be at least {min}"))
+    }
+}
+
+/// Default worker count: four per core. Workers block on the store (fsync in sync mode, the
+/// database with PostgreSQL), so a few more threads than cores keep the CPUs busy.
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 4
+}
+
+/// Parses `host:port`, `:port`, `port` or `http://host:port`.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    let trimmed = text.trim();
+    let without_scheme = trimmed
+        .strip_prefix("http://")
+        .unwrap_or(trimmed)
+        .trim_end_matches('/');
+    let candidate = if let Some(port) = without_scheme.strip_prefix(':') {
+        format!("0.0.0.0:{port}")
+    } else if !without_scheme.is_empty() && without_scheme.bytes().all(|b| b.is_ascii_digit()) {
+        format!("0.0.0.0:{without_scheme}")
+    } else {
+        without_scheme.to_owned()
+    };
+    let port_ok = candidate
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok());
+    if !port_ok {
+        return Err("expected host:port, :port, port or http://host:port".into());
+    }
+    candidate
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve: {e}"))?
+        .next()
+        .ok_or_else(|| "the host resolves to no address".into())
+}
+
+#[cfg(test)]
+mod tests;

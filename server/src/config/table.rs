@@ -1,0 +1,267 @@
+//! The table of every server setting (SPEC §2): environment variable, flags, default and help
+//! line, each a `static` so that configuration code names settings by value and a misspelt
+//! setting is a compile error. The defaults written here are the only ones in code; the env
+//! file, `--help` and docs/configuration.md are checked against them by tests.
+
+use golectra_common::settings::{
+    Arity,
+    Fallback::{Computed, Value},
+    Setting,
+};
+
+/// Every server setting. The order is the order of `--help`.
+pub static SETTINGS: &[&Setting] = &[
+    &ADDRESS,
+    &FILE_STORAGE_PATH,
+    &DATABASE_DSN,
+    &KEY,
+    &STORE_INTERVAL,
+    &RESTORE,
+    &AUDIT_FILE,
+    &AUDIT_URL,
+    &TRUSTED_PROXIES,
+    &REQUIRE_SIGNATURE,
+    &WORKERS,
+    &MAX_BODY_SIZE,
+    &MAX_INFLATED_SIZE,
+    &MAX_BATCH_ITEMS,
+    &HISTORY_INTERVAL,
+    &HISTORY_POINTS,
+    &SUMMARY_INTERVAL,
+    &MAX_CONNECTIONS,
+    &IDLE_TIMEOUT,
+    &HEADER_TIMEOUT,
+    &BODY_TIMEOUT,
+    &IO_TIMEOUT,
+    &BODY_BUFFER_BUDGET,
+];
+
+/// Listen address: host:port, :port (all IPv4 interfaces), port, or http://host:port.
+pub static ADDRESS: Setting = Setting {
+    env: "ADDRESS",
+    short: Some('a'),
+    long: "address",
+    default: Value(":8080"),
+    arity: Arity::Value,
+    help: "listen address: host:port, :port (all IPv4 interfaces), port, or http://host:port",
+};
+
+/// Snapshot file of the memory store (ignored with a DSN).
+pub static FILE_STORAGE_PATH: Setting = Setting {
+    env: "FILE_STORAGE_PATH",
+    short: Some('f'),
+    long: "file-storage-path",
+    default: Value("metrics-db.json"),
+    arity: Arity::Value,
+    help: "snapshot file of the memory store (ignored with a DSN)",
+};
+
+/// PostgreSQL DSN (URL or key=value); empty selects the memory store.
+pub static DATABASE_DSN: Setting = Setting {
+    env: "DATABASE_DSN",
+    short: Some('d'),
+    long: "database-dsn",
+    default: Value(""),
+    arity: Arity::Value,
+    help: "PostgreSQL DSN (URL or key=value); empty selects the memory store",
+};
+
+/// Signing key: checks HashSHA256 on requests and signs responses.
+pub static KEY: Setting = Setting {
+    env: "KEY",
+    short: Some('k'),
+    long: "key",
+    default: Value(""),
+    arity: Arity::Value,
+    help: "signing key: checks HashSHA256 on requests and signs responses",
+};
+
+/// Time between snapshots, 10ms to 24h; 0 makes every write durable before it is acknowledged.
+pub static STORE_INTERVAL: Setting = Setting {
+    env: "STORE_INTERVAL",
+    short: Some('i'),
+    long: "store-interval",
+    default: Value("300"),
+    arity: Arity::Value,
+    help: "time between snapshots, 10ms to 24h; 0 makes every write durable before it is acknowledged",
+};
+
+/// Load the snapshot file at start.
+pub static RESTORE: Setting = Setting {
+    env: "RESTORE",
+    short: Some('r'),
+    long: "restore",
+    default: Value("false"),
+    arity: Arity::Bool,
+    help: "load the snapshot file at start",
+};
+
+/// Append an NDJSON audit event per successful write to this file.
+pub static AUDIT_FILE: Setting = Setting {
+    env: "AUDIT_FILE",
+    short: None,
+    long: "audit-file",
+    default: Value(""),
+    arity: Arity::Value,
+    help: "append an NDJSON audit event per successful write to this file",
+};
+
+/// POST an audit event per successful write to this http:// URL.
+pub static AUDIT_URL: Setting = Setting {
+    env: "AUDIT_URL",
+    short: None,
+    long: "audit-url",
+    default: Value(""),
+    arity: Arity::Value,
+    help: "POST an audit event per successful write to this http:// URL",
+};
+
+/// Comma-separated IPs/CIDRs whose X-Real-IP / X-Forwarded-For name the audited client.
+pub static TRUSTED_PROXIES: Setting = Setting {
+    env: "TRUSTED_PROXIES",
+    short: None,
+    long: "trusted-proxies",
+    default: Value(""),
+    arity: Arity::Value,
+    help: "comma-separated IPs/CIDRs whose X-Real-IP / X-Forwarded-For name the audited client",
+};
+
+/// Strict mode: with a key, reject writes whose body carries no HashSHA256 (400).
+pub static REQUIRE_SIGNATURE: Setting = Setting {
+    env: "REQUIRE_SIGNATURE",
+    short: None,
+    long: "require-signature",
+    default: Value("false"),
+    arity: Arity::Bool,
+    help: "strict mode: with a key, reject writes whose body carries no HashSHA256 (400)",
+};
+
+/// Number of request worker threads (fixed pool).
+pub static WORKERS: Setting = Setting {
+    env: "WORKERS",
+    short: Some('w'),
+    long: "workers",
+    default: Computed("4 x CPU cores"),
+    arity: Arity::Value,
+    help: "number of request worker threads (fixed pool)",
+};
+
+/// Largest request body on the wire; larger gets 413.
+pub static MAX_BODY_SIZE: Setting = Setting {
+    env: "MAX_BODY_SIZE",
+    short: None,
+    long: "max-body-size",
+    default: Value("4MiB"),
+    arity: Arity::Value,
+    help: "largest request body on the wire; larger gets 413",
+};
+
+/// Largest request body after gzip inflation; larger gets 413.
+pub static MAX_INFLATED_SIZE: Setting = Setting {
+    env: "MAX_INFLATED_SIZE",
+    short: None,
+    long: "max-inflated-size",
+    default: Value("32MiB"),
+    arity: Arity::Value,
+    help: "largest request body after gzip inflation; larger gets 413",
+};
+
+/// Most metrics in one /updates batch; more gets 413.
+pub static MAX_BATCH_ITEMS: Setting = Setting {
+    env: "MAX_BATCH_ITEMS",
+    short: None,
+    long: "max-batch-items",
+    default: Value("100000"),
+    arity: Arity::Value,
+    help: "most metrics in one /updates batch; more gets 413",
+};
+
+/// Time between samples of the in-memory history behind the dashboard's sparklines, 10ms to 24h.
+pub static HISTORY_INTERVAL: Setting = Setting {
+    env: "HISTORY_INTERVAL",
+    short: None,
+    long: "history-interval",
+    default: Value("5s"),
+    arity: Arity::Value,
+    help: "time between samples of the in-memory history behind the dashboard's sparklines, 10ms to 24h",
+};
+
+/// Samples kept per metric (16 bytes each); 0 turns the history off.
+pub static HISTORY_POINTS: Setting = Setting {
+    env: "HISTORY_POINTS",
+    short: None,
+    long: "history-points",
+    default: Value("60"),
+    arity: Arity::Value,
+    help: "samples kept per metric (16 bytes each); 0 turns the history off",
+};
+
+/// Time between the one-line traffic summaries in the log (only after traffic), 10ms to 24h; 0 turns them off.
+pub static SUMMARY_INTERVAL: Setting = Setting {
+    env: "SUMMARY_INTERVAL",
+    short: None,
+    long: "summary-interval",
+    default: Value("60s"),
+    arity: Arity::Value,
+    help: "time between the one-line traffic summaries in the log (only after traffic), 10ms to 24h; 0 turns them off",
+};
+
+/// Most open client connections; at the cap an idle one is closed (never-used first), or the newcomer gets 503.
+pub static MAX_CONNECTIONS: Setting = Setting {
+    env: "MAX_CONNECTIONS",
+    short: None,
+    long: "max-connections",
+    default: Value("1024"),
+    arity: Arity::Value,
+    help: "most open client connections; at the cap an idle one is closed (never-used first), or the newcomer gets 503",
+};
+
+/// How long a keep-alive connection may wait for its next request before it is closed.
+pub static IDLE_TIMEOUT: Setting = Setting {
+    env: "IDLE_TIMEOUT",
+    short: None,
+    long: "idle-timeout",
+    default: Value("60s"),
+    arity: Arity::Value,
+    help: "how long a keep-alive connection may wait for its next request before it is closed",
+};
+
+/// Time allowed for a whole request head once it started; slower gets 408.
+pub static HEADER_TIMEOUT: Setting = Setting {
+    env: "HEADER_TIMEOUT",
+    short: None,
+    long: "header-timeout",
+    default: Value("10s"),
+    arity: Arity::Value,
+    help: "time allowed for a whole request head once it started; slower gets 408",
+};
+
+/// Time allowed for a whole request body (slower gets 408) and for writing a response.
+pub static BODY_TIMEOUT: Setting = Setting {
+    env: "BODY_TIMEOUT",
+    short: None,
+    long: "body-timeout",
+    default: Value("30s"),
+    arity: Arity::Value,
+    help: "time allowed for a whole request body (slower gets 408) and for writing a response",
+};
+
+/// Longest wait of one socket read or write during a request.
+pub static IO_TIMEOUT: Setting = Setting {
+    env: "IO_TIMEOUT",
+    short: None,
+    long: "io-timeout",
+    default: Value("10s"),
+    arity: Arity::Value,
+    help: "longest wait of one socket read or write during a request",
+};
+
+/// Most request-body bytes buffered across all connections; a body that cannot get its share in time gets 503.
+pub static BODY_BUFFER_BUDGET: Setting = Setting {
+    env: "BODY_BUFFER_BUDGET",
+    short: None,
+    long: "body-buffer-budget",
+    default: Value("256MiB"),
+    arity: Arity::Value,
+    help: "most request-body bytes buffered across all connections; a body that cannot get its share in time gets 503",
+};
