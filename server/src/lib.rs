@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod client_addr;
 pub mod config;
 pub mod exposition;
 pub mod health;
@@ -63,7 +64,7 @@ impl Server {
     /// Opens the store and starts serving.
     pub fn start(config: &Config) -> Result<Self, StartError> {
         let store = open_store(config)?;
-        let audit = match audit::Audit::from_config(config) {
+        let audit = match audit::Audit::start(&config.audit()) {
             Ok(audit) => audit,
             Err(why) => {
                 let _ = store.close();

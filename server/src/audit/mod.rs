@@ -4,7 +4,9 @@
 //! Observer style: [`Audit`] knows only the [`Sink`] trait. Each sink gets its own named thread
 //! and its own bounded queue, so a slow or dead receiver delays nobody but itself. Adding a
 //! third kind of sink means writing one type that implements [`Sink`] and listing it in
-//! [`Audit::from_config`]; the HTTP handlers only ever call [`Audit::record`].
+//! [`Audit::start`]; the HTTP handlers only ever call [`Audit::record`]. The audit depends on
+//! neither the configuration nor the HTTP layer: it is started from an [`AuditConfig`] and told a
+//! request's [`Origin`].
 //!
 //! A queue is a `Mutex<VecDeque>` with a `Condvar` rather than a crossbeam channel because
 //! "when full, drop the **oldest**" needs the producer to evict from the head — a channel only
@@ -18,7 +20,6 @@
 //! events instead. On shutdown each worker drains its queue; all of them together get
 //! [`SHUTDOWN_DEADLINE`], after which the rest is counted as dropped and logged.
 
-pub mod client_ip;
 mod file;
 mod url;
 
@@ -28,6 +29,7 @@ pub use url::{CONNECT_TIMEOUT, REQUEST_TIMEOUT, UrlSink, validate_url};
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -35,9 +37,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::RecvTimeoutError;
 
-use crate::config::Config;
-use crate::http::request::Incoming;
-use client_ip::IpNet;
+use crate::client_addr::{IpNet, Origin};
 
 /// How long [`Audit::close`] waits, in total, for the sinks to deliver what is still queued.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
@@ -155,25 +155,36 @@ struct SinkHandle {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// What the audit trail needs from the configuration.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditConfig {
+    /// The NDJSON file sink (`AUDIT_FILE`), if any.
+    pub file: Option<PathBuf>,
+    /// The HTTP POST sink (`AUDIT_URL`), if any.
+    pub url: Option<String>,
+    /// Peers whose `X-Real-IP` / `X-Forwarded-For` are believed (`TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<IpNet>,
+}
+
 impl Audit {
     /// An audit trail with no sinks.
     pub fn disabled() -> Self {
         Self::default()
     }
 
-    /// The sinks the configuration asks for, with the default queue limits. Fails when the
-    /// audit file cannot be opened.
-    pub fn from_config(config: &Config) -> Result<Self, String> {
+    /// Starts the sinks `config` asks for, with the default queue limits. Fails when the audit
+    /// file cannot be opened.
+    pub fn start(config: &AuditConfig) -> Result<Self, String> {
         let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-        if let Some(path) = &config.audit_file {
+        if let Some(path) = &config.file {
             let sink = FileSink::open(path)
                 .map_err(|e| format!("cannot open the audit file {}: {e}", path.display()))?;
             sinks.push(Box::new(sink));
         }
-        if let Some(url) = &config.audit_url {
+        if let Some(url) = &config.url {
             sinks.push(Box::new(UrlSink::new(url)));
         }
-        Self::start(
+        Self::with_sinks(
             sinks,
             QueueLimits::default(),
             config.trusted_proxies.clone(),
@@ -182,7 +193,7 @@ impl Audit {
     }
 
     /// Starts one worker thread per sink, each with a queue bounded by `limits`.
-    pub fn start(
+    pub fn with_sinks(
         sinks: Vec<Box<dyn Sink>>,
         limits: QueueLimits,
         trusted_proxies: Vec<IpNet>,
@@ -223,19 +234,15 @@ impl Audit {
         })
     }
 
-    /// Records a successful write of the names `names` yields (sorted, unique) by the client of
-    /// `req`. The names are only gathered when a sink is configured. Never blocks on a sink.
-    pub fn record(&self, names: impl FnOnce() -> Vec<String>, req: &Incoming) {
+    /// Records a successful write of the names `names` yields (sorted, unique) by the client
+    /// the request's `origin` names. The names are only gathered when a sink is configured.
+    /// Never blocks on a sink.
+    pub fn record(&self, names: impl FnOnce() -> Vec<String>, origin: Origin<'_>) {
         if self.sinks.is_empty() {
             return;
         }
         let names = names();
-        let ip = client_ip::client_ip(
-            req.peer,
-            req.x_real_ip.as_deref(),
-            req.x_forwarded_for.as_deref(),
-            &self.trusted_proxies,
-        );
+        let ip = origin.client(&self.trusted_proxies);
         let ts = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use golectra_common::settings::{self, ConfigError, INTERVAL_BOUNDS};
 
-use crate::audit::client_ip::{self, IpNet};
+use crate::audit::AuditConfig;
+use crate::client_addr::{self, IpNet};
 use crate::history::HistoryOptions;
 
 /// The bounds of the connection timeouts: 1 ms to one day (a deadline further out would overflow
@@ -181,7 +182,7 @@ impl Config {
                     Ok(s.trim().to_owned())
                 })?),
             };
-            let trusted_proxies = values.parse(&TRUSTED_PROXIES, client_ip::parse_list)?;
+            let trusted_proxies = values.parse(&TRUSTED_PROXIES, client_addr::parse_list)?;
             Ok(Box::new(Config {
                 listen,
                 storage,
@@ -200,6 +201,15 @@ impl Config {
                 summary_interval: values.duration_in(&SUMMARY_INTERVAL, INTERVAL_BOUNDS, true)?,
             }))
         })
+    }
+
+    /// What the audit trail needs of this configuration.
+    pub fn audit(&self) -> AuditConfig {
+        AuditConfig {
+            file: self.audit_file.clone(),
+            url: self.audit_url.clone(),
+            trusted_proxies: self.trusted_proxies.clone(),
+        }
     }
 
     /// The configuration with every setting at its default (no arguments, empty environment).

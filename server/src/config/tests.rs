@@ -225,7 +225,7 @@ fn trusted_proxies() {
     let c = parse(&["--trusted-proxies", "10.0.0.0/8, 127.0.0.1,::1"], &[]).unwrap();
     assert_eq!(
         c.trusted_proxies,
-        client_ip::parse_list("10.0.0.0/8,127.0.0.1/32,::1/128").unwrap()
+        client_addr::parse_list("10.0.0.0/8,127.0.0.1/32,::1/128").unwrap()
     );
     let c = parse(
         &["-trusted-proxies=10.0.0.0/8"],
@@ -234,7 +234,7 @@ fn trusted_proxies() {
     .unwrap();
     assert_eq!(
         c.trusted_proxies,
-        client_ip::parse_list("192.168.0.0/16").unwrap()
+        client_addr::parse_list("192.168.0.0/16").unwrap()
     );
     let err = parse(&[], &[("TRUSTED_PROXIES", "10.0.0.0/8,proxy.local")]).unwrap_err();
     assert!(

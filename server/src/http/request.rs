@@ -44,6 +44,17 @@ pub struct Incoming {
     pub accept_gzip: bool,
 }
 
+impl Incoming {
+    /// Where the request comes from, for the audit trail.
+    pub fn origin(&self) -> crate::client_addr::Origin<'_> {
+        crate::client_addr::Origin {
+            peer: self.peer,
+            x_real_ip: self.x_real_ip.as_deref(),
+            x_forwarded_for: self.x_forwarded_for.as_deref(),
+        }
+    }
+}
+
 /// Reads and checks a request. Errors are answered as they are and nothing else happens.
 pub fn intake(
     request: &mut tiny_http::Request,

@@ -154,7 +154,8 @@ fn text_update(
     };
     app.store.update(&update)?;
     count_ingested(app, std::slice::from_ref(&update));
-    app.audit.record(|| vec![update.name().to_owned()], req);
+    app.audit
+        .record(|| vec![update.name().to_owned()], req.origin());
     Ok(Reply::text(200, "ok"))
 }
 
@@ -233,7 +234,8 @@ fn json_update(app: &App, req: &Incoming) -> Result<Reply, ApiError> {
     check_signed(app, req)?;
     let stored = app.store.update(&update)?;
     count_ingested(app, std::slice::from_ref(&update));
-    app.audit.record(|| vec![update.name().to_owned()], req);
+    app.audit
+        .record(|| vec![update.name().to_owned()], req.origin());
     Ok(Reply::json(metric_json(update.name(), stored)))
 }
 
@@ -264,7 +266,7 @@ fn batch_update(app: &App, req: &Incoming) -> Result<Reply, ApiError> {
     if !batch.is_empty() {
         app.store.apply(&batch)?;
         app.stats.ingested(gauges, count - gauges);
-        app.audit.record(|| batch.names(), req);
+        app.audit.record(|| batch.names(), req.origin());
     }
     Ok(Reply::json(format!("{{\"updated\":{count}}}").into_bytes()))
 }

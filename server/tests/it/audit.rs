@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use golectra_server::audit::client_ip::parse_list;
 use golectra_server::audit::{
     Audit, Event, QueueLimits, REQUEST_TIMEOUT, Sink, SinkError, SinkStats,
 };
+use golectra_server::client_addr::parse_list;
 
 use crate::harness::{Backend, TestServer, run_binary};
 
@@ -385,7 +385,7 @@ fn gated_audit(
         events: capacity,
         bytes: 1 << 20,
     };
-    let audit = Audit::start(vec![Box::new(sink)], limits, Vec::new()).unwrap();
+    let audit = Audit::with_sinks(vec![Box::new(sink)], limits, Vec::new()).unwrap();
     (audit, started, gate)
 }
 

@@ -1,81 +1,58 @@
-//! Which address an audit event names as the client (SPEC §6).
+//! Which address a request comes from (SPEC §6): the socket peer, or — only when the peer is a
+//! configured trusted proxy — the client a proxy names. A leaf module: it depends on nothing
+//! else in the server.
 //!
 //! The socket peer is the only address the server can verify. A reverse proxy in front of the
 //! server makes every peer the proxy, so `X-Real-IP` (or the rightmost untrusted hop of
 //! `X-Forwarded-For`) is believed — but only when the peer is one of the configured trusted
 //! proxies; from anybody else those headers are just text a client chose to send.
 
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::str::FromStr;
 
-/// An IP network in CIDR form (`10.0.0.0/8`, `fd00::/8`); a bare address is a /32 or /128.
+pub use ipnet::IpNet;
+
+/// What a request says about its origin: the socket peer and the proxy headers it carried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    /// The network address, host bits cleared.
-    addr: IpAddr,
-    prefix: u8,
+pub struct Origin<'a> {
+    pub peer: IpAddr,
+    pub x_real_ip: Option<&'a str>,
+    pub x_forwarded_for: Option<&'a str>,
 }
 
-impl IpNet {
-    /// Whether `ip` lies in this network. IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`, what a
-    /// dual-stack listener reports for IPv4 clients) match the IPv4 networks.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = mask32(self.prefix);
-                u32::from(ip) & mask == u32::from(net)
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = mask128(self.prefix);
-                u128::from(ip) & mask == u128::from(net)
-            }
-            _ => false,
+impl Origin<'_> {
+    /// The client address, believing the headers only from a peer in `trusted`.
+    pub fn client(&self, trusted: &[IpNet]) -> IpAddr {
+        client_ip(self.peer, self.x_real_ip, self.x_forwarded_for, trusted)
+    }
+}
+
+/// Whether `ip` lies in `net`. IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`, what a dual-stack
+/// listener reports for IPv4 clients) match the IPv4 networks.
+fn contains(net: &IpNet, ip: IpAddr) -> bool {
+    net.contains(&ip.to_canonical())
+}
+
+/// One entry of the setting: `a.b.c.d`, `a.b.c.d/n`, `x:y::z` or `x:y::z/n`. Host bits after the
+/// prefix are cleared (`10.1.2.3/8` is `10.0.0.0/8`), as Go's `net.ParseCIDR` does; a bare
+/// address is a /32 or /128.
+fn parse_net(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    if let Ok(addr) = text.parse::<IpAddr>() {
+        return Ok(IpNet::from(addr));
+    }
+    match text.parse::<IpNet>() {
+        Ok(net) => Ok(net.trunc()),
+        Err(_)
+            if text.contains('/')
+                && text
+                    .split('/')
+                    .next()
+                    .is_some_and(|a| a.parse::<IpAddr>().is_ok()) =>
+        {
+            let max = if text.contains(':') { 128 } else { 32 };
+            Err(format!("{text:?}: the prefix length must be 0 to {max}"))
         }
-    }
-}
-
-fn mask32(prefix: u8) -> u32 {
-    u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
-}
-
-fn mask128(prefix: u8) -> u128 {
-    u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)
-}
-
-impl FromStr for IpNet {
-    type Err = String;
-
-    /// Accepts `a.b.c.d`, `a.b.c.d/n`, `x:y::z` and `x:y::z/n`. Host bits after the prefix are
-    /// cleared (`10.1.2.3/8` is `10.0.0.0/8`), as Go's `net.ParseCIDR` does.
-    fn from_str(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        let (addr, prefix) = match text.split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (text, None),
-        };
-        let addr: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("{text:?} is not an IP address or CIDR network"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) => match p.parse::<u8>() {
-                Ok(p) if p <= max => p,
-                _ => return Err(format!("{text:?}: the prefix length must be 0 to {max}")),
-            },
-        };
-        let addr = match addr {
-            IpAddr::V4(a) => IpAddr::V4((u32::from(a) & mask32(prefix)).into()),
-            IpAddr::V6(a) => IpAddr::V6((u128::from(a) & mask128(prefix)).into()),
-        };
-        Ok(Self { addr, prefix })
-    }
-}
-
-impl fmt::Display for IpNet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
+        Err(_) => Err(format!("{text:?} is not an IP address or CIDR network")),
     }
 }
 
@@ -85,19 +62,19 @@ pub fn parse_list(text: &str) -> Result<Vec<IpNet>, String> {
     text.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(IpNet::from_str)
+        .map(parse_net)
         .collect()
 }
 
 /// The client address of a request: the peer, or what a trusted proxy says the client was.
-pub fn client_ip(
+fn client_ip(
     peer: IpAddr,
     x_real_ip: Option<&str>,
     x_forwarded_for: Option<&str>,
     trusted: &[IpNet],
 ) -> IpAddr {
     let peer = peer.to_canonical();
-    if !trusted.iter().any(|net| net.contains(peer)) {
+    if !trusted.iter().any(|net| contains(net, peer)) {
         return peer;
     }
     x_real_ip
@@ -117,7 +94,7 @@ fn forwarded_client(header: &str, trusted: &[IpNet]) -> Option<IpAddr> {
             break;
         };
         client = Some(addr);
-        if !trusted.iter().any(|net| net.contains(addr)) {
+        if !trusted.iter().any(|net| contains(net, addr)) {
             break;
         }
     }
@@ -155,24 +132,17 @@ mod tests {
             nets.iter().map(ToString::to_string).collect::<Vec<_>>(),
             ["10.0.0.0/8", "192.168.1.7/32", "fd00::/8"]
         );
-        assert!(nets[0].contains(ip("10.255.0.1")));
-        assert!(!nets[0].contains(ip("11.0.0.1")));
-        assert!(nets[0].contains(ip("::ffff:10.1.1.1")));
-        assert!(nets[1].contains(ip("192.168.1.7")));
-        assert!(!nets[1].contains(ip("192.168.1.8")));
-        assert!(nets[2].contains(ip("fd12::1")));
-        assert!(!nets[2].contains(ip("fe80::1")));
-        assert_eq!(
-            "10.1.2.3/8".parse::<IpNet>().unwrap().to_string(),
-            "10.0.0.0/8"
-        );
-        assert!(
-            "0.0.0.0/0"
-                .parse::<IpNet>()
-                .unwrap()
-                .contains(ip("8.8.8.8"))
-        );
-        assert!("::/0".parse::<IpNet>().unwrap().contains(ip("2001:db8::1")));
+        assert!(contains(&nets[0], ip("10.255.0.1")));
+        assert!(!contains(&nets[0], ip("11.0.0.1")));
+        assert!(contains(&nets[0], ip("::ffff:10.1.1.1")));
+        assert!(contains(&nets[1], ip("192.168.1.7")));
+        assert!(!contains(&nets[1], ip("192.168.1.8")));
+        assert!(contains(&nets[2], ip("fd12::1")));
+        assert!(!contains(&nets[2], ip("fe80::1")));
+        assert_eq!(parse_net("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
+        assert!(contains(&parse_net("0.0.0.0/0").unwrap(), ip("8.8.8.8")));
+        assert!(contains(&parse_net("::/0").unwrap(), ip("2001:db8::1")));
+        assert!(parse_net("10.0.0.0/33").unwrap_err().contains("0 to 32"));
         assert!(parse_list("").unwrap().is_empty());
     }
 
