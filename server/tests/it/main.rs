@@ -11,4 +11,5 @@ mod observability;
 mod ops;
 mod persistence;
 mod postgres;
+mod quickstart;
 mod resilience;
