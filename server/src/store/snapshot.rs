@@ -13,8 +13,13 @@ use std::time::SystemTime;
 
 use golectra_common::metric::{Metric, Update};
 
-/// Prefix of temporary files, so that leftovers of a crash can be recognised and removed.
-const TEMP_PREFIX: &str = ".golectra-snapshot-";
+/// Temporary files are named `.<snapshot name>.golectra-tmp-<random>`, so that leftovers of a
+/// crash can be recognised and removed — only this snapshot's, never those of another server
+/// whose snapshot lives in the same directory.
+fn temp_prefix(path: &Path) -> String {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    format!(".{}.golectra-tmp-", name.unwrap_or_default())
+}
 
 /// Serializes metrics into the snapshot format.
 pub fn encode<'a>(
@@ -121,7 +126,7 @@ fn parent_dir(path: &Path) -> &Path {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = parent_dir(path);
     let mut temp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
+        .prefix(&temp_prefix(path))
         .tempfile_in(dir)?;
     temp.write_all(bytes)?;
     temp.as_file().sync_all()?;
@@ -134,8 +139,9 @@ pub fn remove_stale_temp_files(path: &Path) {
     let Ok(entries) = fs::read_dir(parent_dir(path)) else {
         return;
     };
+    let prefix = temp_prefix(path);
     for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
             match fs::remove_file(entry.path()) {
                 Ok(()) => log::info!(
                     "removed stale temporary snapshot {}",
@@ -212,8 +218,20 @@ mod tests {
         write_atomic(&path, b"[]").unwrap();
         write_atomic(&path, b"[1]").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"[1]");
-        fs::write(dir.path().join(format!("{TEMP_PREFIX}x")), "junk").unwrap();
+        fs::write(dir.path().join(format!("{}x", temp_prefix(&path))), "junk").unwrap();
+        // Another server's snapshot in the same directory, mid-write: not ours to remove.
+        let other = dir.path().join("other.json");
+        let theirs = dir.path().join(format!("{}y", temp_prefix(&other)));
+        fs::write(&theirs, "in progress").unwrap();
         remove_stale_temp_files(&path);
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        let mut left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [theirs.file_name().unwrap(), path.file_name().unwrap()]
+        );
     }
 }
