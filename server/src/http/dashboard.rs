@@ -26,96 +26,10 @@ const REFRESH_SECS: u32 = 10;
 const SPARK_W: f64 = 120.0;
 const SPARK_H: f64 = 28.0;
 
-const STYLE: &str = r#"
-:root{color-scheme:light dark;--fg:#1b2130;--muted:#667085;--line:#e6e8ee;--bg:#f6f7f9;--card:#fff;--head:#f0f2f5;--accent:#2f6fde;--spark:#2f6fde}
-@media (prefers-color-scheme:dark){:root{--fg:#e6e8ee;--muted:#98a2b3;--line:#2b3240;--bg:#0f131a;--card:#161b24;--head:#1c2230;--accent:#6ea3ff;--spark:#6ea3ff}}
-*{box-sizing:border-box}
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:var(--fg);background:var(--bg)}
-.wrap{max-width:76rem;margin:0 auto;padding:1rem}
-header{display:flex;flex-wrap:wrap;gap:.4rem 1.5rem;align-items:center;justify-content:space-between;margin-bottom:1rem}
-h1{font-size:1.35rem;margin:0;letter-spacing:.01em}
-h1 small{font-size:.8rem;font-weight:500;color:var(--muted);margin-left:.4rem}
-.facts{display:flex;flex-wrap:wrap;gap:.5rem;margin:0;padding:0;list-style:none}
-.facts li{background:var(--card);border:1px solid var(--line);border-radius:999px;padding:.15rem .7rem;color:var(--muted);white-space:nowrap}
-.facts b{color:var(--fg);font-weight:600}
-.bar{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center;margin-bottom:1rem}
-#filter{flex:1 1 16rem;max-width:28rem;font:inherit;padding:.45rem .7rem;border:1px solid var(--line);border-radius:.5rem;background:var(--card);color:var(--fg)}
-#filter:focus{outline:2px solid var(--accent);outline-offset:1px}
-#status{color:var(--muted);font-size:.85rem}
-section{background:var(--card);border:1px solid var(--line);border-radius:.75rem;margin-bottom:1rem;overflow:hidden}
-h2{font-size:1rem;margin:0;padding:.7rem 1rem;border-bottom:1px solid var(--line)}
-h2 .count{color:var(--muted);font-weight:500}
-table{border-collapse:collapse;width:100%}
-th,td{padding:.4rem 1rem;border-bottom:1px solid var(--line);text-align:left;vertical-align:middle}
-tbody tr:last-child td{border-bottom:0}
-th{background:var(--head);font-weight:600;font-size:.8rem;color:var(--muted);text-transform:uppercase;letter-spacing:.04em}
-td.n{word-break:break-all;font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.9em}
-.v{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-td.v{font-weight:600}
-td.s{width:1%;color:var(--spark)} td.s svg{display:block}
-td.a{color:var(--muted);white-space:nowrap;width:1%;text-align:right}
-tbody tr:hover{background:var(--head)}
-.empty{padding:.8rem 1rem;color:var(--muted);margin:0}
-footer{color:var(--muted);font-size:.8rem;text-align:center;padding:.5rem 0 1.5rem}
-footer a{color:var(--accent)}
-@media (max-width:640px){
- .wrap{padding:.6rem}
- thead{display:none}
- table,tbody{display:block}
- tr{display:grid;grid-template-columns:1fr auto;grid-template-areas:"n n" "s v" "s a";gap:.1rem .8rem;padding:.5rem .8rem;border-bottom:1px solid var(--line)}
- tbody tr:last-child{border-bottom:0}
- td{padding:0;border:0}
- td.n{grid-area:n} td.v{grid-area:v;align-self:end} td.s{grid-area:s;width:auto} td.a{grid-area:a;width:auto;align-self:start;font-size:.85em}
-}
-"#;
-
-const SCRIPT: &str = r#"
-(function () {
-  var box = document.getElementById('filter');
-  var status = document.getElementById('status');
-  box.value = new URLSearchParams(location.search).get('q') || '';
-  function apply() {
-    var needle = box.value.trim().toLowerCase();
-    var shown = 0, total = 0;
-    document.querySelectorAll('#tables section').forEach(function (section) {
-      var rows = section.querySelectorAll('tbody tr'), visible = 0;
-      rows.forEach(function (row) {
-        var hit = needle === '' || row.getAttribute('data-name').indexOf(needle) >= 0;
-        row.hidden = !hit;
-        if (hit) visible++;
-      });
-      var count = section.querySelector('.count');
-      if (count) count.textContent = needle === '' ? '(' + rows.length + ')' : '(' + visible + ' of ' + rows.length + ')';
-      shown += visible; total += rows.length;
-    });
-    box.setAttribute('data-shown', shown);
-    var url = new URL(location.href);
-    if (box.value.trim() === '') url.searchParams.delete('q'); else url.searchParams.set('q', box.value);
-    history.replaceState(null, '', url.pathname + url.search + url.hash);
-  }
-  function refresh() {
-    fetch(location.pathname, {cache: 'no-store'}).then(function (r) {
-      if (!r.ok) throw new Error('HTTP ' + r.status);
-      return r.text();
-    }).then(function (text) {
-      var page = new DOMParser().parseFromString(text, 'text/html');
-      ['tables', 'facts'].forEach(function (id) {
-        var fresh = page.getElementById(id);
-        if (fresh) document.getElementById(id).replaceWith(fresh);
-      });
-      document.title = page.title;
-      apply();
-      status.textContent = 'updated ' + new Date().toLocaleTimeString();
-    }).catch(function () {
-      status.textContent = 'server unreachable, retrying';
-    });
-  }
-  box.addEventListener('input', apply);
-  apply();
-  status.textContent = 'live, refreshes every REFRESH_SECSs';
-  setInterval(refresh, REFRESH_SECS * 1000);
-})();
-"#;
+/// The page's style sheet and script, inlined into every page (no external assets: the
+/// dashboard must work offline). `REFRESH_SECS` in the script is replaced at render time.
+const STYLE: &str = include_str!("dashboard/style.css");
+const SCRIPT: &str = include_str!("dashboard/script.js");
 
 pub fn render(app: &App) -> Result<Reply, ApiError> {
     let snap = app.store.snapshot()?;
