@@ -11,7 +11,7 @@
 //! unix milliseconds as `i64` and an `f64` or `i64` value) and never grows. Rings of metrics that
 //! left the store are dropped at the next tick.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -34,57 +34,53 @@ pub struct HistoryOptions {
     pub points: usize,
 }
 
-/// A fixed-size ring of `(unix ms, value)`; the oldest point is overwritten when full.
+/// A bounded ring of `(unix ms, value)` over a `VecDeque`; the oldest point goes when full.
 #[derive(Debug, Clone)]
 pub struct Ring<T> {
-    points: Box<[(i64, T)]>,
-    /// Where the next point goes.
-    next: usize,
-    len: usize,
+    /// The points, oldest first; never more than `capacity`.
+    points: VecDeque<(i64, T)>,
+    capacity: usize,
 }
 
-impl<T: Copy + Default> Ring<T> {
+impl<T: Copy> Ring<T> {
     /// A ring of `capacity` points, allocated at once.
     pub fn new(capacity: usize) -> Self {
         Self {
-            points: vec![(0, T::default()); capacity].into_boxed_slice(),
-            next: 0,
-            len: 0,
+            points: VecDeque::with_capacity(capacity),
+            capacity,
         }
     }
 
+    /// Appends a point, dropping the oldest when the ring is full.
     pub fn push(&mut self, at_ms: i64, value: T) {
-        if self.points.is_empty() {
+        if self.capacity == 0 {
             return;
         }
-        self.points[self.next] = (at_ms, value);
-        self.next = (self.next + 1) % self.points.len();
-        self.len = (self.len + 1).min(self.points.len());
+        if self.points.len() == self.capacity {
+            self.points.pop_front();
+        }
+        self.points.push_back((at_ms, value));
     }
 
     pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    pub fn capacity(&self) -> usize {
         self.points.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     pub fn last(&self) -> Option<(i64, T)> {
-        (self.len > 0).then(|| {
-            let i = (self.next + self.points.len() - 1) % self.points.len();
-            self.points[i]
-        })
+        self.points.back().copied()
     }
 
     /// The points, oldest first.
     pub fn iter(&self) -> impl Iterator<Item = (i64, T)> + '_ {
-        let start = (self.next + self.points.len() - self.len) % self.points.len().max(1);
-        (0..self.len).map(move |i| self.points[(start + i) % self.points.len()])
+        self.points.iter().copied()
     }
 }
 
