@@ -16,11 +16,10 @@
 //! Each tick also counts the stored metrics for `STATUS=`, which takes the store's read lock:
 //! a store whose lock never comes free stops the pings too.
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Sender, bounded, select, tick};
 use golectra_common::notify::Notifier;
@@ -42,59 +41,39 @@ pub enum Health {
 /// Asks the server listening on `listen` for `GET /ping`, allowing `timeout` in all. `Err` says
 /// why no usable answer came back (connection refused, timeout, an unexpected status).
 pub fn probe(listen: SocketAddr, timeout: Duration) -> Result<Health, String> {
-    let deadline = Instant::now() + timeout;
     let target = reachable(listen);
-    let mut stream = TcpStream::connect_timeout(&target, timeout)
-        .map_err(|e| format!("cannot connect to {target}: {e}"))?;
-    let left = || {
-        let left = deadline.saturating_duration_since(Instant::now());
-        (!left.is_zero())
-            .then_some(left)
-            .ok_or_else(|| format!("no answer from {target} within {timeout:?}"))
-    };
-    stream
-        .set_write_timeout(Some(left()?))
-        .map_err(|e| e.to_string())?;
-    stream
-        .write_all(
-            format!(
-                "GET /ping HTTP/1.1\r\nHost: {target}\r\nUser-Agent: golectra-watchdog\r\nConnection: close\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .map_err(|e| format!("cannot send the probe to {target}: {e}"))?;
-    // The answer is a few dozen bytes; the cap only guards against a confused peer.
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 1024];
-    while answer.len() < 64 * 1024 {
-        stream
-            .set_read_timeout(Some(left()?))
-            .map_err(|e| e.to_string())?;
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => answer.extend_from_slice(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(format!("no answer from {target} within {timeout:?}"));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        .user_agent("golectra-watchdog")
+        .build()
+        .into();
+    let url = format!("http://{target}/ping");
+    let mut answer = agent
+        .get(&url)
+        .header("Connection", "close")
+        .call()
+        .map_err(|e| match e {
+            ureq::Error::Timeout(_) => format!("no answer from {target} within {timeout:?}"),
+            ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                format!("cannot connect to {target}: {e}")
             }
-            Err(e) => return Err(format!("cannot read the answer from {target}: {e}")),
-        }
-    }
-    let text = String::from_utf8_lossy(&answer);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse::<u16>().ok())
-        .ok_or_else(|| format!("not an HTTP answer from {target}: {:?}", first_line(&text)))?;
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).trim();
+            e => format!("no usable answer from {target}: {e}"),
+        })?;
+    let status = answer.status().as_u16();
+    // The answer is a few dozen bytes; the cap only guards against a confused peer.
+    let body = answer
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024)
+        .read_to_string()
+        .unwrap_or_default();
     match status {
         200 => Ok(Health::Serving),
-        503 => Ok(Health::StoreUnavailable(first_line(body).to_owned())),
-        other => Err(format!("/ping answered {other}: {}", first_line(body))),
+        503 => Ok(Health::StoreUnavailable(first_line(body.trim()).to_owned())),
+        other => Err(format!("/ping answered {other}: {}", first_line(body.trim()))),
     }
 }
 
