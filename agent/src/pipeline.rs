@@ -21,16 +21,14 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use crossbeam_channel::{
-    Receiver, Sender as ChannelSender, TrySendError, bounded, never, select, tick,
-};
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, never, select, tick};
 use golectra_common::notify::Notifier;
 
 use crate::accumulator::{Accumulator, Batch, Name, Sample};
 use crate::config::Config;
 use crate::host::Host;
 use crate::runtime;
-use crate::sender::{Limits, Outcome, Sender};
+use crate::sender::{HttpSender, Outcome, RetryBudget};
 
 /// Stack size of every agent thread, a quarter of Rust's default: nothing recurses, but an HTTP
 /// request with gzip needs a few hundred KiB in unoptimized builds. Only touched pages become
@@ -44,7 +42,7 @@ const FINAL_REPORT_DEADLINE: Duration = Duration::from_secs(5);
 
 /// The running agent.
 pub struct Pipeline {
-    stop: Option<ChannelSender<()>>,
+    stop: Option<Sender<()>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -55,7 +53,7 @@ impl Pipeline {
         let (samples_tx, samples) = bounded::<Sample>(16);
         let (batches_tx, batches) = bounded::<Batch>(1);
         let (returns_tx, returns) = bounded::<Vec<(Name, i64)>>(config.rate_limit);
-        let sender = Arc::new(Sender::new(
+        let sender = Arc::new(HttpSender::new(
             &config.server,
             config.key.clone(),
             config.rate_limit,
@@ -132,7 +130,7 @@ fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> anyhow::Result<Joi
 fn poll_loop(
     interval: Duration,
     immediate: bool,
-    samples: ChannelSender<Sample>,
+    samples: Sender<Sample>,
     stop: Receiver<()>,
     mut collect: impl FnMut() -> Sample,
 ) {
@@ -154,12 +152,12 @@ fn poll_loop(
 
 /// Delivers batches until stopped; hands back what could not be delivered.
 fn send_loop(
-    sender: &Sender,
+    sender: &HttpSender,
     batches: &Receiver<Batch>,
-    returns: &ChannelSender<Vec<(Name, i64)>>,
+    returns: &Sender<Vec<(Name, i64)>>,
     stop: &Receiver<()>,
 ) {
-    let limits = Limits::until_stopped(stop.clone());
+    let budget = RetryBudget::until_stopped(stop.clone());
     loop {
         let batch = select! {
             recv(batches) -> batch => match batch {
@@ -168,7 +166,7 @@ fn send_loop(
             },
             recv(stop) -> _ => return,
         };
-        match sender.deliver(&batch, &limits) {
+        match sender.deliver(&batch, &budget) {
             Outcome::Delivered => log::debug!("report of {} metrics delivered", batch.len()),
             Outcome::Rejected(why) => {
                 log::warn!(
@@ -193,10 +191,10 @@ struct Scheduler {
     report_interval: Duration,
     poll_interval: Duration,
     notifier: Arc<Notifier>,
-    sender: Arc<Sender>,
+    sender: Arc<HttpSender>,
     samples: Receiver<Sample>,
     returns: Receiver<Vec<(Name, i64)>>,
-    batches_tx: ChannelSender<Batch>,
+    batches_tx: Sender<Batch>,
     batches: Receiver<Batch>,
     stop: Receiver<()>,
     acc: Accumulator,
@@ -307,8 +305,8 @@ impl Scheduler {
         let result = match self.acc.take() {
             None => "nothing to report".to_owned(),
             Some(batch) => {
-                let limits = Limits::until(Instant::now() + FINAL_REPORT_DEADLINE);
-                match self.sender.deliver(&batch, &limits) {
+                let budget = RetryBudget::until(Instant::now() + FINAL_REPORT_DEADLINE);
+                match self.sender.deliver(&batch, &budget) {
                     Outcome::Delivered => "final report delivered".to_owned(),
                     Outcome::Rejected(why) => format!("final report refused: {why}"),
                     Outcome::Failed { error, undelivered } => {

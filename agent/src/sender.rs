@@ -50,14 +50,14 @@ pub enum Outcome {
 
 /// When to stop retrying.
 #[derive(Debug, Clone)]
-pub struct Limits {
+pub struct RetryBudget {
     /// Disconnects (or receives) when the agent shuts down: retry waits end at once.
     pub stop: Receiver<()>,
     /// No attempt starts, and no request runs, past this instant.
     pub deadline: Option<Instant>,
 }
 
-impl Limits {
+impl RetryBudget {
     /// Retries until `stop` fires.
     pub fn until_stopped(stop: Receiver<()>) -> Self {
         Self {
@@ -103,14 +103,14 @@ enum Attempt {
 }
 
 /// Posts reports; shared by every sender worker (the ureq agent pools connections).
-pub struct Sender {
+pub struct HttpSender {
     agent: ureq::Agent,
     server: String,
     key: Option<Vec<u8>>,
     fallback_logged: AtomicBool,
 }
 
-impl Sender {
+impl HttpSender {
     pub fn new(server: &str, key: Option<Vec<u8>>, workers: usize) -> Self {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -134,11 +134,11 @@ impl Sender {
         }
     }
 
-    /// Delivers `batch`, retrying as SPEC §7 says, within `limits`.
-    pub fn deliver(&self, batch: &Batch, limits: &Limits) -> Outcome {
+    /// Delivers `batch`, retrying as SPEC §7 says, within `budget`.
+    pub fn deliver(&self, batch: &Batch, budget: &RetryBudget) -> Outcome {
         let metrics = to_metrics(batch);
         let body = serde_json::to_vec(&metrics).expect("metrics always serialize");
-        match self.with_retries("/updates/", &body, limits) {
+        match self.with_retries("/updates/", &body, budget) {
             Attempt::Ok => Outcome::Delivered,
             Attempt::Final(e) => Outcome::Rejected(e),
             Attempt::Transient(error) => Outcome::Failed {
@@ -152,7 +152,7 @@ impl Sender {
                         self.server
                     );
                 }
-                self.deliver_one_by_one(batch, &metrics, limits)
+                self.deliver_one_by_one(batch, &metrics, budget)
             }
         }
     }
@@ -164,12 +164,12 @@ impl Sender {
         &self,
         batch: &Batch,
         metrics: &[Metric<'_>],
-        limits: &Limits,
+        budget: &RetryBudget,
     ) -> Outcome {
         let mut rejected = Vec::new();
         for (i, metric) in metrics.iter().enumerate() {
             let body = serde_json::to_vec(metric).expect("metrics always serialize");
-            match self.with_retries("/update/", &body, limits) {
+            match self.with_retries("/update/", &body, budget) {
                 Attempt::Ok => {}
                 Attempt::Final(e) => rejected.push(format!("{}: {e}", metric.id)),
                 Attempt::NoSuchEndpoint(status) => {
@@ -196,16 +196,16 @@ impl Sender {
         }
     }
 
-    fn with_retries(&self, path: &str, body: &[u8], limits: &Limits) -> Attempt {
+    fn with_retries(&self, path: &str, body: &[u8], budget: &RetryBudget) -> Attempt {
         let mut delays = RETRY_DELAYS.iter();
         loop {
-            let attempt = self.post(path, body, limits);
+            let attempt = self.post(path, body, budget);
             let Attempt::Transient(error) = attempt else {
                 return attempt;
             };
             log::debug!("POST {path}: {error}");
             match delays.next() {
-                Some(delay) if limits.wait(*delay) => {}
+                Some(delay) if budget.wait(*delay) => {}
                 Some(_) => {
                     return Attempt::Transient(format!("{error} (gave up: shutting down)"));
                 }
@@ -217,7 +217,7 @@ impl Sender {
         }
     }
 
-    fn post(&self, path: &str, json: &[u8], limits: &Limits) -> Attempt {
+    fn post(&self, path: &str, json: &[u8], budget: &RetryBudget) -> Attempt {
         let url = format!("{}{path}", self.server);
         let compressed = gzip::compress(json);
         let mut request = self
@@ -229,7 +229,7 @@ impl Sender {
         if let Some(key) = &self.key {
             request = request.header(signature::HEADER, signature::sign(json, key));
         }
-        if let Some(left) = limits.remaining() {
+        if let Some(left) = budget.remaining() {
             if left.is_zero() {
                 return Attempt::Transient("deadline reached".into());
             }
@@ -299,7 +299,7 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let sender = Sender::new(&format!("http://127.0.0.1:{port}"), None, 1);
+        let sender = HttpSender::new(&format!("http://127.0.0.1:{port}"), None, 1);
         let batch = Batch {
             gauges: vec![("g", 1.0)],
             counters: vec![("PollCount", 2)],
@@ -307,7 +307,7 @@ mod tests {
         // A deadline shorter than the first retry delay: one attempt only.
         let outcome = sender.deliver(
             &batch,
-            &Limits::until(Instant::now() + Duration::from_millis(500)),
+            &RetryBudget::until(Instant::now() + Duration::from_millis(500)),
         );
         let Outcome::Failed { undelivered, .. } = outcome else {
             panic!("{outcome:?}")
@@ -319,9 +319,9 @@ mod tests {
     fn stop_ends_retry_waits_at_once() {
         let (tx, rx) = crossbeam_channel::bounded::<()>(0);
         drop(tx);
-        let limits = Limits::until_stopped(rx);
+        let budget = RetryBudget::until_stopped(rx);
         let start = Instant::now();
-        assert!(!limits.wait(Duration::from_secs(5)));
+        assert!(!budget.wait(Duration::from_secs(5)));
         assert!(start.elapsed() < Duration::from_secs(5));
     }
 }
