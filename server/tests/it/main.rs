@@ -12,4 +12,5 @@ mod ops;
 mod persistence;
 mod postgres;
 mod quickstart;
+mod real_systemd;
 mod resilience;
