@@ -14,7 +14,7 @@
 #   install, enable --now; checks 1-5 and 10, which leave the daemons alone; the server's watchdog
 #   window (its WatchdogSec + 5 s) ends: its half of 6, then 9 (no warnings so far); 7 and 8
 #   restart and stop the server, which leaves the agent running; the agent's watchdog window
-#   ends: its half of 6; then 11 (the upgrade restarts both), 12 and 13.
+#   ends: its half of 6; then 11 (the upgrade restarts both), 12, 14 (env-file quoting) and 13.
 #
 # Journal windows are cut by __REALTIME_TIMESTAMP in jq, not with journalctl --after-cursor or
 # --since: systemd 252's journalctl combined with a field match (-p err, PRIORITY=3) and
@@ -328,6 +328,28 @@ ${named:-<none>}"
 cp -p "$results/server.env.orig" "$env"
 systemctl reset-failed "$SERVER"
 timeout 90 systemctl start "$SERVER"
+
+# 14. The env files follow systemd's EnvironmentFile= rules as documented in them: a single-
+# quoted value is taken verbatim (backslash, double quotes, $ and inner spaces kept), and with
+# the same key on both sides the agent's signed reports are accepted.
+key_text='s3cr\et "x" $HOME'
+cp -p /etc/golectra/agent.env "$results/agent.env.orig"
+cp -p "$env" "$results/server.env.orig14"
+printf "KEY='%s'\n" "$key_text" >>"$env"
+printf "KEY='%s'\n" "$key_text" >>/etc/golectra/agent.env
+timeout 90 systemctl restart "$SERVER" "$AGENT"
+t14=$(now_us)
+environ_key() { tr '\0' '\n' <"/proc/$(show "$1" MainPID)/environ" | sed -n 's/^KEY=//p'; }
+srv_key=$(environ_key "$SERVER") agt_key=$(environ_key "$AGENT")
+before=$(poll_count)
+grown=$(poll_count_above "$GROW_BOUND_S" "${before:-0}")
+refused=$(jlines "$t14" -u "$AGENT" | grep -c 'refused' || true)
+[ "$srv_key" = "$key_text" ] && [ "$agt_key" = "$key_text" ] && is_int "$grown" &&
+    [ "$grown" -gt "${before:-0}" ] && [ "${refused:-0}" -eq 0 ]
+verdict $? 14 env-file-quoting "KEY='$key_text' in both env files: server got [$srv_key], agent got [$agt_key]; PollCount ${before:-<none>} -> ${grown:-<no growth>} with signatures on, $refused refused reports"
+cp -p "$results/agent.env.orig" /etc/golectra/agent.env
+cp -p "$results/server.env.orig14" "$env"
+timeout 90 systemctl restart "$SERVER" "$AGENT"
 
 # 13. Removing the package stops the units and leaves no enable symlinks.
 pre="$SERVER $(show "$SERVER" ActiveState), $AGENT $(show "$AGENT" ActiveState)"

@@ -75,6 +75,9 @@
 //!     STORE_INTERVAL. The file is restored afterwards.
 //! 13. `remove-leaves-no-symlinks`: `dpkg -r golectra` stops both units (no process left) and
 //!     leaves no `/etc/systemd/system/*.wants/golectra-*.service` symlink.
+//! 14. `env-file-quoting` (run before 13): `KEY='s3cr\et "x" $HOME'` in both env files reaches
+//!     both daemons verbatim (read from `/proc/<pid>/environ`), as the env files' comments say
+//!     systemd's `EnvironmentFile=` does, and the agent's reports signed with it are accepted.
 //!
 //! Journal windows are cut by the entries' timestamps rather than with `--after-cursor`, which
 //! systemd 252's journalctl combines wrongly with field matches (`-p err`); see in-container.sh.
@@ -97,7 +100,7 @@ use crate::harness::{
 };
 
 /// The checks `in-container.sh` reports, by number and name.
-const CHECKS: [(u32, &str); 13] = [
+const CHECKS: [(u32, &str); 14] = [
     (1, "units-active"),
     (2, "ping"),
     (3, "agent-metrics-arrive"),
@@ -111,6 +114,7 @@ const CHECKS: [(u32, &str); 13] = [
     (11, "upgrade-keeps-data"),
     (12, "bad-config-logged-at-err"),
     (13, "remove-leaves-no-symlinks"),
+    (14, "env-file-quoting"),
 ];
 
 /// The script's budget once it holds the lock, a cold debootstrap included.
