@@ -73,7 +73,10 @@ pub fn probe(listen: SocketAddr, timeout: Duration) -> Result<Health, String> {
     match status {
         200 => Ok(Health::Serving),
         503 => Ok(Health::StoreUnavailable(first_line(body.trim()).to_owned())),
-        other => Err(format!("/ping answered {other}: {}", first_line(body.trim()))),
+        other => Err(format!(
+            "/ping answered {other}: {}",
+            first_line(body.trim())
+        )),
     }
 }
 
