@@ -29,8 +29,11 @@ use store::postgres::{PostgresOptions, PostgresStore};
 /// Why the server could not start.
 #[derive(Debug)]
 pub enum StartError {
-    /// The store could not be opened (snapshot directory not writable, database unreachable).
+    /// The store could not be opened (snapshot directory not writable, the history sampler
+    /// did not start).
     Store(String),
+    /// The PostgreSQL store could not be opened (bad DSN, database unreachable or refusing).
+    Postgres(store::postgres::OpenError),
     /// The listen address could not be bound.
     Bind {
         addr: SocketAddr,
@@ -44,6 +47,7 @@ impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Store(why) => write!(f, "cannot open the store: {why}"),
+            Self::Postgres(e) => write!(f, "cannot open the store: {e}"),
             Self::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
             Self::Audit(why) => write!(f, "cannot set up the audit trail: {why}"),
         }
@@ -187,7 +191,7 @@ fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
                 );
             }
             let options = PostgresOptions::new(dsn, config.workers);
-            let store = PostgresStore::open(&options).map_err(StartError::Store)?;
+            let store = PostgresStore::open(&options).map_err(StartError::Postgres)?;
             Ok(store)
         }
     }

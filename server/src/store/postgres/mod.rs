@@ -1,0 +1,294 @@
+//! The PostgreSQL store (SPEC §5.2): every metric in the database, so that several servers can
+//! share one set of counters. This file holds [`PostgresStore`] and its [`Store`] methods; each
+//! concern has its own file:
+//!
+//! - `pool.rs` — session settings from the DSN, the r2d2 pool (one connection per worker, no
+//!   test on checkout) and the `broken` mark that makes it discard a failed connection.
+//! - `statements.rs` — each statement prepared once per connection.
+//! - `migrate.rs` — the embedded migrations (`store/migrations/NNN_*.sql`), applied at start in
+//!   one transaction under an advisory lock and recorded in `golectra_schema_migrations`.
+//! - `open.rs` — connecting and migrating at start, retried, and [`OpenError`].
+//! - `sql.rs` — the SQL: a batch is one `INSERT … SELECT FROM UNNEST(…) ON CONFLICT … DO
+//!   UPDATE` per metric type, joined as data-modifying CTEs (one round trip, one implicit
+//!   transaction); counters are incremented by the database, so concurrent servers never lose
+//!   an increment.
+//! - `tokens.rs` — write tokens, so that a retried write applies at most once.
+//! - `retry.rs` — which failures are transient, the retry schedule (1 s, 3 s, 5 s by default,
+//!   then [`StoreError::Unavailable`]) and its counters.
+//! - `combiner.rs` — the group commit: batches of concurrent requests applied as one round
+//!   while the database is busy; `group.rs` — how one round is written (merged, or one by one
+//!   when the merged batch overflows).
+//!
+//! The schema: `golectra_gauges(name, value double precision)` and
+//! `golectra_counters(name, delta bigint)`, each keyed by name — the table is the type, so a
+//! metric is identified by (type, name).
+//!
+//! The `postgres` crate drives each connection with a private single-threaded tokio runtime;
+//! this module only sees its blocking API.
+
+mod combiner;
+mod group;
+mod migrate;
+mod open;
+mod pool;
+mod retry;
+mod sql;
+mod statements;
+mod tokens;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use golectra_common::metric::{MetricKind, Update};
+
+use super::{Batch, Snapshot, Store, StoreError, Value};
+use combiner::Combiner;
+use pool::{Conn, ConnectionPool};
+use retry::{Failure, Retries};
+
+pub use open::OpenError;
+
+/// Group-commit rounds applied concurrently.
+const FLUSHERS: usize = 2;
+
+/// Most metrics merged into one statement (a single larger batch still goes alone).
+const GROUP_ITEMS: usize = 20_000;
+
+/// How to reach the database and how patient to be with it.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// The DSN, URL (`postgres://user:pass@host:5432/db`) or key=value (`host=h dbname=db`).
+    pub dsn: String,
+    /// Connections in the pool (the worker count).
+    pub pool_size: u32,
+    /// Waits before the 2nd, 3rd, … attempt of a transiently failing call; after the last one
+    /// the call fails. Default 1 s, 3 s, 5 s.
+    pub retry_delays: Vec<Duration>,
+    /// TCP connect timeout, unless the DSN sets `connect_timeout`. Default 5 s.
+    pub connect_timeout: Duration,
+    /// Server-side limit of one statement (`statement_timeout`). Default 30 s.
+    pub statement_timeout: Duration,
+    /// Longest wait for a pooled connection (reached only while the database is unreachable).
+    /// Default 2 s.
+    pub checkout_timeout: Duration,
+}
+
+impl PostgresOptions {
+    /// The production defaults for `dsn` with `pool_size` connections.
+    pub fn new(dsn: &str, pool_size: usize) -> Self {
+        Self {
+            dsn: dsn.to_owned(),
+            pool_size: u32::try_from(pool_size.max(1)).unwrap_or(u32::MAX),
+            retry_delays: retry::DEFAULT_DELAYS.to_vec(),
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
+            checkout_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    pool: ConnectionPool,
+    tokens: tokens::Tokens,
+    combiner: Combiner<Batch, Result<(), StoreError>>,
+    retries: Retries,
+    /// `host:port/dbname`, for messages.
+    target: String,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects (retrying transient failures), applies pending migrations and builds the pool.
+    /// The error names the database host and what went wrong.
+    pub fn open(options: &PostgresOptions) -> Result<Arc<Self>, OpenError> {
+        let config =
+            pool::session_config(options).map_err(|reason| OpenError::InvalidDsn { reason })?;
+        let target = pool::target(&config);
+        let applied = open::connect_and_migrate(&config, &target, &options.retry_delays)?;
+        let pool = ConnectionPool::new(config, options);
+        log::info!(
+            "PostgreSQL store at {target}: schema version {}{}, pool of {} connections",
+            migrate::schema_version(),
+            match applied {
+                0 => String::new(),
+                n => format!(" ({n} migrations applied now)"),
+            },
+            options.pool_size
+        );
+        Ok(Arc::new(Self {
+            pool,
+            tokens: tokens::Tokens::new(),
+            combiner: Combiner::new(FLUSHERS, GROUP_ITEMS, Batch::len),
+            retries: Retries::new(options.retry_delays.clone()),
+            target,
+        }))
+    }
+
+    /// Runs `op` on a pooled connection, retrying transient failures after the configured
+    /// delays; a connection that just failed transiently is not trusted again.
+    fn run<T>(
+        &self,
+        what: &str,
+        mut op: impl FnMut(&mut Conn) -> Result<T, Failure>,
+    ) -> Result<T, StoreError> {
+        self.retries.run(what, &self.target, |attempt| {
+            let mut conn = self.pool.checkout(attempt > 0)?;
+            let result = op(&mut conn);
+            conn.broken |= matches!(result, Err(Failure::Transient(_)));
+            result
+        })
+    }
+
+    /// Applies one batch in one statement, under one write token for all attempts.
+    fn apply_one(&self, batch: &Batch) -> Result<(), StoreError> {
+        let columns = sql::BatchColumns::new(batch);
+        let mut races = 0;
+        let (token, prune) = self.tokens.next();
+        self.run("batch write", |conn| {
+            sql::write_batch(conn, &columns, token, prune, &mut races)
+        })
+    }
+}
+
+impl Store for PostgresStore {
+    fn update(&self, update: &Update) -> Result<Value, StoreError> {
+        match update {
+            Update::Gauge { name, value } => {
+                self.run("gauge update", |conn| sql::update_gauge(conn, name, *value))
+            }
+            Update::Counter { name, delta } => {
+                let (token, prune) = self.tokens.next();
+                self.run("counter update", |conn| {
+                    sql::update_counter(conn, name, *delta, token, prune)
+                })
+            }
+        }
+    }
+
+    /// Joins the batches of concurrent requests into one statement (see `combiner.rs`).
+    fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.combiner
+            .submit(batch.clone(), |group| {
+                group::apply_group(&group, |b| self.apply_one(b))
+            })
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(
+                    "internal error while writing".into(),
+                ))
+            })
+    }
+
+    fn get(&self, kind: MetricKind, name: &str) -> Result<Option<Value>, StoreError> {
+        self.run("read", |conn| sql::get(conn, kind, name))
+    }
+
+    fn count(&self) -> Result<(usize, usize), StoreError> {
+        let row = self.run("count", sql::count)?;
+        Ok(sql::counts(&row))
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let rows = self.run("snapshot", sql::snapshot)?;
+        Ok(sql::snapshot_of(rows))
+    }
+
+    /// A checkout that tests the connection: one real round trip, without the retry delays (a
+    /// health check must answer promptly).
+    fn ping(&self) -> Result<(), StoreError> {
+        match self.pool.checkout(true) {
+            Ok(_) => Ok(()),
+            Err(Failure::Transient(why) | Failure::Permanent(why)) => Err(StoreError::Unavailable(
+                format!("PostgreSQL at {}: {why}", self.target),
+            )),
+            Err(Failure::Store(e)) => Err(e),
+        }
+    }
+
+    /// Every acknowledged write is already committed; nothing to flush.
+    fn close(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    /// Every call talks to the database.
+    fn may_block(&self) -> bool {
+        true
+    }
+
+    fn export(&self, out: &mut crate::exposition::Exposition) {
+        self.retries.export(out);
+        self.pool.export(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Retries are counted and bounded without waiting: injected zero delays.
+    #[test]
+    fn unreachable_database_fails_after_the_retries() {
+        let mut options = PostgresOptions::new("postgres://nobody@127.0.0.1:1/none", 2);
+        options.retry_delays = vec![Duration::ZERO; 3];
+        let err = PostgresStore::open(&options).unwrap_err();
+        assert!(
+            matches!(&err, OpenError::Unreachable { target, attempts: 4, .. } if target == "127.0.0.1:1/none"),
+            "{err:?}"
+        );
+        let err = err.to_string();
+        assert!(err.contains("127.0.0.1:1/none"), "{err}");
+        assert!(err.contains("after 4 attempts"), "{err}");
+        assert!(err.to_lowercase().contains("refused"), "{err}");
+    }
+
+    #[test]
+    fn an_invalid_dsn_is_named() {
+        let err =
+            PostgresStore::open(&PostgresOptions::new("host=h port=notaport", 1)).unwrap_err();
+        assert!(matches!(err, OpenError::InvalidDsn { .. }), "{err:?}");
+        assert!(
+            err.to_string().starts_with("invalid DATABASE_DSN: "),
+            "{err}"
+        );
+    }
+
+    /// A missing database is not transient: no retry, one message naming it.
+    #[test]
+    fn a_missing_database_stops_at_once() {
+        let Some(dsn) = std::env::var("GOLECTRA_TEST_DATABASE_DSN")
+            .ok()
+            .filter(|v| !v.is_empty())
+        else {
+            eprintln!(
+                "NOTE: GOLECTRA_TEST_DATABASE_DSN is not set: this PostgreSQL test is SKIPPED"
+            );
+            return;
+        };
+        let mut config: postgres::Config = dsn.parse().unwrap();
+        config.dbname("golectra_no_such_database");
+        let mut options = PostgresOptions::new(&dsn, 1);
+        options.retry_delays = vec![Duration::ZERO; 3];
+        let target = pool::target(&config);
+        let err = open::connect_and_migrate(&config, &target, &options.retry_delays).unwrap_err();
+        let OpenError::Connect { target, reason } = &err else {
+            panic!("{err:?}");
+        };
+        assert!(target.ends_with("/golectra_no_such_database"), "{target}");
+        assert!(reason.contains("3D000"), "{reason}");
+        assert_eq!(err.to_string(), format!("PostgreSQL at {target}: {reason}"));
+    }
+}

@@ -1,0 +1,229 @@
+//! The connection pool: session settings taken from the DSN, r2d2 with a `broken` mark per
+//! connection, and checkouts that weed out dead connections after a failure.
+//!
+//! The pool is sized to the worker pool (one connection per worker, so a checkout never waits
+//! for a busy connection) and does not test connections on checkout (no extra round trip per
+//! request); a connection that broke is discarded when it is returned.
+
+use std::time::Duration;
+
+use postgres::{Client, NoTls};
+use r2d2::{Pool, PooledConnection};
+use r2d2_postgres::PostgresConnectionManager;
+
+use super::PostgresOptions;
+use super::retry::{Failure, describe};
+use crate::exposition::{Exposition, FamilyType};
+
+/// A connection checked out of the pool.
+pub(super) type Conn = PooledConnection<Manager>;
+
+/// The pool's connection manager: `r2d2_postgres`'s, plus a `broken` mark. r2d2 discards a
+/// connection only when `has_broken` says so, and the client library notices a closed socket a
+/// moment *after* the server's FATAL message (`pg_terminate_backend`, a restart) has failed a
+/// call; without the mark the pool would hand the same dead connection out again and again.
+pub(super) struct Manager(PostgresConnectionManager<NoTls>);
+
+/// A pooled client that a failed call can mark broken.
+pub(super) struct Connection {
+    client: Client,
+    /// Set when a call on this connection failed transiently: the pool then discards it.
+    pub(super) broken: bool,
+}
+
+impl std::ops::Deref for Connection {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for Connection {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Connection;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<Connection, postgres::Error> {
+        Ok(Connection {
+            client: self.0.connect()?,
+            broken: false,
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Connection) -> Result<(), postgres::Error> {
+        self.0.is_valid(&mut conn.client)
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        conn.broken || self.0.has_broken(&mut conn.client)
+    }
+}
+
+/// Logs pool errors (failed background connects) at debug level: the request that suffers
+/// from them logs its own warning, and an outage must not flood the log.
+#[derive(Debug)]
+struct QuietErrors;
+
+impl r2d2::HandleError<postgres::Error> for QuietErrors {
+    fn handle_error(&self, error: postgres::Error) {
+        log::debug!("PostgreSQL pool: {}", describe(&error));
+    }
+}
+
+/// The DSN with the server's session defaults: the connect timeout and `application_name`
+/// unless the DSN sets them, and the statement timeout added to its `options`.
+pub(super) fn session_config(options: &PostgresOptions) -> Result<postgres::Config, String> {
+    let mut config: postgres::Config = options.dsn.parse().map_err(|e| describe(&e))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(options.connect_timeout);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("golectra-server");
+    }
+    // Sent with the start-up packet: no extra round trip per connection.
+    let timeout = format!(
+        "-c statement_timeout={}",
+        options.statement_timeout.as_millis()
+    );
+    let session_options = match config.get_options() {
+        Some(existing) if !existing.trim().is_empty() => format!("{existing} {timeout}"),
+        _ => timeout,
+    };
+    config.options(&session_options);
+    Ok(config)
+}
+
+/// `host:port/dbname` of a connection configuration (never the password), for messages.
+pub(super) fn target(config: &postgres::Config) -> String {
+    let ports = config.get_ports();
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let host = match host {
+                postgres::config::Host::Tcp(h) => h.clone(),
+                postgres::config::Host::Unix(p) => p.display().to_string(),
+            };
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            format!("{host}:{port}")
+        })
+        .collect();
+    let hosts = if hosts.is_empty() {
+        "localhost:5432".to_owned()
+    } else {
+        hosts.join(",")
+    };
+    let db = config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or("postgres");
+    format!("{hosts}/{db}")
+}
+
+/// The pool of one store.
+pub(super) struct ConnectionPool(Pool<Manager>);
+
+impl ConnectionPool {
+    /// A pool of `options.pool_size` connections to `config`, opened lazily.
+    pub(super) fn new(config: postgres::Config, options: &PostgresOptions) -> Self {
+        Self(
+            Pool::builder()
+                .max_size(options.pool_size)
+                .test_on_check_out(false)
+                .connection_timeout(options.checkout_timeout)
+                .error_handler(Box::new(QuietErrors))
+                .build_unchecked(Manager(PostgresConnectionManager::new(config, NoTls))),
+        )
+    }
+
+    /// Checks out a connection. After a failure (`suspect`), the pooled connections may all be
+    /// dead (a restarted or terminated server): then each one is tested and the dead ones
+    /// discarded, at most one pool's worth, before it is used.
+    pub(super) fn checkout(&self, suspect: bool) -> Result<Conn, Failure> {
+        let tries = if suspect {
+            self.0.max_size() as usize + 1
+        } else {
+            1
+        };
+        let mut last = String::new();
+        for _ in 0..tries {
+            let mut conn = self
+                .0
+                .get()
+                .map_err(|e| Failure::Transient(format!("no database connection: {e}")))?;
+            if !suspect {
+                return Ok(conn);
+            }
+            match conn.is_valid(Duration::from_secs(2)) {
+                Ok(()) => return Ok(conn),
+                Err(e) => {
+                    // Marked broken, the pool discards it when it is dropped here.
+                    conn.broken = true;
+                    last = describe(&e);
+                }
+            }
+        }
+        Err(Failure::Transient(last))
+    }
+
+    /// `golectra_postgres_pool_connections`.
+    pub(super) fn export(&self, out: &mut Exposition) {
+        let state = self.0.state();
+        out.family(
+            "golectra_postgres_pool_connections",
+            "Connections held by the PostgreSQL pool, by state.",
+            FamilyType::Gauge,
+        )
+        .sample(&[("state", "idle")], state.idle_connections as u64)
+        .sample(
+            &[("state", "busy")],
+            (state.connections - state.idle_connections) as u64,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::str::FromStr;
+
+    #[test]
+    fn targets_name_host_port_and_database() {
+        let url =
+            postgres::Config::from_str("postgres://u:secret@db.example:6543/metrics").unwrap();
+        assert_eq!(target(&url), "db.example:6543/metrics");
+        let kv = postgres::Config::from_str("host=h1,h2 port=1,2 user=u password=p").unwrap();
+        assert_eq!(target(&kv), "h1:1,h2:2/u");
+    }
+
+    #[test]
+    fn session_settings_default_what_the_dsn_leaves_open() {
+        let options = PostgresOptions::new("postgres://u@h/db", 3);
+        let config = session_config(&options).unwrap();
+        assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(5)));
+        assert_eq!(config.get_application_name(), Some("golectra-server"));
+        assert_eq!(config.get_options(), Some("-c statement_timeout=30000"));
+
+        let options = PostgresOptions::new(
+            "host=h connect_timeout=9 application_name=mine options='-c work_mem=8MB'",
+            3,
+        );
+        let config = session_config(&options).unwrap();
+        assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(9)));
+        assert_eq!(config.get_application_name(), Some("mine"));
+        assert_eq!(
+            config.get_options(),
+            Some("-c work_mem=8MB -c statement_timeout=30000")
+        );
+
+        let err = session_config(&PostgresOptions::new("host=h port=x", 1)).unwrap_err();
+        assert!(err.contains("invalid"), "{err}");
+    }
+}
