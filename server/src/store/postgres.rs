@@ -42,7 +42,7 @@ use postgres::{Client, NoTls, Statement};
 use r2d2::{Pool, PooledConnection};
 use r2d2_postgres::PostgresConnectionManager;
 
-use super::{Batch, Snapshot, Store, StoreError, Value};
+use super::{Batch, Snapshot, Store, StoreError, StoreKind, Value, Written};
 
 type Conn = PooledConnection<Manager>;
 
@@ -803,8 +803,9 @@ fn overflow_or(e: postgres::Error, name: impl FnOnce() -> Result<String, Failure
 }
 
 impl Store for PostgresStore {
-    fn update(&self, update: &Update) -> Result<Value, StoreError> {
-        match update {
+    /// Committed on return.
+    fn update(&self, update: &Update) -> Result<Written<Value>, StoreError> {
+        let value = match update {
             Update::Gauge { name, value } => self.run("gauge update", |conn| {
                 let statement = prepared(conn, UPDATE_GAUGE)?;
                 conn.execute(&statement, &[name, value])?;
@@ -833,15 +834,19 @@ impl Store for PostgresStore {
                     }
                 })
             }
-        }
+        }?;
+        Ok(Written::now(value))
     }
 
-    /// Joins the batches of concurrent requests into one statement (see `Combiner`).
-    fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
+    /// Joins the batches of concurrent requests into one statement (see `Combiner`). Committed
+    /// on return.
+    fn apply(&self, batch: &Batch) -> Result<Written<()>, StoreError> {
         if batch.is_empty() {
-            return Ok(());
+            return Ok(Written::now(()));
         }
-        self.combiner.submit(batch, |group| self.apply_group(group))
+        self.combiner
+            .submit(batch, |group| self.apply_group(group))
+            .map(Written::now)
     }
 
     fn get(&self, kind: MetricKind, name: &str) -> Result<Option<Value>, StoreError> {
@@ -910,13 +915,8 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    fn kind(&self) -> &'static str {
-        "postgres"
-    }
-
-    /// Every call talks to the database.
-    fn may_block(&self) -> bool {
-        true
+    fn kind(&self) -> StoreKind {
+        StoreKind::Postgres
     }
 
     fn export(&self, out: &mut crate::exposition::Exposition) {
