@@ -1,23 +1,23 @@
 //! The embedded default store: every metric in two hash maps behind one `RwLock`, made durable
 //! by the snapshot file of [`super::snapshot`].
 //!
-//! # Durability
+//! # Durability (the contract: `docs/storage.md`)
 //!
 //! What "acknowledged" means is in what a write returns ([`Written`]), never in who calls it:
 //! - **none** (no file: tests, benchmarks) and **periodic** (`STORE_INTERVAL=N>0`): every write
-//!   is [`Durable::Now`]. The periodic thread ([`periodic`]) writes a snapshot every N seconds
+//!   is [`Durable::Now`]. The periodic thread (`periodic.rs`) writes a snapshot every N seconds
 //!   when something changed, and [`Store::close`] writes the final one at shutdown;
 //! - **sync** (`STORE_INTERVAL=0`): a write is applied to the tables at once (readable
 //!   immediately) and returns [`Durable::After`] with a [`Ticket`] for its version. The caller
 //!   acknowledges it when the ticket says so: the HTTP worker hands the reply to the ticket and
-//!   moves on; the `snapshot` thread of the group commit ([`group_commit`]) sends it after the
+//!   moves on; the `snapshot` thread of the group commit (`group_commit.rs`) sends it after the
 //!   fsync of a snapshot that contains the write, or answers 503 with the reason if that
 //!   snapshot failed (the write stays applied and goes out with the next successful one). One
 //!   snapshot covers every write applied before it started, so concurrent writers share fsyncs
 //!   and no thread waits for the disk.
 //!
-//! Every applied write bumps a version number under the write lock ([`tables`]); a snapshot
-//! records the version it contains ([`file`]), which is how the group commit knows which
+//! Every applied write bumps a version number under the write lock (`tables.rs`); a snapshot
+//! records the version it contains (`file.rs`), which is how the group commit knows which
 //! tickets it may acknowledge.
 
 mod file;
