@@ -156,10 +156,12 @@ impl MemoryStore {
 
 impl Store for MemoryStore {
     fn update(&self, update: &Update) -> Result<Written<Value>, StoreError> {
+        // Built outside the lock: the lock is held only to apply.
+        let batch = Batch::from(update);
         let (version, value) = {
             let mut tables = self.tables.write().expect("poisoned");
-            let value = tables.update(update)?;
-            (tables.version, value)
+            tables.apply(&batch)?;
+            (tables.version, tables.stored(update))
         };
         Ok(Written {
             value,

@@ -65,13 +65,12 @@ impl Tables {
         Ok(())
     }
 
-    /// Applies one update; returns the value now stored (a counter's new total).
-    pub(super) fn update(&mut self, update: &Update) -> Result<Value, StoreError> {
-        self.apply(&Batch::from(update))?;
-        Ok(match update {
+    /// The value `update`, once applied, left stored (a counter's new total).
+    pub(super) fn stored(&self, update: &Update) -> Value {
+        match update {
             Update::Gauge { value, .. } => Value::Gauge(*value),
             Update::Counter { name, .. } => Value::Counter(self.counters[name.as_str()]),
-        })
+        }
     }
 
     pub(super) fn get(&self, kind: MetricKind, name: &str) -> Option<Value> {
