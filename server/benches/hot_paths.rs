@@ -21,7 +21,7 @@ use golectra_server::store::{Batch, snapshot};
 /// Routes like a worker does: classify the path, then serve it.
 fn serve(app: &App, req: &Incoming) -> golectra_server::http::reply::Reply {
     let route = Route::of(&Route::segments(&req.path));
-    router::route(app, req, route).expect("served")
+    router::route(app, req, route).expect("served").value
 }
 
 /// Runs `op` in rounds of about `ROUND`, returns the median nanoseconds per call.
@@ -134,7 +134,7 @@ fn main() {
     let updates = router::decode_batch(&json, 100_000).unwrap();
     measure("store: aggregate + apply 100 metrics", || {
         let batch = Batch::aggregate(black_box(updates.clone())).unwrap();
-        app.store.apply(&batch).unwrap();
+        app.store.apply(&batch).unwrap().wait().unwrap();
     });
     let big: Vec<(String, f64)> = (0..100_000)
         .map(|i| (format!("metric_{i}"), i as f64 * 0.5))

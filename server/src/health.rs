@@ -18,13 +18,12 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{Sender, bounded, select, tick};
 use golectra_common::notify::Notifier;
 
 use crate::store::Store;
+use crate::ticker::{FirstRun, Ticker};
 
 /// How often `STATUS=` is refreshed when systemd asked for no watchdog.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(30);
@@ -115,8 +114,7 @@ pub fn status_line(listen: SocketAddr, store: &dyn Store) -> String {
 /// The thread that proves progress to systemd: `WATCHDOG=1` after each successful [`probe`],
 /// and a fresh `STATUS=` line. Runs only when a service manager listens.
 pub struct Watchdog {
-    stop: Sender<()>,
-    thread: JoinHandle<()>,
+    ticker: Ticker,
 }
 
 impl Watchdog {
@@ -129,53 +127,41 @@ impl Watchdog {
         if !notifier.is_enabled() {
             return Ok(None);
         }
-        let (stop, stopped) = bounded::<()>(0);
-        let thread = std::thread::Builder::new()
-            .name("watchdog".into())
-            .spawn(move || {
-                let pinging = notifier.watchdog_interval();
-                let interval = pinging.unwrap_or(STATUS_INTERVAL);
-                let ticker = tick(interval);
-                let mut last_problem: Option<String> = None;
-                loop {
-                    select! {
-                        // Disconnected: the server is shutting down.
-                        recv(stopped) -> _ => return,
-                        recv(ticker) -> _ => {}
-                    }
-                    let (alive, problem) = match probe(listen, interval) {
-                        Ok(Health::Serving) => (true, None),
-                        Ok(Health::StoreUnavailable(why)) => {
-                            (true, Some(format!("degraded: /ping answers 503: {why}")))
-                        }
-                        Err(why) => (false, Some(format!("not answering: {why}"))),
-                    };
-                    if alive && pinging.is_some() {
-                        notifier.watchdog();
-                    }
-                    if problem != last_problem {
-                        match &problem {
-                            Some(p) if alive => log::warn!("health check: {p}"),
-                            Some(p) => {
-                                log::error!("health check: {p}; the systemd watchdog is not pinged")
-                            }
-                            None => log::info!("health check: serving again"),
-                        }
-                    }
-                    match &problem {
-                        Some(p) => notifier.status(p),
-                        None => notifier.status(&status_line(listen, store.as_ref())),
-                    }
-                    last_problem = problem;
+        let pinging = notifier.watchdog_interval();
+        let interval = pinging.unwrap_or(STATUS_INTERVAL);
+        let mut last_problem: Option<String> = None;
+        let ticker = Ticker::spawn("watchdog", interval, FirstRun::AfterInterval, move || {
+            let (alive, problem) = match probe(listen, interval) {
+                Ok(Health::Serving) => (true, None),
+                Ok(Health::StoreUnavailable(why)) => {
+                    (true, Some(format!("degraded: /ping answers 503: {why}")))
                 }
-            })?;
-        Ok(Some(Self { stop, thread }))
+                Err(why) => (false, Some(format!("not answering: {why}"))),
+            };
+            if alive && pinging.is_some() {
+                notifier.watchdog();
+            }
+            if problem != last_problem {
+                match &problem {
+                    Some(p) if alive => log::warn!("health check: {p}"),
+                    Some(p) => {
+                        log::error!("health check: {p}; the systemd watchdog is not pinged")
+                    }
+                    None => log::info!("health check: serving again"),
+                }
+            }
+            match &problem {
+                Some(p) => notifier.status(p),
+                None => notifier.status(&status_line(listen, store.as_ref())),
+            }
+            last_problem = problem;
+        })?;
+        Ok(Some(Self { ticker }))
     }
 
     /// Stops the thread (no more `WATCHDOG=1`) and waits for it.
     pub fn stop(self) {
-        drop(self.stop);
-        let _ = self.thread.join();
+        self.ticker.stop();
     }
 }
 

@@ -13,14 +13,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
-use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Sender, bounded, select, tick};
 use golectra_common::metric::MetricKind;
 
 use crate::exposition::{Exporter, Exposition, FamilyType};
 use crate::store::{Snapshot, Store, Value};
+use crate::ticker::{FirstRun, Ticker};
 
 /// Bytes of one point: `i64` milliseconds + an 8-byte value.
 pub const POINT_BYTES: usize = 16;
@@ -252,8 +251,7 @@ impl Exporter for History {
 
 /// The sampler thread; stopped by [`Sampler::stop`].
 pub struct Sampler {
-    stop: Sender<()>,
-    handle: JoinHandle<()>,
+    ticker: Ticker,
 }
 
 impl Sampler {
@@ -263,29 +261,20 @@ impl Sampler {
         if options.points == 0 {
             return Ok(None);
         }
-        let (stop, stopped) = bounded::<()>(1);
-        let handle = std::thread::Builder::new()
-            .name("history".into())
-            .spawn(move || {
-                let ticker = tick(options.interval);
-                let sample = || match store.snapshot() {
-                    Ok(snap) => history.record(&snap, SystemTime::now()),
-                    Err(e) => log::debug!("history: cannot read the store: {e}"),
-                };
-                sample();
-                loop {
-                    select! {
-                        recv(ticker) -> _ => sample(),
-                        recv(stopped) -> _ => return,
-                    }
-                }
-            })?;
-        Ok(Some(Self { stop, handle }))
+        let ticker = Ticker::spawn(
+            "history",
+            options.interval,
+            FirstRun::Now,
+            move || match store.snapshot() {
+                Ok(snap) => history.record(&snap, SystemTime::now()),
+                Err(e) => log::debug!("history: cannot read the store: {e}"),
+            },
+        )?;
+        Ok(Some(Self { ticker }))
     }
 
     pub fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.handle.join();
+        self.ticker.stop();
     }
 }
 

@@ -13,6 +13,7 @@ pub mod http;
 pub mod process;
 pub mod store;
 pub mod summary;
+pub mod ticker;
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -4,18 +4,15 @@
 //! quiet; `SUMMARY_INTERVAL=0` turns it off.
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
-
-use crossbeam_channel::{Sender, bounded, select, tick};
 
 use crate::http::App;
 use crate::http::stats::Totals;
+use crate::ticker::{FirstRun, Ticker};
 
 /// The running summary thread.
 pub struct Summary {
-    stop: Sender<()>,
-    thread: JoinHandle<()>,
+    ticker: Ticker,
 }
 
 impl Summary {
@@ -24,33 +21,21 @@ impl Summary {
         if interval.is_zero() {
             return Ok(None);
         }
-        let (stop, stopped) = bounded::<()>(0);
-        let thread = std::thread::Builder::new()
-            .name("summary".into())
-            .spawn(move || {
-                let ticker = tick(interval);
-                let mut last = app.stats.totals();
-                loop {
-                    select! {
-                        recv(ticker) -> _ => {
-                            let now = app.stats.totals();
-                            let delta = now.since(last);
-                            last = now;
-                            if delta.requests > 0 {
-                                log::info!("{}", line(interval, delta, &app));
-                            }
-                        }
-                        recv(stopped) -> _ => return,
-                    }
-                }
-            })?;
-        Ok(Some(Self { stop, thread }))
+        let mut last = app.stats.totals();
+        let ticker = Ticker::spawn("summary", interval, FirstRun::AfterInterval, move || {
+            let now = app.stats.totals();
+            let delta = now.since(last);
+            last = now;
+            if delta.requests > 0 {
+                log::info!("{}", line(interval, delta, &app));
+            }
+        })?;
+        Ok(Some(Self { ticker }))
     }
 
     /// Stops the thread.
     pub fn stop(self) {
-        drop(self.stop);
-        let _ = self.thread.join();
+        self.ticker.stop();
     }
 }
 

@@ -31,7 +31,7 @@ pub fn render(app: &App) -> Result<Reply, ApiError> {
         &[
             ("version", version),
             ("commit", commit),
-            ("store", app.store.kind()),
+            ("store", app.store.kind().as_str()),
         ],
         1u64,
     );

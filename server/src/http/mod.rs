@@ -12,13 +12,14 @@
 //!    `Expect: 100-continue`, collects the body within `MAX_BODY_SIZE` and the global
 //!    `BODY_BUFFER_BUDGET` (a larger declared length is not read at all), re-arms the
 //!    connection and goes back to waiting until some connection holds a complete request.
-//! 3. The worker then serves it: [`request::intake`] (check the size, inflate, verify the
-//!    signature) → [`router::route`] under `catch_unwind` (a panic becomes a 500 and the worker
-//!    lives on) → encode the [`reply::Reply`] (gzip, signature) → one access-log line. A store
-//!    that may block (PostgreSQL) is called inside [`tiny_http::Server::blocking`], which hands
-//!    the worker's polling slot to a parked worker meanwhile. In sync mode the answer to a write
-//!    waits for its snapshot without the worker: the snapshot thread sends it
-//!    ([`crate::store::Store::when_durable`]).
+//! 3. The worker then serves it (`worker.rs`): [`request::intake`] (check the size, inflate,
+//!    verify the signature) → [`router::route`] under `catch_unwind` (a panic becomes a 500 and
+//!    the worker lives on) → encode the [`reply::Reply`] (gzip, signature) → one access-log
+//!    line. The reply goes out at once, or — when the write it acknowledges returned a
+//!    durability ticket ([`crate::store::Durable::After`], sync mode) — the ticket gets it and
+//!    the snapshot thread sends it after the fsync, without the worker. A PostgreSQL store is
+//!    called inside [`tiny_http::Server::blocking`], which hands the worker's polling slot to a
+//!    parked worker while the call waits on the network.
 //! 4. **Respond**: the same worker writes the response without blocking; what the socket does
 //!    not take is finished by whichever worker next sees the connection writable, so a client
 //!    that does not read holds no worker. Pipelined requests are answered in order.
@@ -38,9 +39,9 @@ pub mod reply;
 pub mod request;
 pub mod router;
 pub mod stats;
+mod worker;
 
 use std::net::SocketAddr;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -49,8 +50,7 @@ use crate::audit::Audit;
 use crate::config::{Connections, Limits};
 use crate::history::History;
 use crate::store::Store;
-use reply::{ApiError, Reply};
-use stats::{HttpStats, Route};
+use stats::HttpStats;
 
 /// What every handler can reach.
 pub struct App {
@@ -98,7 +98,7 @@ impl HttpServer {
                 let app = app.clone();
                 std::thread::Builder::new()
                     .name(format!("http-worker-{i}"))
-                    .spawn(move || worker_loop(&server, &app))
+                    .spawn(move || worker::run(&server, &app))
             })
             .collect::<std::io::Result<Vec<_>>>()?;
         Ok(Self {
@@ -158,117 +158,5 @@ fn policy(connections: &Connections, limits: &Limits) -> tiny_http::ConnectionPo
         max_head_bytes: 64 << 10,
         prefetch_limit: limits.max_body,
         prefetch_budget: connections.body_buffer_budget,
-    }
-}
-
-fn worker_loop(server: &tiny_http::Server, app: &Arc<App>) {
-    loop {
-        match server.recv() {
-            Ok(request) => serve(server, app, request),
-            // `recv` fails only when unblocked for shutdown.
-            Err(_) => return,
-        }
-    }
-}
-
-fn serve(server: &tiny_http::Server, app: &Arc<App>, mut request: tiny_http::Request) {
-    let started = Instant::now();
-    let key = app.key.as_deref();
-    let path = request.url().split('?').next().unwrap_or("/");
-    let route = Route::of(&Route::segments(path));
-    let mut read = 0;
-    let mut durable_after = None;
-    let (reply, accept_gzip) = match request::intake(&mut request, &app.limits, key) {
-        Ok(incoming) => {
-            read = incoming.wire_bytes;
-            let mut routed = None;
-            let mut handle = || {
-                durable_after = app.store.deferring_durability(&mut || {
-                    routed = Some(catch_unwind(AssertUnwindSafe(|| {
-                        router::route(app, &incoming, route)
-                    })));
-                });
-            };
-            if app.store.may_block() {
-                server.blocking(handle);
-            } else {
-                handle();
-            }
-            let reply = match routed.expect("the handler ran") {
-                Ok(Ok(reply)) => reply,
-                Ok(Err(e)) => e.into(),
-                Err(_) => {
-                    log::error!(
-                        "handler panicked on {} {}",
-                        incoming.method_name,
-                        incoming.path
-                    );
-                    ApiError::new(500, "internal error: the request was not applied").into()
-                }
-            };
-            (reply, incoming.accept_gzip)
-        }
-        Err(e) => (Reply::from(e), false),
-    };
-    let answer = Answer {
-        request,
-        accept_gzip,
-        route,
-        read,
-        started,
-    };
-    match durable_after {
-        // Sync mode: the snapshot thread sends the answer once the write is on disk; this
-        // worker moves on.
-        Some(version) => {
-            let app_for_ack = app.clone();
-            app.store.when_durable(
-                version,
-                Box::new(move |outcome| {
-                    let reply = match outcome {
-                        Ok(()) => reply,
-                        Err(e) => ApiError::from(e).into(),
-                    };
-                    answer.send(&app_for_ack, reply);
-                }),
-            );
-        }
-        None => answer.send(app, reply),
-    }
-}
-
-/// A handled request waiting for its reply to be sent.
-struct Answer {
-    request: tiny_http::Request,
-    accept_gzip: bool,
-    route: Route,
-    read: usize,
-    started: Instant,
-}
-
-impl Answer {
-    /// Encodes and sends `reply`, counts it, and logs the access line at debug level.
-    fn send(self, app: &App, reply: Reply) {
-        let request = self.request;
-        let status = reply.status;
-        let method = request.method().clone();
-        let peer = request.remote_addr().copied();
-        let url = log::log_enabled!(log::Level::Debug).then(|| request.url().to_owned());
-        let response = reply.into_response(self.accept_gzip, app.key.as_deref());
-        let sent = response.data_length().unwrap_or(0);
-        if let Err(e) = request.respond(response) {
-            log::debug!("cannot send the response to {peer:?}: {e}");
-        }
-        app.stats.request(self.route, status, self.read, sent);
-        if let Some(url) = url {
-            log::debug!(
-                "{} {} {} {:?} {}",
-                peer.map_or("-".into(), |p| p.to_string()),
-                method,
-                url,
-                status,
-                self.started.elapsed().as_micros()
-            );
-        }
     }
 }

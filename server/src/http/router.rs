@@ -13,13 +13,14 @@ use super::App;
 use super::reply::{ApiError, Reply};
 use super::request::{Incoming, Method};
 use super::stats::Route;
-use crate::store::{Batch, Value};
+use crate::store::{Batch, Value, Written};
 
 const GET: &str = "GET, HEAD";
 const POST: &str = "POST";
 
-/// Serves one request addressed to `route` (see [`Route::of`]).
-pub fn route(app: &App, req: &Incoming, route: Route) -> Result<Reply, ApiError> {
+/// Serves one request addressed to `route` (see [`Route::of`]): the reply, and when it may be
+/// sent — at once, or once the write it acknowledges is durable (see [`Written`]).
+pub fn route(app: &App, req: &Incoming, route: Route) -> Result<Written<Reply>, ApiError> {
     let segments = Route::segments(&req.path);
     let is_get = matches!(req.method, Method::Get | Method::Head);
     let is_post = req.method == Method::Post;
@@ -33,7 +34,7 @@ pub fn route(app: &App, req: &Incoming, route: Route) -> Result<Reply, ApiError>
     match route {
         Route::Dashboard => {
             allow(is_get, GET)?;
-            super::dashboard::render(app)
+            super::dashboard::render(app).map(Written::now)
         }
         Route::UpdateJson => {
             allow(is_post, POST)?;
@@ -56,12 +57,12 @@ pub fn route(app: &App, req: &Incoming, route: Route) -> Result<Reply, ApiError>
         }
         Route::ValueJson => {
             allow(is_post, POST)?;
-            json_value(app, req)
+            json_value(app, req).map(Written::now)
         }
         Route::ValueText => {
             allow(is_get, GET)?;
             match &segments[1..] {
-                [kind, name] => text_value(app, kind, name),
+                [kind, name] => text_value(app, kind, name).map(Written::now),
                 [_] => Err(ApiError::not_found(
                     "missing metric name: use /value/{type}/{name}",
                 )),
@@ -77,20 +78,20 @@ pub fn route(app: &App, req: &Incoming, route: Route) -> Result<Reply, ApiError>
         Route::Ping => {
             allow(is_get, GET)?;
             app.store.ping()?;
-            Ok(Reply::text(200, "ok"))
+            Ok(Written::now(Reply::text(200, "ok")))
         }
         Route::Snapshot => {
             allow(is_get, GET)?;
-            snapshot(app)
+            snapshot(app).map(Written::now)
         }
         Route::Metrics => {
             allow(is_get, GET)?;
-            super::metrics::render(app)
+            super::metrics::render(app).map(Written::now)
         }
         Route::History => {
             allow(is_get, GET)?;
             match &segments[3..] {
-                [kind, name] => history(app, kind, name),
+                [kind, name] => history(app, kind, name).map(Written::now),
                 [_] => Err(ApiError::not_found(
                     "missing metric name: use /api/v1/history/{type}/{name}",
                 )),
@@ -137,7 +138,7 @@ fn text_update(
     kind: &str,
     name: &str,
     value: &str,
-) -> Result<Reply, ApiError> {
+) -> Result<Written<Reply>, ApiError> {
     let kind = MetricKind::parse(&decode_segment(kind)?)?;
     let name = path_name(name)?;
     let value = decode_segment(value)?;
@@ -152,11 +153,11 @@ fn text_update(
             delta: metric::parse_counter(&value)?,
         },
     };
-    app.store.update(&update)?;
+    let written = app.store.update(&update)?;
     count_ingested(app, std::slice::from_ref(&update));
     app.audit
         .record(|| vec![update.name().to_owned()], req.origin());
-    Ok(Reply::text(200, "ok"))
+    Ok(written.map(|_| Reply::text(200, "ok")))
 }
 
 fn text_value(app: &App, kind: &str, name: &str) -> Result<Reply, ApiError> {
@@ -228,15 +229,15 @@ fn metric_json(name: &str, value: Value) -> Vec<u8> {
     serde_json::to_vec(&metric).expect("a metric always serializes")
 }
 
-fn json_update(app: &App, req: &Incoming) -> Result<Reply, ApiError> {
+fn json_update(app: &App, req: &Incoming) -> Result<Written<Reply>, ApiError> {
     let metric: Metric = serde_json::from_slice(&req.body).map_err(malformed)?;
     let update = metric.to_update()?;
     check_signed(app, req)?;
-    let stored = app.store.update(&update)?;
+    let written = app.store.update(&update)?;
     count_ingested(app, std::slice::from_ref(&update));
     app.audit
         .record(|| vec![update.name().to_owned()], req.origin());
-    Ok(Reply::json(metric_json(update.name(), stored)))
+    Ok(written.map(|stored| Reply::json(metric_json(update.name(), stored))))
 }
 
 fn json_value(app: &App, req: &Incoming) -> Result<Reply, ApiError> {
@@ -249,7 +250,7 @@ fn json_value(app: &App, req: &Incoming) -> Result<Reply, ApiError> {
     }
 }
 
-fn batch_update(app: &App, req: &Incoming) -> Result<Reply, ApiError> {
+fn batch_update(app: &App, req: &Incoming) -> Result<Written<Reply>, ApiError> {
     let updates = decode_batch(&req.body, app.limits.max_batch_items)?;
     check_signed(app, req)?;
     let count = updates.len();
@@ -263,12 +264,15 @@ fn batch_update(app: &App, req: &Incoming) -> Result<Reply, ApiError> {
             e.index, e.name
         ))
     })?;
-    if !batch.is_empty() {
-        app.store.apply(&batch)?;
+    let written = if batch.is_empty() {
+        Written::now(())
+    } else {
+        let written = app.store.apply(&batch)?;
         app.stats.ingested(gauges, count - gauges);
         app.audit.record(|| batch.names(), req.origin());
-    }
-    Ok(Reply::json(format!("{{\"updated\":{count}}}").into_bytes()))
+        written
+    };
+    Ok(written.map(|()| Reply::json(format!("{{\"updated\":{count}}}").into_bytes())))
 }
 
 /// Decodes a JSON array of metrics, validating each; errors name the index of the bad item.

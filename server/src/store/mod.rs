@@ -10,6 +10,8 @@ pub mod memory;
 pub mod postgres;
 pub mod snapshot;
 
+pub use memory::Ticket;
+
 use std::fmt;
 use std::time::SystemTime;
 
@@ -62,11 +64,16 @@ pub struct Snapshot {
 }
 
 /// A storage backend. Implementations are shared by all worker threads.
+///
+/// A write says in what it returns when it is durable ([`Written`]): the caller acknowledges it
+/// at once ([`Durable::Now`]) or hands the acknowledgement to the [`Ticket`] it got
+/// ([`Durable::After`]).
 pub trait Store: Send + Sync {
-    /// Applies one write and returns the metric's value as now stored (a counter's new total).
-    fn update(&self, update: &Update) -> Result<Value, StoreError>;
-    /// Applies a batch atomically.
-    fn apply(&self, batch: &Batch) -> Result<(), StoreError>;
+    /// Applies one write; returns the metric's value as now stored (a counter's new total) and
+    /// when the write is durable.
+    fn update(&self, update: &Update) -> Result<Written<Value>, StoreError>;
+    /// Applies a batch atomically; says when it is durable.
+    fn apply(&self, batch: &Batch) -> Result<Written<()>, StoreError>;
     /// Reads one metric.
     fn get(&self, kind: MetricKind, name: &str) -> Result<Option<Value>, StoreError>;
     /// Reads every metric.
@@ -80,29 +87,9 @@ pub trait Store: Send + Sync {
     fn ping(&self) -> Result<(), StoreError>;
     /// Makes everything acknowledged durable; called once at shutdown.
     fn close(&self) -> Result<(), StoreError>;
-    /// A short name for logs and the dashboard: `memory` or `postgres`.
-    fn kind(&self) -> &'static str;
-    /// Whether a call may wait on I/O (the database). The HTTP layer then lends the worker's
-    /// polling slot to another worker while it waits (see `vendor/tiny_http/src/reactor.rs`).
-    /// The default never blocks.
-    fn may_block(&self) -> bool {
-        false
-    }
-    /// Runs `handler` with durability waits deferred: writes that would wait for an fsync
-    /// (sync mode) are applied at once, and the highest version among them is returned. The
-    /// handler's answer must then wait for [`Store::when_durable`] — so a write is still
-    /// acknowledged only once durable, but no thread waits for it. The default runs `handler`
-    /// and returns `None` (nothing to wait for).
-    fn deferring_durability(&self, handler: &mut dyn FnMut()) -> Option<u64> {
-        handler();
-        None
-    }
-    /// Calls `ack` once everything up to `version` is durable, or with the error that
-    /// prevented it. The default acknowledges at once.
-    fn when_durable(&self, version: u64, ack: DurableAck) {
-        let _ = version;
-        ack(Ok(()))
-    }
+    /// Which backend this is: for logs and the dashboard, and for callers that must know
+    /// whether a call waits on the network.
+    fn kind(&self) -> StoreKind;
     /// Adds the store's own metrics to `/metrics` (snapshot timings, database retries and
     /// errors…) under `golectra_`. The default exports nothing.
     fn export(&self, out: &mut Exposition) {
@@ -110,8 +97,79 @@ pub trait Store: Send + Sync {
     }
 }
 
-/// Called by [`Store::when_durable`] (on the snapshot thread, in sync mode).
-pub type DurableAck = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+/// The backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// In memory, with a snapshot file: calls never wait on I/O (a sync-mode write returns a
+    /// [`Ticket`] instead of waiting for its fsync).
+    Memory,
+    /// PostgreSQL: every call is a round trip to the database.
+    Postgres,
+}
+
+impl StoreKind {
+    /// `memory` or `postgres`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+impl fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a write returns: the stored value, and when the write is durable — the moment the
+/// caller may acknowledge it.
+#[derive(Debug)]
+#[must_use = "a write may be acknowledged only once durable: look at `durable`"]
+pub struct Written<T> {
+    pub value: T,
+    pub durable: Durable,
+}
+
+/// When a write is durable.
+#[derive(Debug)]
+pub enum Durable {
+    /// Already, as far as this store promises: committed (PostgreSQL), or in memory for the
+    /// next periodic snapshot (memory store with `STORE_INTERVAL>0`, or without a file).
+    Now,
+    /// Once the snapshot covering it is on disk (memory store, `STORE_INTERVAL=0`): the
+    /// caller hands its acknowledgement to the ticket.
+    After(Ticket),
+}
+
+impl<T> Written<T> {
+    /// A write durable on return.
+    pub fn now(value: T) -> Self {
+        Self {
+            value,
+            durable: Durable::Now,
+        }
+    }
+
+    /// The same durability for another value (the reply built from the stored value).
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Written<U> {
+        Written {
+            value: f(self.value),
+            durable: self.durable,
+        }
+    }
+
+    /// Blocks the calling thread until the write is durable, then returns the value; the
+    /// error if the snapshot that should have covered it failed. For callers without a reply
+    /// to hand over (tests, tools); the HTTP worker never waits.
+    pub fn wait(self) -> Result<T, StoreError> {
+        match self.durable {
+            Durable::Now => Ok(self.value),
+            Durable::After(ticket) => ticket.wait().map(|()| self.value),
+        }
+    }
+}
 
 /// A validated, pre-aggregated write of several metrics.
 #[derive(Debug, Clone, Default, PartialEq)]

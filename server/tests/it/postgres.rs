@@ -13,7 +13,7 @@ use std::time::Duration;
 use golectra_common::metric::{MetricKind, Update};
 use golectra_server::config::{Config, Storage};
 use golectra_server::store::postgres::{PostgresOptions, PostgresStore};
-use golectra_server::store::{Batch, Store, StoreError, Value};
+use golectra_server::store::{Batch, Store, StoreError, Value, Written};
 
 use crate::harness::postgres_support::TestDatabase;
 use crate::harness::{BinaryServer, Client, fresh_postgres_dsn, server_binary, wait_timeout};
@@ -227,14 +227,14 @@ fn retries_replace_dead_connections() {
         delta,
     };
     for _ in 0..3 {
-        store.update(&one(1)).unwrap();
+        store.update(&one(1)).and_then(Written::wait).unwrap();
     }
     for round in 0..3 {
         assert!(terminate_backends(&db) > 0);
         assert_eq!(store.ping(), Ok(()), "round {round}");
         assert!(terminate_backends(&db) > 0);
         assert_eq!(
-            store.update(&one(1)),
+            store.update(&one(1)).and_then(Written::wait),
             Ok(Value::Counter(4 + round)),
             "round {round}"
         );
@@ -274,6 +274,7 @@ fn overflow_names_the_counter_and_applies_nothing() {
     };
     store
         .apply(&batch(vec![c("max", i64::MAX), c("min", i64::MIN)]))
+        .and_then(Written::wait)
         .unwrap();
     let err = store
         .apply(&batch(vec![
@@ -290,7 +291,7 @@ fn overflow_names_the_counter_and_applies_nothing() {
     assert_eq!(store.get(MetricKind::Counter, "a"), Ok(None));
     assert_eq!(store.get(MetricKind::Gauge, "g"), Ok(None));
     assert_eq!(
-        store.update(&c("min", -1)),
+        store.update(&c("min", -1)).and_then(Written::wait),
         Err(StoreError::Overflow { name: "min".into() })
     );
     assert_eq!(
@@ -326,6 +327,7 @@ fn migrations_are_idempotent_and_safe_in_parallel() {
             name: "c".into(),
             delta: 1,
         })
+        .and_then(Written::wait)
         .unwrap();
     let mut sql = db.connect();
     let rows: Vec<(i32, String)> = sql
@@ -456,7 +458,10 @@ fn concurrent_batches_fail_and_succeed_independently() {
         name: name.into(),
         delta,
     };
-    store.update(&c("max", i64::MAX)).unwrap();
+    store
+        .update(&c("max", i64::MAX))
+        .and_then(Written::wait)
+        .unwrap();
     let threads: Vec<_> = (0..16)
         .map(|t| {
             let store = store.clone();
@@ -467,7 +472,9 @@ fn concurrent_batches_fail_and_succeed_independently() {
                     if overflowing {
                         items.push(c("max", 1));
                     }
-                    let result = store.apply(&Batch::aggregate(items).unwrap());
+                    let result = store
+                        .apply(&Batch::aggregate(items).unwrap())
+                        .and_then(Written::wait);
                     if overflowing {
                         assert_eq!(result, Err(StoreError::Overflow { name: "max".into() }));
                     } else {

@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use golectra_common::metric::{MetricKind, Update};
 
-use super::{Batch, Snapshot, Store, StoreError, Value};
+use super::{Batch, Snapshot, Store, StoreError, StoreKind, Value, Written};
 use combiner::Combiner;
 use pool::{Conn, ConnectionPool};
 use retry::{Failure, Retries};
@@ -159,8 +159,9 @@ impl PostgresStore {
 }
 
 impl Store for PostgresStore {
-    fn update(&self, update: &Update) -> Result<Value, StoreError> {
-        match update {
+    /// Committed on return.
+    fn update(&self, update: &Update) -> Result<Written<Value>, StoreError> {
+        let value = match update {
             Update::Gauge { name, value } => {
                 self.run("gauge update", |conn| sql::update_gauge(conn, name, *value))
             }
@@ -170,13 +171,15 @@ impl Store for PostgresStore {
                     sql::update_counter(conn, name, *delta, token, prune)
                 })
             }
-        }
+        }?;
+        Ok(Written::now(value))
     }
 
     /// Joins the batches of concurrent requests into one statement (see `combiner.rs`).
-    fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
+    /// Committed on return.
+    fn apply(&self, batch: &Batch) -> Result<Written<()>, StoreError> {
         if batch.is_empty() {
-            return Ok(());
+            return Ok(Written::now(()));
         }
         self.combiner
             .submit(batch.clone(), |group| {
@@ -187,6 +190,7 @@ impl Store for PostgresStore {
                     "internal error while writing".into(),
                 ))
             })
+            .map(Written::now)
     }
 
     fn get(&self, kind: MetricKind, name: &str) -> Result<Option<Value>, StoreError> {
@@ -220,13 +224,8 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    fn kind(&self) -> &'static str {
-        "postgres"
-    }
-
-    /// Every call talks to the database.
-    fn may_block(&self) -> bool {
-        true
+    fn kind(&self) -> StoreKind {
+        StoreKind::Postgres
     }
 
     fn export(&self, out: &mut crate::exposition::Exposition) {

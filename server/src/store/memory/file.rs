@@ -1,0 +1,160 @@
+//! Writing the tables to the snapshot file: one writer at a time (periodic, group-commit and
+//! final snapshots all come here), the version each snapshot made durable, and the outcomes
+//! exported to `/metrics`. The file format and the crash-safe write are [`crate::store::snapshot`].
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::tables::Tables;
+use crate::exposition::{Exposition, FamilyType};
+use crate::store::snapshot;
+
+/// The snapshot file of one store.
+pub(super) struct SnapshotFile {
+    path: PathBuf,
+    tables: Arc<RwLock<Tables>>,
+    /// Serializes file writes; holds the version of the last snapshot written.
+    written: Mutex<u64>,
+    stats: Mutex<SnapshotStats>,
+}
+
+/// What one snapshot write did.
+pub(super) struct Written {
+    /// The version the snapshot contains (every write up to it is in the file, if it succeeded).
+    pub(super) version: u64,
+    /// The number of metrics written, or why the file could not be written.
+    pub(super) result: std::io::Result<usize>,
+}
+
+/// Outcomes of snapshot writes, for `/metrics`.
+#[derive(Debug, Default, Clone, Copy)]
+struct SnapshotStats {
+    /// When the last successful snapshot finished, and how long it took.
+    last_success: Option<(SystemTime, Duration)>,
+    /// Metrics in the last successful snapshot.
+    last_count: usize,
+    written: u64,
+    failed: u64,
+}
+
+impl SnapshotFile {
+    pub(super) fn new(path: PathBuf, tables: Arc<RwLock<Tables>>) -> Self {
+        Self {
+            path,
+            tables,
+            written: Mutex::new(0),
+            stats: Mutex::default(),
+        }
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the tables changed since the last snapshot written (or none was written yet and
+    /// no file exists).
+    pub(super) fn changed(&self) -> bool {
+        let written = *self.written.lock().expect("poisoned");
+        self.tables.read().expect("poisoned").version != written || !self.path.exists()
+    }
+
+    /// Serializes the tables under the read lock and writes them crash-safely.
+    pub(super) fn write(&self) -> Written {
+        let mut written = self.written.lock().expect("poisoned");
+        let started = Instant::now();
+        let (version, bytes, count) = {
+            let tables = self.tables.read().expect("poisoned");
+            (tables.version, tables.encode(), tables.len())
+        };
+        let result = snapshot::write_atomic(&self.path, &bytes);
+        let mut stats = self.stats.lock().expect("poisoned");
+        let result = match result {
+            Ok(()) => {
+                stats.last_success = Some((SystemTime::now(), started.elapsed()));
+                stats.last_count = count;
+                stats.written += 1;
+                *written = version;
+                Ok(count)
+            }
+            Err(e) => {
+                stats.failed += 1;
+                Err(e)
+            }
+        };
+        Written { version, result }
+    }
+
+    /// Writes a snapshot if the tables changed since the last one; logs the outcome.
+    pub(super) fn write_if_changed(&self, why: &str) {
+        let written = *self.written.lock().expect("poisoned");
+        if self.tables.read().expect("poisoned").version == written {
+            return;
+        }
+        let started = Instant::now();
+        match self.write().result {
+            Ok(count) => log::info!(
+                "{why} snapshot: {count} metrics written to {} in {:?}",
+                self.path.display(),
+                started.elapsed()
+            ),
+            Err(e) => log::error!("{why} snapshot to {} failed: {e}", self.path.display()),
+        }
+    }
+
+    /// The snapshot families of `/metrics`.
+    pub(super) fn export(&self, out: &mut Exposition) {
+        let stats = *self.stats.lock().expect("poisoned");
+        out.family(
+            "golectra_snapshot_writes_total",
+            "Snapshot files written successfully (periodic, synchronous and final).",
+            FamilyType::Counter,
+        )
+        .sample(&[], stats.written);
+        out.family(
+            "golectra_snapshot_failures_total",
+            "Snapshot writes that failed (the previous file stays in place).",
+            FamilyType::Counter,
+        )
+        .sample(&[], stats.failed);
+        if let Some((at, took)) = stats.last_success {
+            let at = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            out.family(
+                "golectra_snapshot_last_success_timestamp_seconds",
+                "When the last successful snapshot finished (unix seconds).",
+                FamilyType::Gauge,
+            )
+            .sample(&[], at.as_secs_f64());
+            out.family(
+                "golectra_snapshot_last_duration_seconds",
+                "How long the last successful snapshot took: encoding, write, fsync and rename.",
+                FamilyType::Gauge,
+            )
+            .sample(&[], took.as_secs_f64());
+            out.family(
+                "golectra_snapshot_last_metrics",
+                "Metrics in the last successful snapshot.",
+                FamilyType::Gauge,
+            )
+            .sample(&[], stats.last_count);
+        }
+    }
+}
+
+/// Fails with the path in the message if no file can be created next to `path`.
+pub(super) fn check_writable(path: &Path) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    tempfile::Builder::new()
+        .prefix(".golectra-write-check-")
+        .tempfile_in(dir)
+        .map(drop)
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("snapshot directory {} is not writable: {e}", dir.display()),
+            )
+        })
+}
