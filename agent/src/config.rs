@@ -1,4 +1,4 @@
-//! Agent settings (SPEC §2): the table of every setting with its env name, flags and default,
+//! Agent settings (docs/agent.md): the table of every setting with its env name, flags and default,
 //! and the conversion of raw values into one immutable [`Config`].
 
 use std::ffi::OsString;

@@ -1,4 +1,4 @@
-//! The agent's threads and how they talk (SPEC §1, §7):
+//! The agent's threads and how they talk (README.md, docs/agent.md):
 //!
 //! ```text
 //! poll-runtime ─┐ samples            batches (bounded 1)   ┌─ sender-1 ─┐

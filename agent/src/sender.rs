@@ -1,6 +1,6 @@
 //! Delivery of one report to the server: JSON → gzip → `POST {server}/updates/` with
 //! `Content-Encoding: gzip`, `Content-Type: application/json` and, with a key, `HashSHA256`
-//! over the uncompressed JSON (SPEC §3.3, §7).
+//! over the uncompressed JSON (docs/http-api.md, docs/agent.md).
 //!
 //! Connection errors, timeouts, 429 and 5xx are retried after 1 s, 3 s and 5 s; other 4xx are
 //! final (logged and dropped by the caller). A server that answers 404 or 405 on `/updates/`
@@ -134,7 +134,7 @@ impl HttpSender {
         }
     }
 
-    /// Delivers `batch`, retrying as SPEC §7 says, within `budget`.
+    /// Delivers `batch`, retrying as docs/agent.md describes, within `budget`.
     pub fn deliver(&self, batch: &Batch, budget: &RetryBudget) -> Outcome {
         let metrics = to_metrics(batch);
         let body = serde_json::to_vec(&metrics).expect("metrics always serialize");

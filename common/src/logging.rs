@@ -1,4 +1,4 @@
-//! Logging set-up shared by both daemons (SPEC §8).
+//! Logging set-up shared by both daemons (docs/readme-operations.md).
 //!
 //! Logs go to stderr. Under journald — when `JOURNAL_STREAM` names the device and inode of our
 //! stderr — every line starts with its syslog priority `<N>` and carries no timestamp (journald

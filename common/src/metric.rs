@@ -1,4 +1,4 @@
-//! The metric data model (SPEC §4) and its JSON wire form (SPEC §3.1): a metric is identified by
+//! The metric data model and its JSON wire form (docs/http-api.md): a metric is identified by
 //! `(kind, name)`; a gauge holds a finite `f64`, a counter an `i64` running total.
 
 use std::borrow::Cow;
@@ -131,7 +131,7 @@ impl fmt::Display for InvalidMetric {
 
 impl std::error::Error for InvalidMetric {}
 
-/// Trims a name and checks it against the rules of SPEC §4.
+/// Trims a name and checks it against the naming rules of docs/http-api.md.
 pub fn validate_name(raw: &str) -> Result<&str, InvalidMetric> {
     let name = raw.trim();
     if name.is_empty() {

@@ -1,4 +1,4 @@
-//! The settings parser both daemons share (SPEC §2).
+//! The settings parser both daemons share (docs/configuration.md).
 //!
 //! Each daemon declares its settings once as a table of [`Setting`]s; [`collect`] reads the
 //! command line and the environment against that table and applies the precedence rule of the

@@ -1,4 +1,4 @@
-//! The `HashSHA256` header (SPEC §3.3): lowercase hex of SHA-256 over `body ‖ key`, where `body`
+//! The `HashSHA256` header (docs/http-api.md): lowercase hex of SHA-256 over `body ‖ key`, where `body`
 //! is the uncompressed body. This is the original's format, so both implementations interoperate.
 
 use sha2::{Digest, Sha256};

@@ -1,4 +1,4 @@
-//! Which address a request comes from (SPEC §6): the socket peer, or — only when the peer is a
+//! Which address a request comes from (docs/audit.md): the socket peer, or — only when the peer is a
 //! configured trusted proxy — the client a proxy names. A leaf module: it depends on nothing
 //! else in the server.
 //!

@@ -1,4 +1,4 @@
-//! The periodic one-line traffic summary at info level (SPEC §8): what the server did since the
+//! The periodic one-line traffic summary at info level (docs/readme-operations.md): what the server did since the
 //! last line — requests and errors, samples ingested — and what it holds now — stored metrics,
 //! open connections. Written only for intervals that saw requests, so an idle server stays
 //! quiet; `SUMMARY_INTERVAL=0` turns it off.

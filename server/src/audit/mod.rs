@@ -1,4 +1,4 @@
-//! The audit trail (SPEC §6): one event per successful write, fanned out to the configured
+//! The audit trail (docs/audit.md): one event per successful write, fanned out to the configured
 //! sinks without ever slowing ingestion.
 //!
 //! Observer style: [`Audit`] knows only the [`Sink`] trait. Each sink gets its own named thread

@@ -1,4 +1,4 @@
-//! Server configuration (SPEC §2): the raw values of the settings table ([`table`]) turned
+//! Server configuration (docs/configuration.md): the raw values of the settings table ([`table`]) turned
 //! into one immutable [`Config`].
 
 mod table;
@@ -42,7 +42,7 @@ pub enum Storage {
     },
 }
 
-/// Size limits of requests (SPEC §9).
+/// Size limits of requests (docs/limits.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Largest body on the wire (`MAX_BODY_SIZE`, default 4 MiB).

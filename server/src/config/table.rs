@@ -1,4 +1,4 @@
-//! The table of every server setting (SPEC §2): environment variable, flags, default and help
+//! The table of every server setting (docs/configuration.md): environment variable, flags, default and help
 //! line, each a `static` so that configuration code names settings by value and a misspelt
 //! setting is a compile error. The defaults written here are the only ones in code; the env
 //! file, `--help` and docs/configuration.md are checked against them by tests.

@@ -1,4 +1,4 @@
-//! The HTML dashboard at `GET /` (SPEC §3.4): a page an operator keeps open.
+//! The HTML dashboard at `GET /` (docs/observability.md): a page an operator keeps open.
 //!
 //! The server renders everything: a header with counts, last write, uptime, version and store
 //! kind; gauges and counters in two tables sorted by name with a value for people (exact on

@@ -1,4 +1,4 @@
-//! `GET /metrics` (SPEC §3.5): the server's own families, the process, then every stored metric
+//! `GET /metrics` (docs/observability.md): the server's own families, the process, then every stored metric
 //! under the name [`export_names`] gives it, in the Prometheus text format.
 //!
 //! Stored counters are typed `gauge`: a Golectra counter is a running total of deltas that may

@@ -57,13 +57,13 @@ impl Reply {
 
     /// Whether the content type is one the original gzips. There is deliberately no size
     /// threshold: the original gzips every such reply when the client accepts it, and its
-    /// clients' test suite checks `Content-Encoding: gzip` on ~40-byte replies (SPEC §3.2).
+    /// clients' test suite checks `Content-Encoding: gzip` on ~40-byte replies (docs/http-api.md).
     fn compressible(&self) -> bool {
         self.content_type == JSON || self.content_type == HTML || self.content_type == PROMETHEUS
     }
 
     /// Encodes the reply: signs the uncompressed body when a key is set, then gzips it when the
-    /// client accepts gzip and the content type is one that SPEC §3.2 compresses.
+    /// client accepts gzip and the content type is one that docs/http-api.md lists as compressed.
     pub fn into_response(
         self,
         accept_gzip: bool,

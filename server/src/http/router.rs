@@ -1,4 +1,4 @@
-//! Routing and the API handlers (SPEC §3.1). Routing is a plain `match` on the method and the
+//! Routing and the API handlers (docs/http-api.md). Routing is a plain `match` on the method and the
 //! path segments; every endpoint answers with and without a trailing slash, a known path with
 //! the wrong method gets 405 with `Allow`, anything else 404.
 

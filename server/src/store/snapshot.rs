@@ -1,4 +1,4 @@
-//! The snapshot file of the memory store (SPEC §5.1): a JSON array of metrics in the wire form,
+//! The snapshot file of the memory store (docs/storage.md): a JSON array of metrics in the wire form,
 //! `[{"id":"Alloc","type":"gauge","value":1.5},{"id":"PollCount","type":"counter","delta":7}]`,
 //! the same format the original writes and reads.
 //!

@@ -1,4 +1,4 @@
-//! The PostgreSQL store (SPEC §5.2): every metric in the database, so that several servers can
+//! The PostgreSQL store (docs/postgresql.md): every metric in the database, so that several servers can
 //! share one set of counters. This file holds [`PostgresStore`] and its [`Store`] methods; each
 //! concern has its own file:
 //!
