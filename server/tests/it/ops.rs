@@ -18,10 +18,12 @@ use golectra_common::notify::{Listener, Message};
 use golectra_server::config::{Command as ServerCommand, SETTINGS};
 use golectra_server::health::{self, Health};
 
-use crate::harness::{
-    Backend, Daemon, JOURNAL_STREAM_OF_STDERR, TestServer, agent_binary, binary_dir, require_tool,
-    server_binary, wait_timeout, workspace_root,
+use golectra_testkit::{
+    Daemon, JOURNAL_STREAM_OF_STDERR, agent_binary, binary_dir, require_tool, send_signal,
+    workspace_root,
 };
+
+use crate::harness::{Backend, TestServer, server_binary};
 
 const DAEMONS: [&str; 2] = ["golectra-server", "golectra-agent"];
 
@@ -303,9 +305,8 @@ fn get(addr: SocketAddr, path: &str) -> String {
 /// Runs the server against a notify socket and checks the whole conversation.
 fn notify_lifecycle(listener: &Listener, dir: &Path) {
     let mut server = Daemon::spawn(
-        Path::new(server_binary()),
+        server_binary(),
         dir,
-        "server",
         &["-a", "127.0.0.1:0", "-f", "db.json"],
         &[
             ("NOTIFY_SOCKET", listener.notify_socket()),
@@ -365,12 +366,12 @@ fn notify_lifecycle(listener: &Listener, dir: &Path) {
         .wait_for("STOPPING=1", Duration::from_secs(10))
         .unwrap_or_else(|got| panic!("no STOPPING=1 after SIGTERM; got {got:?}"));
     assert!(stopping.at > started);
-    let code = crate::harness::wait_timeout(&mut server.child, Duration::from_secs(30));
+    let code = server.wait_exit(Duration::from_secs(30));
     assert_eq!(code, 0, "{}", server.log());
 }
 
 fn send_term(daemon: &Daemon) -> i32 {
-    crate::harness::send_signal(daemon.child.id() as i32, libc::SIGTERM)
+    send_signal(daemon.pid(), libc::SIGTERM)
 }
 
 #[test]
@@ -392,13 +393,13 @@ fn sd_notify_over_an_abstract_socket() {
 fn without_notify_socket_the_watchdog_thread_does_not_run() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Daemon::spawn(
-        Path::new(server_binary()),
+        server_binary(),
         dir.path(),
-        "server",
         &["-a", "127.0.0.1:0", "-f", "db.json"],
         &[("WATCHDOG_USEC", "200000"), ("RUST_LOG", "debug")],
     );
     server.wait_for_log("listening on http://", Duration::from_secs(30));
+    // A deliberate gap, not a wait: for 800 ms (four watchdog intervals) nothing may probe.
     std::thread::sleep(Duration::from_millis(800));
     // The watchdog's probe would show up as a debug access line for /ping.
     assert_eq!(server.terminate(), 0);
@@ -421,6 +422,7 @@ fn the_probe_fails_when_the_server_does_not_answer() {
         "POST /update HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n{{"
     )
     .unwrap();
+    // A deliberate gap, not a wait: the slow upload is under way for a while before the probe.
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(
         health::probe(server.addr, Duration::from_secs(5)),
@@ -471,9 +473,9 @@ fn has_timestamp(line: &str) -> bool {
 fn logged_run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     let mut all_args = vec!["-a", "127.0.0.1:0", "-f", "db.json"];
     all_args.extend_from_slice(args);
-    let mut server = Daemon::spawn(Path::new(server_binary()), dir, "server", &all_args, env);
-    let log = server.wait_for_log("listening on http://", Duration::from_secs(30));
-    let addr: SocketAddr = log
+    let mut server = Daemon::spawn(server_binary(), dir, &all_args, env);
+    let line = server.wait_for_line("listening on http://", Duration::from_secs(30));
+    let addr: SocketAddr = line
         .split("listening on http://")
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
@@ -565,8 +567,8 @@ fn configuration_errors_carry_the_priority_under_journald() {
     for (name, program, setting) in programs {
         for (journal, prefix) in [(JOURNAL_STREAM_OF_STDERR, "<3>"), ("1:1", "")] {
             let env = [("JOURNAL_STREAM", journal), (setting, "bogus")];
-            let mut daemon = Daemon::spawn(&program, dir.path(), name, &[], &env);
-            assert_eq!(wait_timeout(&mut daemon.child, Duration::from_secs(10)), 2);
+            let mut daemon = Daemon::spawn(&program, dir.path(), &[], &env);
+            assert_eq!(daemon.wait_exit(Duration::from_secs(10)), 2);
             let log = daemon.log();
             assert_eq!(log.lines().count(), 1, "{log}");
             let wanted = format!("{prefix}{name}: invalid {setting}");
