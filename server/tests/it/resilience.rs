@@ -159,6 +159,29 @@ fn open_sockets(pid: i32) -> usize {
         .count()
 }
 
+/// Connections waiting in the kernel's accept queue of the listener at `addr` (the `rx_queue`
+/// of its LISTEN line in `/proc/net/tcp`), `None` when there is no such line.
+fn accept_queue(addr: SocketAddr) -> Option<u64> {
+    let local = match addr.ip() {
+        std::net::IpAddr::V4(ip) => format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(ip.octets()),
+            addr.port()
+        ),
+        std::net::IpAddr::V6(_) => return None,
+    };
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // `sl local_address rem_address st tx_queue:rx_queue …`; 0A is LISTEN.
+        if fields.get(1) != Some(&local.as_str()) || fields.get(3) != Some(&"0A") {
+            return None;
+        }
+        let rx = fields.get(4)?.split(':').nth(1)?;
+        u64::from_str_radix(rx, 16).ok()
+    })
+}
+
 /// Raises this process's soft descriptor limit to its hard limit and returns it.
 fn raise_nofile() -> u64 {
     let mut lim = libc::rlimit {
@@ -292,8 +315,14 @@ fn idle_flood_stays_within_the_cap_and_adds_no_thread() {
     let flood_time = started.elapsed();
     assert_eq!(ready.load(Ordering::SeqCst), FLOOD);
     // A deliberate gap, not a wait: the flood is held idle for a second before the settled
-    // figures are taken.
+    // figures are taken…
     std::thread::sleep(Duration::from_secs(1));
+    // …and once the server has accepted (and evicted its way through) every connection the
+    // kernel queued for it: on a loaded machine that takes longer than the second.
+    eventually(Duration::from_secs(60), || {
+        (accept_queue(server.addr) == Some(0)).then_some(())
+    })
+    .unwrap_or_else(|| panic!("accept queue {:?}", accept_queue(server.addr)));
     let settled_sockets = open_sockets(pid);
     let settled_threads = proc_status(pid, "Threads:");
     let rss = proc_status(pid, "VmRSS:");
