@@ -392,6 +392,21 @@ mod tests {
         }
     }
 
+    /// The test kit cannot import this table (the agent is a binary-only crate), so it keeps a
+    /// list of the agent's variables to remove from every process a test starts: a setting
+    /// added here and missing there would leak from a developer's shell into the tests.
+    #[test]
+    fn the_test_kit_scrubs_every_setting() {
+        let scrubbed = golectra_testkit::env::scrubbed();
+        for s in SETTINGS {
+            assert!(
+                golectra_testkit::env::AGENT_SETTINGS.contains(&s.env) && scrubbed.contains(&s.env),
+                "{} is missing from golectra_testkit::env::AGENT_SETTINGS",
+                s.env
+            );
+        }
+    }
+
     #[test]
     fn key_is_masked_in_the_description() {
         let c = parse(&["-k", "s3cret"], &[]).unwrap();

@@ -1,26 +1,10 @@
 //! The command line of the real binary: help, version, bad configuration.
 
-use std::process::{Command, Stdio};
-
 use crate::harness::agent_binary;
 
+/// Runs the agent to completion with a scrubbed environment plus `env`.
 fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(agent_binary())
-        .args(args)
-        .env_remove("ADDRESS")
-        .env_remove("REPORT_INTERVAL")
-        .env_remove("POLL_INTERVAL")
-        .env_remove("RATE_LIMIT")
-        .env_remove("KEY")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run agent");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    golectra_testkit::run(agent_binary(), args, env)
 }
 
 #[test]

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use golectra_common::signature;
 
+use golectra_testkit::{Fake, Seen, eventually};
+
 use crate::harness::*;
 
 const WAIT: Duration = Duration::from_secs(20);

@@ -4,6 +4,8 @@
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
+use golectra_testkit::Fake;
+
 use crate::harness::*;
 
 #[test]

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use golectra_testkit::{ServerProcess, eventually, free_port};
+
 use crate::harness::*;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -23,11 +25,11 @@ const MOVING: [&str; 9] = [
 #[test]
 fn every_metric_arrives_and_the_allocator_gauges_move() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), "127.0.0.1:0", &[]);
+    let server = ServerProcess::start(dir.path(), &[], &[]);
     let mut agent = Agent::start(&[&["-a", &server.url()][..], FAST].concat());
     let expected = expected_gauges();
     let first = eventually(WAIT, || {
-        let snap = server.snapshot();
+        let snap = snapshot(&server);
         let mut names = snap.gauge_names();
         names.sort();
         (names == expected && snap.counter("PollCount").is_some()).then_some(snap)
@@ -35,12 +37,18 @@ fn every_metric_arrives_and_the_allocator_gauges_move() {
     .unwrap_or_else(|| {
         panic!(
             "expected gauges {expected:?}, server has {:?}",
-            server.snapshot().gauge_names()
+            snapshot(&server).gauge_names()
         )
     });
     // A few reports later every moving metric has a new value.
-    std::thread::sleep(Duration::from_millis(1000));
-    let second = server.snapshot();
+    let second = eventually(WAIT, || {
+        let snap = snapshot(&server);
+        let moved = MOVING
+            .iter()
+            .all(|name| first.gauge(name) != snap.gauge(name));
+        (moved && snap.counter("PollCount") > first.counter("PollCount")).then_some(snap)
+    })
+    .unwrap_or_else(|| snapshot(&server));
     for name in MOVING {
         assert_ne!(first.gauge(name), second.gauge(name), "{name} did not move");
     }
@@ -71,15 +79,16 @@ fn every_metric_arrives_and_the_allocator_gauges_move() {
 #[test]
 fn sigterm_makes_a_final_report() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), "127.0.0.1:0", &[]);
+    let server = ServerProcess::start(dir.path(), &[], &[]);
     // The report interval is far away: only the final report can deliver anything.
     let mut agent = Agent::start(&["-a", &server.url(), "-p", "100ms", "-r", "1h"]);
     agent.wait_for_log("collecting", WAIT);
+    // A deliberate gap, not a wait: for 500 ms (five polls) nothing may reach the server.
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(server.snapshot().counter("PollCount"), None);
+    assert_eq!(snapshot(&server).counter("PollCount"), None);
     let polls = agent.stop_and_count_polls();
     assert!(polls >= 2, "{polls}");
-    let snap = server.snapshot();
+    let snap = snapshot(&server);
     assert_eq!(snap.counter("PollCount"), Some(polls));
     assert!(snap.gauge("Alloc").is_some());
 }
@@ -87,28 +96,28 @@ fn sigterm_makes_a_final_report() {
 #[test]
 fn poll_count_is_exact_across_a_server_outage() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), "127.0.0.1:0", &["-f", "db.json"]);
+    let server = ServerProcess::start(dir.path(), &["-f", "db.json"], &[]);
     let listen = server.addr.to_string();
     // Two senders: two failing reports at once must both hand their deltas back.
     let mut agent = Agent::start(&[&["-a", &server.url(), "-l", "2"][..], FAST].concat());
-    eventually(WAIT, || server.snapshot().counter("PollCount")).expect("first reports");
+    eventually(WAIT, || snapshot(&server).counter("PollCount")).expect("first reports");
     // The final snapshot keeps what was delivered so far.
-    server.stop();
-    // Several report intervals without a server: reports fail and their deltas pile up.
-    agent.wait_for_log("counter deltas kept for the next report", WAIT);
-    std::thread::sleep(Duration::from_millis(1500));
+    stop(server);
+    // Several report intervals without a server: reports fail and their deltas pile up, the
+    // reports of both senders.
+    wait_for_log_count(&agent, "counter deltas kept for the next report", 2, WAIT);
     let before_restart = std::fs::read_to_string(dir.path().join("db.json")).unwrap();
-    let restarted = Server::start(dir.path(), &listen, &["-f", "db.json", "-r"]);
-    let restored = restarted.snapshot().counter("PollCount").expect("restored");
+    let restarted = ServerProcess::start_on(dir.path(), &listen, &["-f", "db.json", "-r"], &[]);
+    let restored = snapshot(&restarted).counter("PollCount").expect("restored");
     assert!(before_restart.contains("PollCount"));
     // The pending deltas go out with a regular report, before any shutdown.
     eventually(WAIT, || {
-        (restarted.snapshot().counter("PollCount")? > restored + 20).then_some(())
+        (snapshot(&restarted).counter("PollCount")? > restored + 20).then_some(())
     })
     .expect("deltas of the outage delivered after the restart");
     assert!(agent.is_running());
     let polls = agent.stop_and_count_polls();
-    assert_eq!(restarted.snapshot().counter("PollCount"), Some(polls));
+    assert_eq!(snapshot(&restarted).counter("PollCount"), Some(polls));
 }
 
 #[test]
@@ -117,24 +126,25 @@ fn agent_started_before_the_server_delivers_once_it_is_up() {
     let listen = format!("127.0.0.1:{}", free_port());
     let mut agent = Agent::start(&[&["-a", &listen][..], FAST].concat());
     agent.wait_for_log("collecting", WAIT);
+    // A deliberate gap, not a wait: the agent reports into the void for 500 ms first.
     std::thread::sleep(Duration::from_millis(500));
-    let server = Server::start(dir.path(), &listen, &[]);
-    eventually(WAIT, || server.snapshot().counter("PollCount")).expect("reports arrive");
+    let server = ServerProcess::start_on(dir.path(), &listen, &[], &[]);
+    eventually(WAIT, || snapshot(&server).counter("PollCount")).expect("reports arrive");
     let polls = agent.stop_and_count_polls();
-    assert_eq!(server.snapshot().counter("PollCount"), Some(polls));
+    assert_eq!(snapshot(&server).counter("PollCount"), Some(polls));
 }
 
 #[test]
 fn signed_reports_are_accepted_by_a_server_with_the_same_key() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), "127.0.0.1:0", &["-k", "s3cret"]);
+    let server = ServerProcess::start(dir.path(), &["-k", "s3cret"], &[]);
     let mut agent = Agent::start_with_env(
         &[&["-a", &server.url()][..], FAST].concat(),
         &[("KEY", "s3cret")],
     );
-    eventually(WAIT, || server.snapshot().counter("PollCount")).expect("reports arrive");
+    eventually(WAIT, || snapshot(&server).counter("PollCount")).expect("reports arrive");
     let polls = agent.stop_and_count_polls();
-    assert_eq!(server.snapshot().counter("PollCount"), Some(polls));
+    assert_eq!(snapshot(&server).counter("PollCount"), Some(polls));
     assert!(!agent_log_has_warnings(&agent));
 }
 
@@ -143,30 +153,30 @@ fn signed_reports_are_accepted_by_a_server_with_the_same_key() {
 #[test]
 fn keys_with_surrounding_whitespace_sign_like_the_original() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), "127.0.0.1:0", &["-k", " s3cret\n"]);
+    let server = ServerProcess::start(dir.path(), &["-k", " s3cret\n"], &[]);
     let mut agent = Agent::start_with_env(
         &[&["-a", &server.url()][..], FAST].concat(),
         &[("KEY", "s3cret \n")],
     );
-    eventually(WAIT, || server.snapshot().counter("PollCount")).expect("reports arrive");
+    eventually(WAIT, || snapshot(&server).counter("PollCount")).expect("reports arrive");
     let polls = agent.stop_and_count_polls();
-    assert_eq!(server.snapshot().counter("PollCount"), Some(polls));
+    assert_eq!(snapshot(&server).counter("PollCount"), Some(polls));
     assert!(!agent_log_has_warnings(&agent), "{}", agent.log());
 }
 
 #[test]
 fn a_key_mismatch_is_logged_and_the_agent_delivers_once_the_key_matches() {
     let dir = tempfile::tempdir().unwrap();
-    let wrong = Server::start(dir.path(), "127.0.0.1:0", &["-k", "other"]);
+    let wrong = ServerProcess::start(dir.path(), &["-k", "other"], &[]);
     let listen = wrong.addr.to_string();
     let mut agent = Agent::start(&[&["-a", &wrong.url(), "-k", "s3cret"][..], FAST].concat());
     agent.wait_for_log("refused and dropped", WAIT);
     assert!(agent.log().contains("400"), "{}", agent.log());
     assert!(agent.is_running());
-    assert_eq!(wrong.snapshot().counter("PollCount"), None);
-    wrong.stop();
-    let right = Server::start(dir.path(), &listen, &["-k", "s3cret"]);
-    eventually(WAIT, || right.snapshot().counter("PollCount")).expect("reports arrive");
+    assert_eq!(snapshot(&wrong).counter("PollCount"), None);
+    stop(wrong);
+    let right = ServerProcess::start_on(dir.path(), &listen, &["-k", "s3cret"], &[]);
+    eventually(WAIT, || snapshot(&right).counter("PollCount")).expect("reports arrive");
     assert!(agent.is_running());
     agent.stop_and_count_polls();
 }

@@ -1,17 +1,17 @@
 //! The audit trail of SPEC §6: exact events in the file and at a real HTTP receiver, dead
 //! receivers that must not slow ingestion, drop-oldest queues, trusted proxies, rotation.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use golectra_server::audit::{
     Audit, Event, QueueLimits, REQUEST_TIMEOUT, Sink, SinkError, SinkStats,
 };
 use golectra_server::client_addr::parse_list;
+
+use golectra_testkit::{Fake, eventually};
 
 use crate::harness::{Backend, TestServer, run_binary};
 
@@ -38,20 +38,17 @@ fn read_lines(path: &Path) -> Vec<String> {
 
 /// Waits (generously) until `path` holds at least `n` lines.
 fn wait_for_lines(path: &Path, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    eventually(Duration::from_secs(60), || {
         let lines = read_lines(path);
-        if lines.len() >= n {
-            return lines;
-        }
-        assert!(
-            Instant::now() < deadline,
+        (lines.len() >= n).then_some(lines)
+    })
+    .unwrap_or_else(|| {
+        panic!(
             "{} has {} lines, expected {n}",
             path.display(),
-            lines.len()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+            read_lines(path).len()
+        )
+    })
 }
 
 /// Checks that `lines` are exactly the events `expected` (metric names, client IP), with
@@ -172,63 +169,30 @@ struct Received {
     body: String,
 }
 
-/// A real HTTP audit receiver on 127.0.0.1 that answers every POST with `status`.
-struct Receiver {
-    addr: SocketAddr,
-    server: Arc<tiny_http::Server>,
-    received: Arc<Mutex<Vec<Received>>>,
-    thread: Option<JoinHandle<()>>,
-}
+/// A real HTTP audit receiver on 127.0.0.1 (the test kit's fake server) that answers every
+/// POST with `status`.
+struct Receiver(Fake);
 
 impl Receiver {
     fn start(status: u16) -> Self {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
-        let addr = server.server_addr().to_ip().unwrap();
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let (srv, log) = (server.clone(), received.clone());
-        let thread = std::thread::Builder::new()
-            .name("test-receiver".into())
-            .spawn(move || {
-                while let Ok(mut request) = srv.recv() {
-                    let mut body = String::new();
-                    request.as_reader().read_to_string(&mut body).unwrap();
-                    log.lock().unwrap().push(Received {
-                        method: request.method().to_string(),
-                        path: request.url().to_owned(),
-                        content_type: request
-                            .headers()
-                            .iter()
-                            .find(|h| h.field.equiv("Content-Type"))
-                            .map(|h| h.value.to_string()),
-                        body,
-                    });
-                    let _ = request.respond(tiny_http::Response::empty(status));
-                }
-            })
-            .unwrap();
-        Self {
-            addr,
-            server,
-            received,
-            thread: Some(thread),
-        }
+        Self(Fake::start(move |_, _| status))
     }
 
     fn url(&self) -> String {
-        format!("http://{}/audit", self.addr)
+        format!("{}/audit", self.0.url())
     }
 
     fn received(&self) -> Vec<Received> {
-        self.received.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.0
+            .seen()
+            .into_iter()
+            .map(|seen| Received {
+                content_type: seen.header("Content-Type").map(str::to_owned),
+                method: seen.method,
+                path: seen.path,
+                body: String::from_utf8(seen.body).expect("a UTF-8 body"),
+            })
+            .collect()
     }
 }
 
@@ -267,11 +231,10 @@ fn non_2xx_answers_count_as_failed() {
             200
         );
     }
-    let audit_done = Instant::now() + Duration::from_secs(60);
-    while sink_stats(&s, "url").failed < 3 {
-        assert!(Instant::now() < audit_done, "{:?}", sink_stats(&s, "url"));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(Duration::from_secs(60), || {
+        (sink_stats(&s, "url").failed >= 3).then_some(())
+    })
+    .unwrap_or_else(|| panic!("{:?}", sink_stats(&s, "url")));
     let stats = sink_stats(&s, "url");
     assert_eq!((stats.delivered, stats.failed, stats.dropped), (0, 3, 0));
     assert_eq!(receiver.received().len(), 3);
@@ -537,14 +500,12 @@ fn audit_counters_are_exported_in_metrics() {
     }
     wait_for_lines(&file, 3);
     // The counter moves right after the line is written: wait for it, boundedly.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut metrics = c.get("/metrics").text();
-    while !metrics.contains(r#"golectra_audit_events_delivered_total{sink="file"} 3"#)
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(20));
-        metrics = c.get("/metrics").text();
-    }
+    let delivered = r#"golectra_audit_events_delivered_total{sink="file"} 3"#;
+    let metrics = eventually(Duration::from_secs(10), || {
+        let metrics = c.get("/metrics").text();
+        metrics.contains(delivered).then_some(metrics)
+    })
+    .unwrap_or_else(|| c.get("/metrics").text());
     for line in [
         r#"golectra_audit_events_delivered_total{sink="file"} 3"#,
         r#"golectra_audit_events_dropped_total{sink="file"} 0"#,

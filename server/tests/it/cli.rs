@@ -1,7 +1,9 @@
 //! The real binary's command line: `--help`, `--version`, precedence, and exit code 2 with a
 //! message naming the setting for every bad value.
 
-use crate::harness::{BinaryServer, run_binary};
+use golectra_testkit::{ServerProcess, eventually};
+
+use crate::harness::run_binary;
 
 #[test]
 fn help_lists_every_setting() {
@@ -61,13 +63,13 @@ fn env_beats_flags_end_to_end() {
         r#"[{"id":"from","type":"gauge","value":2}]"#,
     )
     .unwrap();
-    let server = BinaryServer::start(
+    let server = ServerProcess::start(
         dir.path(),
         &["-r", "-f", "flag.json"],
         &[("FILE_STORAGE_PATH", "env.json")],
     );
     assert_eq!(server.client().get("/value/gauge/from").text(), "1");
-    let server2 = BinaryServer::start(dir.path(), &["-r", "-f", "flag.json"], &[]);
+    let server2 = ServerProcess::start(dir.path(), &["-r", "-f", "flag.json"], &[]);
     assert_eq!(server2.client().get("/value/gauge/from").text(), "2");
     let log = server.log();
     assert!(log.contains("key not set"), "{log}");
@@ -76,7 +78,7 @@ fn env_beats_flags_end_to_end() {
 #[test]
 fn key_is_masked_in_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let server = BinaryServer::start(dir.path(), &["-k", "topsecretvalue"], &[]);
+    let server = ServerProcess::start(dir.path(), &["-k", "topsecretvalue"], &[]);
     let log = server.log();
     assert!(log.contains("key set (hidden)"), "{log}");
     assert!(!log.contains("topsecretvalue"), "{log}");
@@ -94,9 +96,9 @@ fn unwritable_snapshot_directory_is_a_clear_start_error() {
 
 #[test]
 fn traffic_summary_lines_follow_traffic() {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let dir = tempfile::tempdir().unwrap();
-    let server = BinaryServer::start(dir.path(), &["--summary-interval", "200ms"], &[]);
+    let server = ServerProcess::start(dir.path(), &["--summary-interval", "200ms"], &[]);
     let c = server.client();
     assert_eq!(c.post("/update/gauge/g/1", b"").status, 200);
     let batch = r#"[{"id":"a","type":"counter","delta":1},{"id":"b","type":"gauge","value":2}]"#;
@@ -122,19 +124,11 @@ fn traffic_summary_lines_follow_traffic() {
     };
     let total =
         |lines: &[String], word: &str| lines.iter().map(|l| number_before(l, word)).sum::<u64>();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let lines = loop {
+    let lines = eventually(Duration::from_secs(20), || {
         let lines = summaries(&server.log());
-        if total(&lines, " requests") == 3 {
-            break lines;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "summaries never added up to 3 requests:\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        (total(&lines, " requests") == 3).then_some(lines)
+    })
+    .unwrap_or_else(|| panic!("summaries never added up to 3 requests:\n{}", server.log()));
     assert_eq!(total(&lines, " 4xx"), 1, "{lines:?}");
     assert_eq!(total(&lines, " 5xx"), 0, "{lines:?}");
     assert_eq!(total(&lines, " samples ingested"), 3, "{lines:?}");
@@ -143,7 +137,8 @@ fn traffic_summary_lines_follow_traffic() {
         last.contains(" INFO ") && last.contains("2 gauges and 1 counters stored"),
         "{last}"
     );
-    // Idle intervals write nothing.
+    // Idle intervals write nothing. A deliberate gap, not a wait: 700 ms of no traffic are more
+    // than three summary intervals that must stay silent.
     std::thread::sleep(Duration::from_millis(700));
     let (code, log) = server.terminate();
     assert_eq!(code, 0);

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use golectra_server::history::HistoryOptions;
 
-use crate::harness::{self, Backend, Client, TestServer, gunzip, wait_timeout};
+use golectra_testkit::{Client, ServerProcess, eventually, require, require_tool, wait_exit};
+
+use crate::harness::{Backend, TestServer, gunzip};
 
 // ---------------------------------------------------------------------------------------------
 // A strict parser of the Prometheus text format 0.0.4, as far as this server uses it.
@@ -170,22 +172,17 @@ impl Scrape {
 // ---------------------------------------------------------------------------------------------
 // External tools.
 
-/// Finds an external tool. Missing: a failure when `CI=true`, a loud skip otherwise.
-fn require_tool(names: &[&str], package: &str) -> Option<PathBuf> {
+/// Finds an external tool under any of `names`. Missing: a failure when `CI=true`, a loud skip
+/// otherwise (the test kit's [`require`]).
+fn find_tool(names: &[&str], package: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let found = names.iter().find_map(|name| {
         std::env::split_paths(&path)
             .map(|dir| dir.join(name))
             .find(|p| p.is_file())
     });
-    if found.is_none() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{names:?} not found but CI=true: install the Debian package {package}");
-        }
-        eprintln!(
-            "NOTE: {names:?} not found (Debian package {package}): this test is SKIPPED; CI=true makes it fail"
-        );
-    }
+    let hint = format!("install the Debian package {package}");
+    require(&format!("{names:?}"), found.is_some(), &hint);
     found
 }
 
@@ -328,7 +325,7 @@ fn promtool_accepts_metrics_with_sanitized_names_and_values_read_back() {
     );
     assert!(scrape.value("process_cpu_seconds_total", &[]) >= 0.0);
 
-    let Some(promtool) = require_tool(&["promtool"], "prometheus") else {
+    let Some(promtool) = find_tool(&["promtool"], "prometheus") else {
         return;
     };
     let (code, out) = promtool_check(&promtool, &body);
@@ -337,7 +334,7 @@ fn promtool_accepts_metrics_with_sanitized_names_and_values_read_back() {
 
 #[test]
 fn promtool_accepts_agent_names_and_lint_traps_without_a_complaint() {
-    let Some(promtool) = require_tool(&["promtool"], "prometheus") else {
+    let Some(promtool) = find_tool(&["promtool"], "prometheus") else {
         return;
     };
     let s = TestServer::start(Backend::Memory);
@@ -496,18 +493,18 @@ fn process_metrics_survive_a_hidden_proc_stat() {
     let root = Path::new("/proc/self")
         .metadata()
         .is_ok_and(|m| m.uid() == 0);
-    if !harness::require(
+    if !require(
         "root (to hide /proc/stat in a private mount namespace)",
         root,
         "run the tests as root, as CI does",
-    ) || !harness::require_tool("unshare", "util-linux")
+    ) || !require_tool("unshare", "util-linux")
     {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let hide =
         "mount --bind /dev/null /proc/stat && ! grep -q btime /proc/stat && exec \"$0\" \"$@\"";
-    let server = harness::BinaryServer::start_wrapped(
+    let server = ServerProcess::start_wrapped(
         &[
             "unshare",
             "--mount",
@@ -580,16 +577,13 @@ fn history_until(
     path: &str,
     done: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    for _ in 0..3000 {
+    eventually(Duration::from_secs(60), || {
         let r = c.get(path);
         assert_eq!(r.status, 200, "{}", r.text());
         let json = r.json();
-        if done(&json) {
-            return json;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("history of {path} never reached the expected state");
+        done(&json).then_some(json)
+    })
+    .unwrap_or_else(|| panic!("history of {path} never reached the expected state"))
 }
 
 #[test]
@@ -698,7 +692,7 @@ fn chromium(browser: &Path, extra: &[&str], url: &str) -> String {
         .stderr(Stdio::null())
         .spawn()
         .expect("start chromium");
-    let code = wait_timeout(&mut child, Duration::from_secs(120));
+    let code = wait_exit(&mut child, Duration::from_secs(120));
     assert_eq!(code, 0, "chromium {extra:?} {url}");
     std::fs::read_to_string(stdout).unwrap()
 }
@@ -717,7 +711,7 @@ fn rows(dom: &str) -> Vec<(String, String)> {
 
 #[test]
 fn dashboard_in_headless_chromium() {
-    let Some(browser) = require_tool(&["chromium", "chromium-browser"], "chromium") else {
+    let Some(browser) = find_tool(&["chromium", "chromium-browser"], "chromium") else {
         return;
     };
     let s = TestServer::start_with(Backend::Memory, |c| {

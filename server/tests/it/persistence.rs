@@ -5,12 +5,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
 
-use crate::harness::BinaryServer;
+use golectra_testkit::{ServerProcess, eventually};
 
 fn read_snapshot(path: &std::path::Path) -> serde_json::Value {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
@@ -40,26 +40,17 @@ fn snapshot_map(path: &std::path::Path) -> HashMap<(String, String), f64> {
         .collect()
 }
 
-fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn periodic_snapshot_matches_the_store() {
     let dir = tempfile::tempdir().unwrap();
-    let server = BinaryServer::start(dir.path(), &["-i", "1"], &[]);
+    let server = ServerProcess::start(dir.path(), &["-i", "1"], &[]);
     let c = server.client();
     c.post("/update/gauge/g/2.5", b"");
     c.post("/update/counter/c/3", b"");
     c.post("/update/counter/g/1", b"");
     let path = dir.path().join("metrics-db.json");
-    wait_for("the periodic snapshot", Duration::from_secs(10), || {
-        path.exists()
-    });
+    eventually(Duration::from_secs(10), || path.exists().then_some(()))
+        .expect("timed out waiting for the periodic snapshot");
     let map = snapshot_map(&path);
     assert_eq!(map.len(), 3);
     assert_eq!(map[&("gauge".into(), "g".into())], 2.5);
@@ -79,7 +70,7 @@ fn restores_the_originals_format_and_writes_it_back() {
         r#"[{"id":"Alloc","type":"gauge","value":12345},{"id":"PollCount","type":"counter","delta":42,"hash":""},{"id":"RandomValue","type":"gauge","value":0.123}]"#,
     )
     .unwrap();
-    let server = BinaryServer::start(dir.path(), &["-r"], &[]);
+    let server = ServerProcess::start(dir.path(), &["-r"], &[]);
     let c = server.client();
     assert_eq!(c.get("/value/gauge/Alloc").text(), "12345");
     assert_eq!(c.get("/value/counter/PollCount").text(), "42");
@@ -104,14 +95,14 @@ fn restores_the_originals_format_and_writes_it_back() {
 #[test]
 fn missing_and_empty_files_start_empty() {
     let dir = tempfile::tempdir().unwrap();
-    let server = BinaryServer::start(dir.path(), &["-r", "-f", "absent.json"], &[]);
+    let server = ServerProcess::start(dir.path(), &["-r", "-f", "absent.json"], &[]);
     assert_eq!(
         server.client().get("/api/v1/snapshot").json(),
         serde_json::json!({"gauges":{},"counters":{}})
     );
     drop(server);
     std::fs::write(dir.path().join("empty.json"), "").unwrap();
-    let server = BinaryServer::start(dir.path(), &["-r=true", "-f", "empty.json"], &[]);
+    let server = ServerProcess::start(dir.path(), &["-r=true", "-f", "empty.json"], &[]);
     assert_eq!(
         server.client().get("/api/v1/snapshot").json(),
         serde_json::json!({"gauges":{},"counters":{}})
@@ -126,7 +117,7 @@ fn corrupt_file_is_moved_aside_and_logged() {
         r#"[{"id":"Alloc","type":"gauge","val"#,
     )
     .unwrap();
-    let server = BinaryServer::start(dir.path(), &["-r"], &[]);
+    let server = ServerProcess::start(dir.path(), &["-r"], &[]);
     assert_eq!(server.client().get("/ping").status, 200);
     let log = server.log();
     assert!(log.contains("ERROR") && log.contains("corrupt"), "{log}");
@@ -146,7 +137,7 @@ fn corrupt_file_is_moved_aside_and_logged() {
 #[test]
 fn sigterm_writes_a_final_snapshot() {
     let dir = tempfile::tempdir().unwrap();
-    let server = BinaryServer::start(dir.path(), &["-i", "1h"], &[]);
+    let server = ServerProcess::start(dir.path(), &["-i", "1h"], &[]);
     let c = server.client();
     c.post_json(
         "/updates",
@@ -214,14 +205,17 @@ fn jitter(round: u64, max_ms: u64) -> Duration {
 /// Hammers `server` from 4 threads and `kill -9`s it at a random moment (up to `max_jitter_ms`)
 /// once writes are being acknowledged (a loaded machine may take a while to answer the first
 /// one). Returns the acknowledged increments per thread.
-fn hammer_then_kill9(server: BinaryServer, round: u64, max_jitter_ms: u64) -> Arc<Vec<AtomicU64>> {
+fn hammer_then_kill9(server: ServerProcess, round: u64, max_jitter_ms: u64) -> Arc<Vec<AtomicU64>> {
     let stop = Arc::new(AtomicBool::new(false));
     let (handles, acked) = hammer(server.addr, 4, stop.clone());
-    wait_for(
-        "a first acknowledged write",
-        Duration::from_secs(30),
-        || acked.iter().any(|a| a.load(Ordering::SeqCst) > 0),
-    );
+    eventually(Duration::from_secs(30), || {
+        acked
+            .iter()
+            .any(|a| a.load(Ordering::SeqCst) > 0)
+            .then_some(())
+    })
+    .expect("timed out waiting for a first acknowledged write");
+    // A deliberate gap, not a wait: the kill lands at a random moment of the hammering.
     std::thread::sleep(jitter(round, max_jitter_ms));
     server.kill9();
     stop.store(true, Ordering::Relaxed);
@@ -236,7 +230,7 @@ fn kill_9_never_leaves_an_unreadable_snapshot() {
     let mut previous_total = 0i64;
     for round in 0..50u64 {
         // Snapshots every 10 ms while 4 threads write; kill -9 at a random moment.
-        let server = BinaryServer::start(dir.path(), &["-r", "-i", "10ms"], &[]);
+        let server = ServerProcess::start(dir.path(), &["-r", "-i", "10ms"], &[]);
         let _ = hammer_then_kill9(server, round, 120);
         if path.exists() {
             let map = snapshot_map(&path);
@@ -270,7 +264,7 @@ fn sync_mode_keeps_every_acknowledged_write_across_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let mut expected_min = [0u64; 4];
     for round in 0..10u64 {
-        let server = BinaryServer::start(dir.path(), &["-r", "-i", "0"], &[]);
+        let server = ServerProcess::start(dir.path(), &["-r", "-i", "0"], &[]);
         if round > 0 {
             // Everything acknowledged before the previous kill -9 is there.
             let snap = server.client().get("/api/v1/snapshot").json();
@@ -292,7 +286,7 @@ fn sync_mode_keeps_every_acknowledged_write_across_kill_9() {
             "round {round}: nothing was acknowledged"
         );
     }
-    let server = BinaryServer::start(dir.path(), &["-r", "-i", "0"], &[]);
+    let server = ServerProcess::start(dir.path(), &["-r", "-i", "0"], &[]);
     let snap = server.client().get("/api/v1/snapshot").json();
     for (t, min) in expected_min.iter().enumerate() {
         assert!(snap["counters"][format!("t{t}")].as_u64().unwrap() >= *min);

@@ -5,7 +5,6 @@
 //!
 //! The HTTP API suite itself runs against PostgreSQL from `api.rs` (see `harness::backends`).
 
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
@@ -15,8 +14,11 @@ use golectra_server::config::{Config, Storage};
 use golectra_server::store::postgres::{PostgresOptions, PostgresStore};
 use golectra_server::store::{Batch, Store, StoreError, Value, Written};
 
-use crate::harness::postgres_support::TestDatabase;
-use crate::harness::{BinaryServer, Client, fresh_postgres_dsn, server_binary, wait_timeout};
+use golectra_testkit::{
+    Client, DSN_ENV, Daemon, ServerProcess, TestDatabase, eventually, fresh_postgres_dsn,
+};
+
+use crate::harness::server_binary;
 
 fn start_server(db: &TestDatabase) -> golectra_server::Server {
     let config = Config::for_tests(Storage::Postgres {
@@ -103,8 +105,8 @@ fn two_servers_share_exact_counters() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let a = BinaryServer::start(dir.path(), &["-d", &db.dsn, "-w", "4"], &[]);
-    let b = BinaryServer::start(dir.path(), &["-d", &db.dsn, "-w", "4"], &[]);
+    let a = ServerProcess::start(dir.path(), &["-d", &db.dsn, "-w", "4"], &[]);
+    let b = ServerProcess::start(dir.path(), &["-d", &db.dsn, "-w", "4"], &[]);
     let threads: Vec<_> = (0..12)
         .map(|t| {
             let clients = [a.client(), b.client()];
@@ -180,18 +182,20 @@ fn connection_loss_mid_run_loses_nothing_acknowledged() {
         })
         .collect();
     let mut terminated = 0;
+    // Waits (generously) until the writers had 50 more writes acknowledged.
+    let fifty_more = || {
+        let before = acknowledged.load(Ordering::Relaxed);
+        eventually(Duration::from_secs(120), || {
+            (acknowledged.load(Ordering::Relaxed) >= before + 50).then_some(())
+        })
+        .expect("50 more acknowledged writes");
+    };
     for _ in 0..3 {
         // Let the writers get going (and recover) between the terminations.
-        let before = acknowledged.load(Ordering::Relaxed);
-        while acknowledged.load(Ordering::Relaxed) < before + 50 {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        fifty_more();
         terminated += terminate_backends(&db);
     }
-    let before = acknowledged.load(Ordering::Relaxed);
-    while acknowledged.load(Ordering::Relaxed) < before + 50 {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    fifty_more();
     stop.store(true, Ordering::Relaxed);
     writers.into_iter().for_each(|t| t.join().unwrap());
     assert!(terminated > 0, "the server's connections were terminated");
@@ -356,8 +360,8 @@ fn two_binaries_migrate_one_empty_database() {
     };
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = std::thread::scope(|s| {
-        let a = s.spawn(|| BinaryServer::start(dir.path(), &["-d", &db.dsn], &[]));
-        let b = s.spawn(|| BinaryServer::start(dir.path(), &["-d", &db.dsn], &[]));
+        let a = s.spawn(|| ServerProcess::start(dir.path(), &["-d", &db.dsn], &[]));
+        let b = s.spawn(|| ServerProcess::start(dir.path(), &["-d", &db.dsn], &[]));
         (a.join().unwrap(), b.join().unwrap())
     });
     assert_eq!(a.client().post("/update/counter/x/1", b"").status, 200);
@@ -371,24 +375,20 @@ fn two_binaries_migrate_one_empty_database() {
 #[test]
 fn unreachable_database_at_start_exits_non_zero_with_the_host() {
     // No database needed: nothing listens on port 1.
-    let mut child = Command::new(server_binary())
-        .args([
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Daemon::spawn(
+        server_binary(),
+        dir.path(),
+        &[
             "-a",
             "127.0.0.1:0",
             "-d",
             "postgres://golectra@127.0.0.1:1/metrics",
-        ])
-        .env_remove("DATABASE_DSN")
-        .env_remove("ADDRESS")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
-    let code = wait_timeout(&mut child, Duration::from_secs(60));
-    let log = reader.join().unwrap();
+        ],
+        &[],
+    );
+    let code = server.wait_exit(Duration::from_secs(60));
+    let log = server.log();
     assert_eq!(code, 1, "{log}");
     assert!(log.contains("127.0.0.1:1/metrics"), "{log}");
     assert!(log.contains("Connection refused"), "{log}");
@@ -408,11 +408,8 @@ fn ping_is_503_when_the_database_is_gone() {
     let c = Client::new(server.local_addr());
     assert_eq!(c.get("/ping").status, 200);
     assert_eq!(c.post("/update/counter/c/1", b"").status, 200);
-    let mut admin = postgres::Client::connect(
-        &std::env::var(crate::harness::DSN_ENV).unwrap(),
-        postgres::NoTls,
-    )
-    .unwrap();
+    let mut admin =
+        postgres::Client::connect(&std::env::var(DSN_ENV).unwrap(), postgres::NoTls).unwrap();
     admin
         .batch_execute(&format!("DROP DATABASE \"{}\" WITH (FORCE)", db.name))
         .unwrap();
@@ -434,7 +431,7 @@ fn start_up_log_masks_the_password_and_notes_ignored_file_settings() {
     let dsn = db.dsn.replacen("://postgres@", "://postgres:hunter2@", 1);
     assert_ne!(dsn, db.dsn, "the test DSN names user postgres");
     let dir = tempfile::tempdir().unwrap();
-    let server = BinaryServer::start(dir.path(), &["-d", &dsn, "-f", "other.json", "-r"], &[]);
+    let server = ServerProcess::start(dir.path(), &["-d", &dsn, "-f", "other.json", "-r"], &[]);
     assert_eq!(server.client().get("/ping").status, 200);
     let (code, log) = server.terminate();
     assert_eq!(code, 0, "{log}");

@@ -23,7 +23,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::harness::{agent_binary, clean_command, require_tool, send_signal, workspace_root};
+use golectra_testkit::{
+    agent_binary, command, eventually, free_port, require_tool, send_signal, workspace_root,
+};
 
 /// Marker variable: its value names one session, so its processes can be found in `/proc`.
 const MARKER: &str = "GOLECTRA_QUICKSTART_SESSION";
@@ -34,12 +36,9 @@ const ROUNDS: usize = 5;
 /// The dashboard line the script prints once the server answers.
 const BANNER: &str = "dashboard: http://";
 
-/// Agent settings (the server's are scrubbed by [`clean_command`]) and the script's own knobs:
-/// none may leak in from the environment of the test run.
+/// The script's own knobs (both daemons' settings are scrubbed by [`command`]): none may leak
+/// in from the environment of the test run.
 const SCRUBBED: &[&str] = &[
-    "REPORT_INTERVAL",
-    "POLL_INTERVAL",
-    "RATE_LIMIT",
     "CARGO_TARGET_DIR",
     "GOLECTRA_BIN_DIR",
     "GOLECTRA_START_TIMEOUT",
@@ -55,14 +54,6 @@ fn prerequisites() -> Option<PathBuf> {
         return None;
     }
     agent_binary()
-}
-
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
 }
 
 /// `dir/name` as the file at `from`: a hard link when possible, else a copy.
@@ -148,7 +139,7 @@ impl Session {
             std::process::id(),
             SEQUENCE.fetch_add(1, Ordering::Relaxed)
         );
-        let mut cmd = clean_command("script");
+        let mut cmd = command("script");
         for var in SCRUBBED {
             cmd.env_remove(var);
         }
@@ -215,25 +206,20 @@ impl Session {
 
     /// Waits until the terminal shows `needle`.
     fn wait_for_output(&mut self, needle: &str, limit: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + limit;
-        loop {
+        eventually(limit, || {
             if self.output().contains(needle) {
-                return Ok(());
+                return Some(Ok(()));
             }
-            if let Some(status) = self.exited() {
-                self.drain_readers();
-                if self.output().contains(needle) {
-                    return Ok(());
-                }
-                return Err(format!(
-                    "the script exited ({status}) before printing {needle:?}"
-                ));
+            let status = self.exited()?;
+            self.drain_readers();
+            if self.output().contains(needle) {
+                return Some(Ok(()));
             }
-            if Instant::now() > deadline {
-                return Err(format!("no {needle:?} on the terminal within {limit:?}"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            Some(Err(format!(
+                "the script exited ({status}) before printing {needle:?}"
+            )))
+        })
+        .unwrap_or_else(|| Err(format!("no {needle:?} on the terminal within {limit:?}")))
     }
 
     /// Ctrl-C on the terminal: the tty driver sends SIGINT to the foreground process group.
@@ -247,28 +233,23 @@ impl Session {
 
     /// Waits for the script's exit status; afterwards the whole output is in.
     fn wait_exit(&mut self, limit: Duration) -> Result<i32, String> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.exited() {
+        match eventually(limit, || self.exited()) {
+            Some(status) => {
                 self.drain_readers();
-                return Ok(status);
+                Ok(status)
             }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "the script did not exit within {limit:?}; its processes:\n{}",
-                    describe(&self.leftovers())
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
+            None => Err(format!(
+                "the script did not exit within {limit:?}; its processes:\n{}",
+                describe(&self.leftovers())
+            )),
         }
     }
 
     /// Lets the reader threads copy the last bytes (the pipes close when `script` exits).
     fn drain_readers(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.readers.iter().any(|r| !r.is_finished()) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        eventually(Duration::from_secs(5), || {
+            self.readers.iter().all(|r| r.is_finished()).then_some(())
+        });
     }
 
     /// Processes of this session still alive (none may be left once the script has exited).
@@ -305,23 +286,18 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 
 /// Waits until the server's PollCount is at least `at_least`, i.e. a few reports have landed.
 fn wait_for_poll_count(port: u16, at_least: i64, limit: Duration) -> Result<(), String> {
-    let deadline = Instant::now() + limit;
     let mut last = None;
-    loop {
-        if let Some((200, body)) = http_get(port, "/value/counter/PollCount") {
-            let value = body.trim().parse::<i64>().ok();
-            if value.is_some_and(|v| v >= at_least) {
-                return Ok(());
-            }
-            last = value;
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "PollCount did not reach {at_least} within {limit:?} (last seen: {last:?})"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(limit, || {
+        let (200, body) = http_get(port, "/value/counter/PollCount")? else {
+            return None;
+        };
+        let value = body.trim().parse::<i64>().ok();
+        last = value;
+        value.filter(|v| *v >= at_least).map(|_| ())
+    })
+    .ok_or_else(|| {
+        format!("PollCount did not reach {at_least} within {limit:?} (last seen: {last:?})")
+    })
 }
 
 /// The log lines of one daemon (`golectra_agent` or `golectra_server` and their modules).
@@ -558,21 +534,20 @@ fn binaries_come_from_cargo_target_dir() {
         );
         // The agent is started just before the banner: wait until both daemons run.
         let release = release.canonicalize().expect("canonical release dir");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let daemons = loop {
-            let daemons: Vec<(i32, PathBuf)> = session
+        let daemons_now = || -> Vec<(i32, PathBuf)> {
+            session
                 .leftovers()
                 .into_iter()
                 .filter(|(_, exe)| {
                     exe.file_name()
                         .is_some_and(|n| n.to_string_lossy().starts_with("golectra-"))
                 })
-                .collect();
-            if daemons.len() >= 2 || Instant::now() > deadline {
-                break daemons;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+                .collect()
         };
+        let daemons = eventually(Duration::from_secs(10), || {
+            Some(daemons_now()).filter(|d| d.len() >= 2)
+        })
+        .unwrap_or_else(daemons_now);
         let mut names: Vec<String> = Vec::new();
         for (pid, exe) in daemons {
             assert_eq!(

@@ -95,8 +95,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::harness::{
-    agent_binary, binary_dir, require, require_tool, send_signal, workspace_root,
+use golectra_testkit::{
+    agent_binary, binary_dir, eventually, require, require_tool, send_signal, workspace_root,
 };
 
 /// The checks `in-container.sh` reports, by number and name.
@@ -169,10 +169,9 @@ impl Collected {
     /// Everything, once the pipe closed (bounded: a leftover holder of the pipe must not hang
     /// the test).
     fn finish(self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.thread.is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        eventually(Duration::from_secs(10), || {
+            self.thread.is_finished().then_some(())
+        });
         self.text()
     }
 }
@@ -228,32 +227,26 @@ fn packaged_units_under_a_real_systemd() {
     let stderr = collect(child.stderr.take().expect("piped"), true);
 
     let limit = LOCK_WAIT + BUDGET + GRACE;
-    let mut terminated_at: Option<Instant> = None;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for boot-check.sh") {
-            break status;
-        }
-        let pid = child.id() as i32;
-        match terminated_at {
-            None if started.elapsed() > limit => {
-                eprintln!("boot-check.sh overran {limit:?}: SIGTERM");
-                send_signal(pid, libc::SIGTERM);
-                terminated_at = Some(Instant::now());
-            }
-            Some(at) if at.elapsed() > GRACE => {
-                eprintln!("boot-check.sh ignored SIGTERM: SIGKILL to its process group");
-                send_signal(-pid, libc::SIGKILL);
-                let _ = child.wait();
-                panic!(
-                    "boot-check.sh did not end within {limit:?}:\n{}\n{}",
-                    stdout.text(),
-                    stderr.text()
-                );
-            }
-            _ => {}
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let pid = child.id() as i32;
+    let mut exited = || child.try_wait().expect("wait for boot-check.sh");
+    let mut terminated = false;
+    let status = eventually(limit.saturating_sub(started.elapsed()), &mut exited)
+        .or_else(|| {
+            eprintln!("boot-check.sh overran {limit:?}: SIGTERM");
+            send_signal(pid, libc::SIGTERM);
+            terminated = true;
+            eventually(GRACE, &mut exited)
+        })
+        .unwrap_or_else(|| {
+            eprintln!("boot-check.sh ignored SIGTERM: SIGKILL to its process group");
+            send_signal(-pid, libc::SIGKILL);
+            let _ = child.wait();
+            panic!(
+                "boot-check.sh did not end within {limit:?}:\n{}\n{}",
+                stdout.text(),
+                stderr.text()
+            );
+        });
     let out = stdout.finish();
     let err = stderr.finish();
     let code = status.code().unwrap_or(-1);
@@ -277,7 +270,7 @@ fn packaged_units_under_a_real_systemd() {
         return;
     }
     assert!(
-        terminated_at.is_none(),
+        !terminated,
         "boot-check.sh overran {limit:?} and was terminated:\n{out}\n{err}"
     );
 

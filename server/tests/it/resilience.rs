@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Backend, BinaryServer, TestServer};
+use golectra_testkit::{ServerProcess, eventually, wait_exit};
+
+use crate::harness::{Backend, TestServer};
 
 /// A server with two workers (the pool size the reproduction used) and `adjust` applied.
 fn server(adjust: impl FnOnce(&mut golectra_server::config::Config)) -> TestServer {
@@ -101,10 +103,9 @@ fn slow_bodies_do_not_stall_the_workers() {
         })
         .collect();
     // Every slow client is admitted and waiting in its body.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while stats(&t).current < SLOW && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(Duration::from_secs(10), || {
+        (stats(&t).current >= SLOW).then_some(())
+    });
     assert!(stats(&t).current >= SLOW, "{:?}", stats(&t));
 
     let client = t.client();
@@ -156,6 +157,29 @@ fn open_sockets(pid: i32) -> usize {
         .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
         .filter(|l| l.to_string_lossy().starts_with("socket:"))
         .count()
+}
+
+/// Connections waiting in the kernel's accept queue of the listener at `addr` (the `rx_queue`
+/// of its LISTEN line in `/proc/net/tcp`), `None` when there is no such line.
+fn accept_queue(addr: SocketAddr) -> Option<u64> {
+    let local = match addr.ip() {
+        std::net::IpAddr::V4(ip) => format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(ip.octets()),
+            addr.port()
+        ),
+        std::net::IpAddr::V6(_) => return None,
+    };
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // `sl local_address rem_address st tx_queue:rx_queue …`; 0A is LISTEN.
+        if fields.get(1) != Some(&local.as_str()) || fields.get(3) != Some(&"0A") {
+            return None;
+        }
+        let rx = fields.get(4)?.split(':').nth(1)?;
+        u64::from_str_radix(rx, 16).ok()
+    })
 }
 
 /// Raises this process's soft descriptor limit to its hard limit and returns it.
@@ -237,10 +261,12 @@ fn idle_flood_stays_within_the_cap_and_adds_no_thread() {
     const HELPERS: usize = 2;
     const CAP: usize = 1024; // the default MAX_CONNECTIONS
     let dir = tempfile::tempdir().unwrap();
-    let server = BinaryServer::start(dir.path(), &["-w", "2"], &[]);
+    let server = ServerProcess::start(dir.path(), &["-w", "2"], &[]);
     let pid = server.pid();
     let client = server.client();
     assert_eq!(client.get("/ping").status, 200);
+    // A deliberate gap, not a wait: whatever the first request set going settles before the
+    // baseline is taken.
     std::thread::sleep(Duration::from_millis(300));
     let base_threads = proc_status(pid, "Threads:");
     let base_rss = proc_status(pid, "VmRSS:");
@@ -280,6 +306,7 @@ fn idle_flood_stays_within_the_cap_and_adds_no_thread() {
             started.elapsed() < Duration::from_secs(120),
             "flood too slow"
         );
+        // The pace of the sampling, not a wait.
         std::thread::sleep(Duration::from_millis(100));
     }
     for r in readers {
@@ -287,7 +314,15 @@ fn idle_flood_stays_within_the_cap_and_adds_no_thread() {
     }
     let flood_time = started.elapsed();
     assert_eq!(ready.load(Ordering::SeqCst), FLOOD);
+    // A deliberate gap, not a wait: the flood is held idle for a second before the settled
+    // figures are taken…
     std::thread::sleep(Duration::from_secs(1));
+    // …and once the server has accepted (and evicted its way through) every connection the
+    // kernel queued for it: on a loaded machine that takes longer than the second.
+    eventually(Duration::from_secs(60), || {
+        (accept_queue(server.addr) == Some(0)).then_some(())
+    })
+    .unwrap_or_else(|| panic!("accept queue {:?}", accept_queue(server.addr)));
     let settled_sockets = open_sockets(pid);
     let settled_threads = proc_status(pid, "Threads:");
     let rss = proc_status(pid, "VmRSS:");
@@ -318,13 +353,12 @@ fn idle_flood_stays_within_the_cap_and_adds_no_thread() {
     // Closing the flood: the helpers exit when their stdin closes.
     for mut h in helpers {
         drop(h.stdin.take());
-        crate::harness::wait_timeout(&mut h, Duration::from_secs(30));
+        wait_exit(&mut h, Duration::from_secs(30));
     }
     // The closed connections are deregistered.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while open_sockets(pid) > base_sockets && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(Duration::from_secs(30), || {
+        (open_sockets(pid) <= base_sockets).then_some(())
+    });
     assert!(
         open_sockets(pid) <= base_sockets,
         "sockets after the flood closed"
@@ -352,6 +386,8 @@ fn a_client_that_does_not_read_its_large_response_holds_no_worker() {
     let mut slow = connect(t.addr);
     slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
+    // A deliberate gap, not a wait: the server has half a second to fill the unread socket
+    // before the other requests come.
     std::thread::sleep(Duration::from_millis(500));
     for i in 0..50 {
         let r = client.post(&format!("/update/counter/while_blocked/{}", 1), b"");
@@ -459,6 +495,7 @@ fn a_head_that_never_finishes_gets_408() {
                 if s.write_all(&[*b]).is_err() {
                     return;
                 }
+                // The trickle's pace, not a wait: one byte every 100 ms.
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
@@ -636,10 +673,9 @@ fn at_the_cap_idle_connections_make_room_and_busy_ones_refuse() {
     });
     // Three idle connections fill the cap; an ordinary request still gets in by evicting one.
     let mut idle: Vec<_> = (0..3).map(|_| connect(t.addr)).collect();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while stats(&t).current < 3 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    eventually(Duration::from_secs(5), || {
+        (stats(&t).current >= 3).then_some(())
+    });
     let r = exchange(t.addr, b"GET /ping HTTP/1.1\r\nConnection: close\r\n\r\n");
     assert_eq!(r, [(200, "ok".to_owned())]);
     assert!(stats(&t).evicted_idle >= 1, "{:?}", stats(&t));
@@ -682,6 +718,7 @@ fn an_exhausted_body_budget_gets_503() {
     let mut slow = connect(t.addr);
     slow.write_all(b"POST /updates HTTP/1.1\r\nContent-Length: 1000\r\n\r\n[")
         .unwrap();
+    // A deliberate gap, not a wait: the slow body is admitted (and holds its budget) first.
     std::thread::sleep(Duration::from_millis(100));
     let mut body = b"POST /updates HTTP/1.1\r\nContent-Length: 2000\r\n\r\n".to_vec();
     body.extend(std::iter::repeat_n(b' ', 2000));
@@ -720,10 +757,9 @@ fn the_cap_and_the_connection_count_are_in_metrics() {
     let t = server(|c| c.connections.max_connections = 7);
     let idle: Vec<TcpStream> = (0..3).map(|_| connect(t.addr)).collect();
     // The idle connections are registered once accepted; wait for that, boundedly.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while stats(&t).current < 3 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    eventually(Duration::from_secs(10), || {
+        (stats(&t).current >= 3).then_some(())
+    });
     let metrics = t.client().get("/metrics").text();
     let value = |name: &str| -> f64 {
         metrics

@@ -1,0 +1,120 @@
+//! Test databases: every PostgreSQL test gets a fresh, empty database of its own next to the
+//! one `GOLECTRA_TEST_DATABASE_DSN` points at, dropped when the test ends.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use postgres::{Client, NoTls};
+
+/// Environment variable holding the PostgreSQL DSN for tests.
+pub const DSN_ENV: &str = "GOLECTRA_TEST_DATABASE_DSN";
+
+/// Databases of the suites are named `golectra_it_<unix seconds>_<pid>_<n>`, so parallel tests
+/// (and parallel runs) never collide, and leftovers of crashed runs can be recognised by age.
+const PREFIX: &str = "golectra_it_";
+
+/// Leftovers older than this are dropped when a new database is created.
+const STALE: Duration = Duration::from_secs(3600);
+
+/// The configured DSN, `None` when `GOLECTRA_TEST_DATABASE_DSN` is unset or empty.
+pub fn base_dsn() -> Option<String> {
+    std::env::var(DSN_ENV).ok().filter(|v| !v.is_empty())
+}
+
+/// A fresh, empty PostgreSQL database for one test, or `None` (with a loud note) when no DSN is
+/// configured.
+pub fn fresh_postgres_dsn() -> Option<TestDatabase> {
+    let base = base_dsn();
+    if base.is_none() {
+        eprintln!("NOTE: {DSN_ENV} is not set: this PostgreSQL test is SKIPPED");
+    }
+    base.map(|base| fresh_database(&base))
+}
+
+/// A database created for one test; dropped (with its connections) when the guard goes.
+#[derive(Debug)]
+pub struct TestDatabase {
+    /// DSN of this database.
+    pub dsn: String,
+    /// Its name.
+    pub name: String,
+    base: String,
+}
+
+impl TestDatabase {
+    /// A client connected to this database.
+    pub fn connect(&self) -> Client {
+        Client::connect(&self.dsn, NoTls).expect("connect to the test database")
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = Client::connect(&self.base, NoTls) {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+/// Creates a new empty database next to the one `base` points at and returns it.
+pub fn fresh_database(base: &str) -> TestDatabase {
+    static SEQUENCE: AtomicU32 = AtomicU32::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    let name = format!(
+        "{PREFIX}{now}_{}_{}",
+        std::process::id(),
+        SEQUENCE.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut admin = Client::connect(base, NoTls)
+        .unwrap_or_else(|e| panic!("cannot connect to {base} ({DSN_ENV}): {e}"));
+    drop_stale(&mut admin, now);
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+        .expect("create the test database");
+    TestDatabase {
+        dsn: with_dbname(base, &name),
+        name,
+        base: base.to_owned(),
+    }
+}
+
+fn drop_stale(admin: &mut Client, now: u64) {
+    let rows = admin
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'golectra\\_it\\_%'",
+            &[],
+        )
+        .expect("list test databases");
+    for row in rows {
+        let name: String = row.get(0);
+        let created = name
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|secs| secs.parse::<u64>().ok());
+        if created.is_some_and(|t| t + STALE.as_secs() < now) {
+            let _ =
+                admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+        }
+    }
+}
+
+/// The DSN `base` with its database replaced, in URL or key=value form.
+pub fn with_dbname(base: &str, name: &str) -> String {
+    match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let (before_query, query) = match rest.split_once('?') {
+                Some((b, q)) => (b, format!("?{q}")),
+                None => (rest, String::new()),
+            };
+            let authority = before_query.split('/').next().unwrap_or(before_query);
+            format!("{scheme}://{authority}/{name}{query}")
+        }
+        None => format!("{base} dbname={name}"),
+    }
+}

@@ -1,0 +1,57 @@
+//! The Golectra test kit: what the integration suites of `golectra-server` and `golectra-agent`
+//! share. Dev-only (`publish = false`, a dev-dependency of both daemons, never a dependency).
+//!
+//! - [`env`]: the environment of every process a test starts. [`env::command`] removes every
+//!   variable either daemon reads — the server's settings taken from its table
+//!   (`golectra_server::config::SETTINGS`), the agent's from [`env::AGENT_SETTINGS`], the
+//!   systemd variables, `RUST_LOG` and the proxy variables — so a developer's shell
+//!   (`WORKERS=1 KEY=x cargo test`) cannot leak into a test.
+//! - [`process`]: the one spawn path for daemons ([`Daemon`], stderr in a file of its own;
+//!   [`ServerProcess`] on top for the server binary), [`run`] for one-shot runs (`--help`, bad
+//!   configuration), signals and waiting for an exit.
+//! - [`eventually`]: the only waiting helper. A test waits for a condition, never for a fixed
+//!   time; a sleep that remains in a suite deliberately makes a gap ("nothing happens for
+//!   500 ms") and says so.
+//! - [`http`]: a small client returning status, headers and body as received (no automatic
+//!   decompression), and free ports.
+//! - [`database`]: a fresh PostgreSQL database per test (`GOLECTRA_TEST_DATABASE_DSN`).
+//! - [`require`]: prerequisites that skip a test loudly, or fail it in CI.
+//! - [`fake`]: a recording HTTP server answering with a status chosen per request.
+//!
+//! # Why the agent's settings are a list here
+//!
+//! The server is a library, so its table is imported. The agent is a binary-only crate, and a
+//! library cannot import from a binary; giving it a library target only for this would make
+//! its configuration a public API. So the kit keeps the agent's variables in
+//! [`env::AGENT_SETTINGS`], and a unit test of the agent
+//! (`config::tests::the_test_kit_scrubs_every_setting`, in `agent/src/config.rs`) fails as soon
+//! as the agent's `SETTINGS` holds a variable this list lacks.
+
+pub mod database;
+pub mod env;
+pub mod fake;
+pub mod http;
+pub mod process;
+pub mod require;
+mod wait;
+
+pub use database::{DSN_ENV, TestDatabase, fresh_postgres_dsn};
+pub use env::command;
+pub use fake::{Fake, Seen};
+pub use http::{Client, Resp, free_port};
+pub use process::{
+    Daemon, JOURNAL_STREAM_OF_STDERR, ServerProcess, agent_binary, binary_dir, run, send_signal,
+    server_binary, wait_exit,
+};
+pub use require::{in_ci, require, require_tool};
+pub use wait::eventually;
+
+use std::path::{Path, PathBuf};
+
+/// The workspace root (where `Cargo.toml`, `systemd/`, `scripts/` and `target/` live).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testkit/ sits in the workspace")
+        .to_owned()
+}
