@@ -1,4 +1,4 @@
-//! The HTTP API of SPEC §3–§4, run against every backend of [`backends`].
+//! The HTTP API (docs/http-api.md), run against every backend of [`backends`].
 
 use golectra_common::signature;
 

@@ -1,4 +1,4 @@
-//! The audit trail of SPEC §6: exact events in the file and at a real HTTP receiver, dead
+//! The audit trail (docs/audit.md): exact events in the file and at a real HTTP receiver, dead
 //! receivers that must not slow ingestion, drop-oldest queues, trusted proxies, rotation.
 
 use std::net::TcpListener;

@@ -1,4 +1,4 @@
-//! Observability (SPEC §3.4, §3.5): `/metrics` checked by `promtool` and read back by a strict
+//! Observability (docs/observability.md): `/metrics` checked by `promtool` and read back by a strict
 //! parser of the text format, self-metrics that follow known traffic, the history API, and the
 //! dashboard rendered by a headless Chromium.
 //!

@@ -1,4 +1,4 @@
-//! The memory store's snapshot file (SPEC §5.1): periodic and synchronous snapshots, restore of
+//! The memory store's snapshot file (docs/storage.md): periodic and synchronous snapshots, restore of
 //! the original's format, missing/empty/corrupt files, the final snapshot on SIGTERM, and crash
 //! safety under `kill -9`.
 

@@ -1,4 +1,4 @@
-//! The PostgreSQL store against a real database (SPEC §5.2): persistence across restarts,
+//! The PostgreSQL store against a real database (docs/postgresql.md): persistence across restarts,
 //! (type, name) identity, several servers sharing counters, connection loss, concurrent
 //! migrations, an unreachable or vanished database. Every test creates its own database; all
 //! of them are skipped loudly when `GOLECTRA_TEST_DATABASE_DSN` is not set.

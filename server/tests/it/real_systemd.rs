@@ -1,4 +1,4 @@
-//! The Debian package under a REAL systemd (SPEC §8, §5.1): a throwaway container boots
+//! The Debian package under a REAL systemd (docs/readme-operations.md, docs/storage.md): a throwaway container boots
 //! systemd as its PID 1, and the package is installed and operated there as an operator would.
 //! The offline checks of the units are in `ops.rs`; this is the same product, running.
 //!

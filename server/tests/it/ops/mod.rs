@@ -1,4 +1,4 @@
-//! Operations (SPEC §8, issue 6), by subject:
+//! Operations (docs/readme-operations.md, issue 6), by subject:
 //!
 //! - [`units`]: the systemd units pass `systemd-analyze verify` and `security` and carry the
 //!   required directives; the env files list every setting with its default and parse.
