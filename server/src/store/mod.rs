@@ -83,7 +83,7 @@ pub trait Store: Send + Sync {
     /// A short name for logs and the dashboard: `memory` or `postgres`.
     fn kind(&self) -> &'static str;
     /// Whether a call may wait on I/O (the database). The HTTP layer then lends the worker's
-    /// polling slot to another worker while it waits (see `vendor/tiny_http/src/reactor.rs`).
+    /// polling slot to another worker while it waits (see `vendor/tiny_http/src/reactor/mod.rs`).
     /// The default never blocks.
     fn may_block(&self) -> bool {
         false

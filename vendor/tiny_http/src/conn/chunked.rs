@@ -44,15 +44,23 @@ impl ChunkDecoder {
         self.state == ChunkState::Done
     }
 
-    /// Decodes from `input`, appending data to `out`; returns how many input bytes were used
-    /// (all of them unless the body ended inside `input`).
-    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, ChunkError> {
+    /// Decodes from `input`, appending data to `out`, and stops once `out` holds more than
+    /// `max` bytes (so what happens to a body over the limit does not depend on how its bytes
+    /// arrived); returns how many input bytes were used (all of them unless the body ended, or
+    /// went over `max`, inside `input`).
+    pub fn feed(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        max: usize,
+    ) -> Result<usize, ChunkError> {
         let mut used = 0;
-        while used < input.len() && self.state != ChunkState::Done {
+        while used < input.len() && self.state != ChunkState::Done && out.len() <= max {
             let rest = &input[used..];
             match self.state {
                 ChunkState::Data(left) => {
-                    let n = left.min(rest.len());
+                    let room = (max - out.len()).saturating_add(1);
+                    let n = left.min(rest.len()).min(room);
                     out.extend_from_slice(&rest[..n]);
                     used += n;
                     self.state = if n == left {
@@ -141,7 +149,7 @@ mod tests {
         let mut out = Vec::new();
         let mut used = 0;
         for part in input.chunks(piece) {
-            used += d.feed(part, &mut out)?;
+            used += d.feed(part, &mut out, usize::MAX)?;
             if d.is_done() {
                 break;
             }
@@ -161,7 +169,7 @@ mod tests {
         }
         let mut d = ChunkDecoder::new();
         let mut out = Vec::new();
-        assert_eq!(d.feed(body, &mut out).unwrap(), end);
+        assert_eq!(d.feed(body, &mut out, usize::MAX).unwrap(), end);
     }
 
     #[test]
@@ -177,15 +185,34 @@ mod tests {
             b"11111111111111111\r\n",
         ] {
             let mut d = ChunkDecoder::new();
-            assert!(d.feed(bad, &mut Vec::new()).is_err(), "{:?}", bad);
+            assert!(
+                d.feed(bad, &mut Vec::new(), usize::MAX).is_err(),
+                "{:?}",
+                bad
+            );
         }
         let mut d = ChunkDecoder::new();
         assert!(d
-            .feed(&[b'1'; MAX_CHUNK_LINE + 1], &mut Vec::new())
+            .feed(&[b'1'; MAX_CHUNK_LINE + 1], &mut Vec::new(), usize::MAX)
             .is_err());
         let trailers = format!("0\r\n{}", "X: y\r\n".repeat(MAX_TRAILERS + 1));
         let mut d = ChunkDecoder::new();
-        assert!(d.feed(trailers.as_bytes(), &mut Vec::new()).is_err());
+        assert!(d
+            .feed(trailers.as_bytes(), &mut Vec::new(), usize::MAX)
+            .is_err());
+    }
+
+    #[test]
+    fn decoding_stops_just_over_the_limit() {
+        let body = b"5\r\nabcde\r\n5\r\nfghij\r\nBROKEN";
+        for piece in [1, 4, body.len()] {
+            let mut d = ChunkDecoder::new();
+            let mut out = Vec::new();
+            for part in body.chunks(piece) {
+                d.feed(part, &mut out, 6).unwrap();
+            }
+            assert_eq!(out, b"abcdefg", "piece {}", piece);
+        }
     }
 
     #[test]

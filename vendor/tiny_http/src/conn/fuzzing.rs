@@ -42,7 +42,9 @@ fn decode_in_pieces(bytes: &[u8], piece: usize) -> Result<Vec<u8>, String> {
     let mut decoder = ChunkDecoder::new();
     let mut out = Vec::new();
     for part in bytes.chunks(piece) {
-        decoder.feed(part, &mut out).map_err(|e| e.0.to_string())?;
+        decoder
+            .feed(part, &mut out, usize::MAX)
+            .map_err(|e| e.0.to_string())?;
         if decoder.is_done() {
             return Ok(out);
         }
@@ -112,4 +114,30 @@ fn drive(bytes: &[u8], piece: usize, policy: &ConnectionPolicy) -> Vec<String> {
     let _ = m.expire(now + Duration::from_secs(3600), &env);
     log.push("T".into());
     log
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn driving_a_connection_logs_its_steps_the_same_whole_or_in_pieces() {
+        let policy = ConnectionPolicy {
+            prefetch_limit: 8,
+            ..Default::default()
+        };
+        let bytes = b"GET / HTTP/1.1\r\n\r\nPOST /u HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcPOST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n9\r\n0123456789\r\n";
+        assert_eq!(
+            drive_connection_for_fuzzing(bytes, &policy),
+            ["D0", "D3", "D9", "C"]
+        );
+        assert_eq!(
+            drive_connection_for_fuzzing(b"GET / HTTP/1.1\r\nHost", &policy),
+            ["W"]
+        );
+        assert_eq!(
+            drive_connection_for_fuzzing(b"BAD\r\n\r\n", &policy),
+            ["R400", "C"]
+        );
+    }
 }

@@ -337,7 +337,7 @@ impl Machine {
                 let pending = self.pending.take().expect("a pending request");
                 self.dispatch(pending, Some(n))
             }
-            Framing::Chunked(decoder) => match decoder.feed(&self.input, &mut p.body) {
+            Framing::Chunked(decoder) => match decoder.feed(&self.input, &mut p.body, limit) {
                 Err(_) => self.refuse(400, "invalid Content-Length or chunked framing", now, env),
                 Ok(used) => {
                     self.input.drain(..used);

@@ -184,7 +184,8 @@ impl Reactor {
                     }
                     heap = match heap.next() {
                         Some(when) => {
-                            let wait = self.deadlines.changed.wait_timeout(heap, when - now);
+                            let timeout = when.saturating_duration_since(now);
+                            let wait = self.deadlines.changed.wait_timeout(heap, timeout);
                             wait.unwrap_or_else(|e| e.into_inner()).0
                         }
                         None => {
