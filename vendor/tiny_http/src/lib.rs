@@ -105,17 +105,19 @@ use connection::Connection;
 use reactor::Reactor;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
+pub use conn::fuzzing::{
+    decode_chunked_for_fuzzing, drive_connection_for_fuzzing, parse_head_for_fuzzing,
+};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
-pub use head::{decode_chunked_for_fuzzing, parse_head_for_fuzzing};
 pub use policy::{ConnectionPolicy, ConnectionStats};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
 
 mod common;
+mod conn;
 mod connection;
 mod gate;
-mod head;
 mod policy;
 mod reactor;
 mod request;

@@ -1,8 +1,8 @@
 //! golectra: the connection policy of the server — how many connections are served, how long
 //! each phase of a request may take, how large a request head may be, and how many body bytes
 //! may be buffered before dispatch — plus the counters that report on it, the body buffer
-//! budget and the incremental chunked-body decoder. The engine that applies the policy is
-//! `reactor.rs`.
+//! budget. The rules are applied by the connection state machine (`conn/`), the I/O by the
+//! reactor (`reactor/`).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -101,7 +101,7 @@ impl Counters {
 }
 
 /// The global body buffer budget: body bytes held by requests being read or handled.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(crate) struct Budget {
     used: AtomicUsize,
 }
@@ -140,6 +140,7 @@ impl Budget {
 }
 
 /// Bytes of the [`Budget`] held by one body; given back when dropped (with the request).
+#[derive(Debug)]
 pub(crate) struct Reservation {
     budget: Arc<Budget>,
     bytes: usize,
@@ -169,174 +170,9 @@ impl std::io::Read for BufferedBody {
     }
 }
 
-/// Longest chunk-size or trailer line accepted.
-const MAX_CHUNK_LINE: usize = 4096;
-/// Most trailer lines accepted.
-const MAX_TRAILERS: usize = 32;
-
-/// Why a chunked body was refused (`400`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ChunkError(pub &'static str);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ChunkState {
-    /// Reading a chunk-size line.
-    Size,
-    /// Inside a chunk's data, with this many bytes left.
-    Data(usize),
-    /// After a chunk's data, expecting its line end.
-    DataEnd,
-    /// Reading trailer lines after the last chunk.
-    Trailer,
-    Done,
-}
-
-/// An incremental `Transfer-Encoding: chunked` decoder: fed whatever bytes arrived, it never
-/// re-reads input and bounds its framing lines (upstream's decoder grew a size line without
-/// limit).
-pub(crate) struct ChunkDecoder {
-    state: ChunkState,
-    line: Vec<u8>,
-    trailers: usize,
-}
-
-impl ChunkDecoder {
-    pub fn new() -> Self {
-        Self {
-            state: ChunkState::Size,
-            line: Vec::new(),
-            trailers: 0,
-        }
-    }
-
-    pub fn is_done(&self) -> bool {
-        self.state == ChunkState::Done
-    }
-
-    /// Decodes from `input`, appending data to `out`; returns how many input bytes were used
-    /// (all of them unless the body ended inside `input`).
-    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, ChunkError> {
-        let mut used = 0;
-        while used < input.len() && self.state != ChunkState::Done {
-            let rest = &input[used..];
-            match self.state {
-                ChunkState::Data(left) => {
-                    let n = left.min(rest.len());
-                    out.extend_from_slice(&rest[..n]);
-                    used += n;
-                    self.state = if n == left {
-                        ChunkState::DataEnd
-                    } else {
-                        ChunkState::Data(left - n)
-                    };
-                }
-                ChunkState::Size | ChunkState::DataEnd | ChunkState::Trailer => {
-                    let (line_done, n) = match rest.iter().position(|&b| b == b'\n') {
-                        Some(i) => (true, i + 1),
-                        None => (false, rest.len()),
-                    };
-                    if self.line.len() + n > MAX_CHUNK_LINE {
-                        return Err(ChunkError("chunk framing line too long"));
-                    }
-                    self.line.extend_from_slice(&rest[..n]);
-                    used += n;
-                    if line_done {
-                        self.end_line()?;
-                    }
-                }
-                ChunkState::Done => unreachable!(),
-            }
-        }
-        Ok(used)
-    }
-
-    /// Interprets the completed framing line in `self.line` (ending in LF, maybe CRLF).
-    fn end_line(&mut self) -> Result<(), ChunkError> {
-        let mut line = std::mem::take(&mut self.line);
-        line.pop();
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-        self.state = match self.state {
-            ChunkState::Size => {
-                let size = line.split(|&b| b == b';').next().unwrap_or(&[]);
-                let size = std::str::from_utf8(size)
-                    .ok()
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()))
-                    .and_then(|s| usize::from_str_radix(s, 16).ok())
-                    .ok_or(ChunkError("invalid chunk size"))?;
-                if size == 0 {
-                    ChunkState::Trailer
-                } else {
-                    ChunkState::Data(size)
-                }
-            }
-            ChunkState::DataEnd if line.is_empty() => ChunkState::Size,
-            ChunkState::DataEnd => return Err(ChunkError("chunk data longer than its size")),
-            ChunkState::Trailer if line.is_empty() => ChunkState::Done,
-            ChunkState::Trailer => {
-                self.trailers += 1;
-                if self.trailers > MAX_TRAILERS {
-                    return Err(ChunkError("too many trailer lines"));
-                }
-                ChunkState::Trailer
-            }
-            ChunkState::Data(_) | ChunkState::Done => unreachable!(),
-        };
-        // Keep the allocation for the next line.
-        line.clear();
-        self.line = line;
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn decode_in_pieces(input: &[u8], piece: usize) -> Result<(Vec<u8>, usize), ChunkError> {
-        let mut d = ChunkDecoder::new();
-        let mut out = Vec::new();
-        let mut used = 0;
-        for part in input.chunks(piece) {
-            used += d.feed(part, &mut out)?;
-            if d.is_done() {
-                break;
-            }
-        }
-        assert!(d.is_done(), "incomplete");
-        Ok((out, used))
-    }
-
-    #[test]
-    fn decodes_whatever_the_piece_size_and_stops_at_the_end() {
-        let body = b"7\r\n[{\"id\":\r\n3;ext=1\r\n\"a\"\r\n0\r\nX-T: 1\r\n\r\nGET / HTTP/1.1";
-        let end = body.len() - b"GET / HTTP/1.1".len();
-        for piece in [1, 2, 3, 5, 64] {
-            let (out, used) = decode_in_pieces(body, piece).unwrap();
-            assert_eq!(out, b"[{\"id\":\"a\"");
-            assert!(used <= end, "piece {}", piece);
-        }
-        let mut d = ChunkDecoder::new();
-        let mut out = Vec::new();
-        assert_eq!(d.feed(body, &mut out).unwrap(), end);
-    }
-
-    #[test]
-    fn refuses_broken_framing() {
-        for bad in [&b"zz\r\n"[..], b"3\r\nabcd\r\n", b"\r\n"] {
-            let mut d = ChunkDecoder::new();
-            assert!(d.feed(bad, &mut Vec::new()).is_err(), "{:?}", bad);
-        }
-        let mut d = ChunkDecoder::new();
-        assert!(d
-            .feed(&[b'1'; MAX_CHUNK_LINE + 1], &mut Vec::new())
-            .is_err());
-        let trailers = format!("0\r\n{}", "X: y\r\n".repeat(MAX_TRAILERS + 1));
-        let mut d = ChunkDecoder::new();
-        assert!(d.feed(trailers.as_bytes(), &mut Vec::new()).is_err());
-    }
 
     #[test]
     fn the_budget_is_shared_and_given_back() {

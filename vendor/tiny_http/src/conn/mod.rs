@@ -1,0 +1,48 @@
+//! golectra: one connection's HTTP/1.1 protocol, without sockets — the request-head parser
+//! (`httparse`), the chunked decoder and the connection state machine that turns bytes read and
+//! the time into steps (need input, dispatch, refuse, close). The reactor (`reactor/`) does the
+//! I/O the steps ask for.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::policy::{Budget, ConnectionPolicy};
+
+pub(crate) mod chunked;
+pub(crate) mod fuzzing;
+pub(crate) mod head;
+pub(crate) mod state;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use state::{Expiry, Machine, Next, Parsed, Phase, Step, CONTINUE, READ_CHUNK};
+
+/// What every connection of one server shares: its policy, the body buffer budget and the retry
+/// interval of a body waiting for budget.
+pub(crate) struct Env {
+    pub policy: ConnectionPolicy,
+    pub budget: Arc<Budget>,
+    /// How often a connection waiting for budget tries again (1/8 of the shortest timeout,
+    /// 5–100 ms); also how soon a deadline is looked at again when its connection was busy.
+    pub retry: Duration,
+}
+
+impl Env {
+    pub fn new(policy: ConnectionPolicy) -> Self {
+        let shortest = [
+            policy.idle_timeout,
+            policy.header_timeout,
+            policy.body_timeout,
+            policy.io_timeout,
+        ]
+        .iter()
+        .copied()
+        .min()
+        .unwrap_or(Duration::from_secs(1));
+        Self {
+            policy,
+            budget: Arc::new(Budget::default()),
+            retry: (shortest / 8).clamp(Duration::from_millis(5), Duration::from_millis(100)),
+        }
+    }
+}

@@ -1,0 +1,534 @@
+//! golectra: the connection state machine's rules, one test each, without sockets: bytes in,
+//! steps out, time from a fake clock.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::state::LINGER_BYTES;
+use super::{Env, Expiry, Machine, Next, Parsed, Phase, Step};
+use crate::policy::{ConnectionPolicy, Reservation};
+
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Room for a chunked body (which reserves a read's worth ahead) and little more.
+const BUDGET: usize = 40_000;
+
+fn policy() -> ConnectionPolicy {
+    ConnectionPolicy {
+        idle_timeout: IDLE_TIMEOUT,
+        header_timeout: HEADER_TIMEOUT,
+        body_timeout: BODY_TIMEOUT,
+        io_timeout: IO_TIMEOUT,
+        max_header_line: 200,
+        max_header_count: 4,
+        max_head_bytes: 600,
+        prefetch_limit: 64,
+        prefetch_budget: BUDGET,
+        ..Default::default()
+    }
+}
+
+/// A connection and its clock.
+struct Wire {
+    env: Env,
+    m: Machine,
+    t0: Instant,
+}
+
+impl Wire {
+    fn new() -> Self {
+        Self::with(policy())
+    }
+
+    fn with(policy: ConnectionPolicy) -> Self {
+        let env = Env::new(policy);
+        let t0 = Instant::now();
+        let m = Machine::new(t0, &env);
+        Self { env, m, t0 }
+    }
+
+    fn at(&self, secs: f64) -> Instant {
+        self.t0 + Duration::from_secs_f64(secs)
+    }
+
+    /// Feeds `bytes` at `secs` and polls once.
+    fn send(&mut self, bytes: &[u8], secs: f64) -> Step {
+        let now = self.at(secs);
+        self.m.feed(bytes, now);
+        self.m.poll(now, &self.env)
+    }
+
+    fn poll(&mut self, secs: f64) -> Step {
+        let now = self.at(secs);
+        self.m.poll(now, &self.env)
+    }
+
+    fn expire(&mut self, secs: f64) -> Expiry {
+        let now = self.at(secs);
+        self.m.expire(now, &self.env)
+    }
+
+    /// Answers the dispatched request and writes it all: what follows.
+    fn answer(&mut self, secs: f64) -> Next {
+        let now = self.at(secs);
+        assert!(self
+            .m
+            .respond(b"HTTP/1.1 200 OK\r\n\r\n".to_vec(), now, &self.env));
+        self.finish(secs)
+    }
+
+    fn finish(&mut self, secs: f64) -> Next {
+        let now = self.at(secs);
+        let n = self.m.unwritten().len();
+        self.m.wrote(n, now);
+        self.m.finish_writing(now, &self.env)
+    }
+
+    /// The status line of the queued output.
+    fn output_status(&self) -> String {
+        let out = String::from_utf8_lossy(self.m.unwritten()).into_owned();
+        out.lines().next().unwrap_or_default().to_owned()
+    }
+}
+
+fn dispatched(step: Step) -> Parsed {
+    match step {
+        Step::Dispatch(parsed) => parsed,
+        other => panic!("expected a dispatch, got {:?}", other),
+    }
+}
+
+/// A refusal: the status, a one-line answer with `Connection: close`, then lingering.
+fn assert_refused(w: &mut Wire, step: Step, status: u16) {
+    assert!(
+        matches!(step, Step::Refuse(s) if s == status),
+        "expected {}, got {:?}",
+        status,
+        step
+    );
+    assert!(w
+        .output_status()
+        .starts_with(&format!("HTTP/1.1 {status} ")));
+    let out = String::from_utf8_lossy(w.m.unwritten()).into_owned();
+    assert!(out.contains("\r\nConnection: close\r\n"), "{}", out);
+    assert_eq!(w.finish(0.0), Next::Linger);
+    assert_eq!(w.m.phase(), Phase::Lingering);
+}
+
+fn refused_with(bytes: &[u8], status: u16) {
+    let mut w = Wire::new();
+    let step = w.send(bytes, 0.0);
+    assert_refused(&mut w, step, status);
+}
+
+// ---- 400 ------------------------------------------------------------------------------------
+
+#[test]
+fn a_malformed_request_line_gets_400() {
+    for bad in [
+        &b"NONSENSE\r\n\r\n"[..],
+        b"GET /hello\r\n\r\n",
+        b"GET / HTTP/1.1 extra\r\n\r\n",
+        b"GET / HTTP/1.1\nHost: x\r\n\r\n",
+    ] {
+        refused_with(bad, 400);
+    }
+}
+
+#[test]
+fn a_malformed_header_gets_400() {
+    for bad in [
+        &b"GET / HTTP/1.1\r\nno colon here\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nBad Name: v\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX: a\r\n obs-fold\r\n\r\n",
+    ] {
+        refused_with(bad, 400);
+    }
+}
+
+#[test]
+fn a_non_ascii_head_gets_400() {
+    refused_with(
+        b"GET /value/gauge/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n",
+        400,
+    );
+    refused_with(b"GET /ping HTTP/1.1\r\nX-Bin: \x80\r\n\r\n", 400);
+    refused_with(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400);
+}
+
+#[test]
+fn an_unparsable_content_length_gets_400() {
+    refused_with(
+        b"POST /u HTTP/1.1\r\nContent-Length: ten\r\n\r\n0123456789",
+        400,
+    );
+}
+
+#[test]
+fn a_bad_chunk_size_gets_400() {
+    let head = b"POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for framing in [
+        &b"zz\r\n[]\r\n0\r\n\r\n"[..],
+        b"\r\n",
+        b"-1\r\n",
+        b"3\nabc\r\n",
+    ] {
+        let mut bytes = head.to_vec();
+        bytes.extend_from_slice(framing);
+        refused_with(&bytes, 400);
+    }
+}
+
+#[test]
+fn chunk_data_longer_than_its_size_gets_400() {
+    refused_with(
+        b"POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcd\r\n0\r\n\r\n",
+        400,
+    );
+}
+
+// ---- 408 ------------------------------------------------------------------------------------
+
+#[test]
+fn a_head_past_its_deadline_gets_408_even_when_trickled() {
+    let mut w = Wire::new();
+    let mut secs = 0.0;
+    // A byte every second: never `io_timeout` without progress, but the head deadline holds.
+    for b in b"GET / HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaa".iter() {
+        assert!(matches!(w.send(&[*b], secs), Step::NeedInput));
+        assert_eq!(w.expire(secs + 0.5), Expiry::Nothing);
+        secs += 1.0;
+        if secs >= HEADER_TIMEOUT.as_secs_f64() {
+            break;
+        }
+    }
+    let deadline = w.m.next_deadline(w.at(secs), &w.env).unwrap();
+    assert_eq!(deadline, w.at(HEADER_TIMEOUT.as_secs_f64()));
+    assert_eq!(w.expire(HEADER_TIMEOUT.as_secs_f64()), Expiry::Refuse(408));
+    assert!(w.output_status().starts_with("HTTP/1.1 408 "));
+    assert_eq!(w.finish(10.0), Next::Linger);
+}
+
+#[test]
+fn a_stalled_head_gets_408_after_io_timeout() {
+    let mut w = Wire::new();
+    assert!(matches!(
+        w.send(b"GET / HTTP/1.1\r\n", 0.0),
+        Step::NeedInput
+    ));
+    assert_eq!(w.m.next_deadline(w.at(0.0), &w.env), Some(w.at(5.0)));
+    assert_eq!(w.expire(4.9), Expiry::Nothing);
+    assert_eq!(w.expire(5.0), Expiry::Refuse(408));
+}
+
+#[test]
+fn a_body_past_its_deadline_gets_408() {
+    let mut w = Wire::new();
+    let head = b"POST /u HTTP/1.1\r\nContent-Length: 50\r\n\r\n";
+    assert!(matches!(w.send(head, 0.0), Step::NeedInput));
+    assert_eq!(w.m.phase(), Phase::Body);
+    // Four bytes every 4 s: progress each time, the body deadline (30 s) still applies.
+    for i in 1..8 {
+        let secs = i as f64 * 4.0;
+        assert!(matches!(w.send(b"abcd", secs), Step::NeedInput));
+        assert_eq!(w.expire(secs), Expiry::Nothing);
+    }
+    assert_eq!(w.expire(BODY_TIMEOUT.as_secs_f64()), Expiry::Refuse(408));
+}
+
+#[test]
+fn an_idle_connection_past_its_deadline_is_closed_silently() {
+    let mut w = Wire::new();
+    assert_eq!(w.m.next_deadline(w.t0, &w.env), Some(w.at(60.0)));
+    assert_eq!(w.expire(59.0), Expiry::Nothing);
+    assert_eq!(w.expire(60.0), Expiry::Close);
+    assert!(w.m.unwritten().is_empty());
+}
+
+// ---- 413 (refused by the handler; the engine dispatches and closes after) ---------------------
+
+#[test]
+fn a_declared_body_over_the_limit_is_dispatched_unread_and_closes_after() {
+    let mut w = Wire::new();
+    let step = w.send(b"POST /u HTTP/1.1\r\nContent-Length: 999999\r\n\r\n[", 0.0);
+    let parsed = dispatched(step);
+    assert!(parsed.body.is_empty());
+    assert_eq!(parsed.body_length, Some(999999));
+    assert!(
+        parsed.reservation.is_none(),
+        "nothing reserved for an unread body"
+    );
+    assert_eq!(w.answer(0.1), Next::Linger);
+}
+
+#[test]
+fn a_chunked_body_over_the_limit_is_cut_at_limit_plus_one_and_closes_after() {
+    let mut w = Wire::new();
+    let mut bytes = b"POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..10 {
+        bytes.extend_from_slice(b"a\r\n0123456789\r\n");
+    }
+    bytes.extend_from_slice(b"0\r\n\r\nGET / HTTP/1.1\r\n\r\n");
+    let parsed = dispatched(w.send(&bytes, 0.0));
+    assert_eq!(parsed.body.len(), 65);
+    assert_eq!(parsed.body_length, None);
+    assert_eq!(
+        w.answer(0.1),
+        Next::Linger,
+        "the pipelined GET is not served"
+    );
+}
+
+// ---- 417, 431, 505 ----------------------------------------------------------------------------
+
+#[test]
+fn an_unsupported_expect_gets_417() {
+    refused_with(
+        b"POST /u HTTP/1.1\r\nExpect: something-else\r\nContent-Length: 2\r\n\r\n[]",
+        417,
+    );
+}
+
+#[test]
+fn a_head_over_its_limits_gets_431() {
+    let long_line = format!("GET /ping HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(300));
+    let many = format!(
+        "GET /ping HTTP/1.1\r\n{}\r\n",
+        (0..5).map(|i| format!("X-H{i}: v\r\n")).collect::<String>()
+    );
+    let huge = format!(
+        "GET /ping HTTP/1.1\r\n{}\r\n",
+        (0..4)
+            .map(|i| format!("X-H{i}: {}\r\n", "b".repeat(180)))
+            .collect::<String>()
+    );
+    let long_path = format!("GET /{} HTTP/1.1\r\n\r\n", "p".repeat(300));
+    for head in [long_line, many, huge, long_path] {
+        refused_with(head.as_bytes(), 431);
+    }
+}
+
+#[test]
+fn a_head_that_does_not_end_within_its_limit_gets_431_before_it_ends() {
+    let mut w = Wire::new();
+    assert!(matches!(
+        w.send(b"GET / HTTP/1.1\r\n", 0.0),
+        Step::NeedInput
+    ));
+    let mut step = Step::NeedInput;
+    for _ in 0..100 {
+        step = w.send(b"X-Filler: 0123456789\r\n", 0.0);
+        if !matches!(step, Step::NeedInput) {
+            break;
+        }
+    }
+    assert_refused(&mut w, step, 431);
+}
+
+#[test]
+fn other_http_versions_get_505() {
+    refused_with(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505);
+    refused_with(b"GET / HTTP/3.0\r\n\r\n", 505);
+}
+
+// ---- keep-alive, pipelining, Expect, Connection, HTTP/1.0 ----------------------------------
+
+#[test]
+fn keep_alive_serves_requests_one_after_another() {
+    let mut w = Wire::new();
+    let parsed = dispatched(w.send(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n", 0.0));
+    assert_eq!(parsed.path, "/a");
+    assert_eq!(w.m.phase(), Phase::Dispatched);
+    assert_eq!(
+        w.m.next_deadline(w.at(0.0), &w.env),
+        None,
+        "no deadline with a worker"
+    );
+    assert_eq!(w.answer(1.0), Next::Read);
+    assert_eq!(w.m.phase(), Phase::Idle);
+    assert_eq!(w.m.next_deadline(w.at(1.0), &w.env), Some(w.at(61.0)));
+    let parsed = dispatched(w.send(b"POST /b HTTP/1.1\r\nContent-Length: 2\r\n\r\n[]", 2.0));
+    assert_eq!((parsed.path.as_str(), &parsed.body[..]), ("/b", &b"[]"[..]));
+    assert_eq!(parsed.body_length, Some(2));
+    assert_eq!(w.answer(3.0), Next::Read);
+}
+
+#[test]
+fn two_pipelined_requests_are_served_in_order() {
+    let mut w = Wire::new();
+    let both = b"GET /1 HTTP/1.1\r\n\r\nPOST /2 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";
+    assert_eq!(dispatched(w.send(both, 0.0)).path, "/1");
+    // The second waits until the first is answered, then is driven again at once.
+    assert!(matches!(w.poll(0.0), Step::Wait));
+    assert_eq!(w.answer(0.1), Next::Drive);
+    let second = dispatched(w.poll(0.1));
+    assert_eq!(
+        (second.path.as_str(), &second.body[..]),
+        ("/2", &b"abc"[..])
+    );
+    assert_eq!(w.answer(0.2), Next::Read);
+}
+
+#[test]
+fn a_chunked_body_with_trailers_keeps_the_connection_alive() {
+    let mut w = Wire::new();
+    let bytes =
+        b"POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nT: 1\r\n\r\n";
+    let parsed = dispatched(w.send(bytes, 0.0));
+    assert_eq!(parsed.body, b"abcde");
+    assert_eq!(w.answer(0.1), Next::Read);
+}
+
+#[test]
+fn expect_100_continue_is_answered_once_before_the_body_is_read() {
+    let mut w = Wire::new();
+    let head = b"POST /u HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n";
+    assert!(matches!(w.send(head, 0.0), Step::Continue));
+    assert!(matches!(w.poll(0.0), Step::NeedInput), "only once");
+    assert_eq!(dispatched(w.send(b"body", 0.1)).body, b"body");
+    // The body came with the head: nothing to ask for.
+    let mut w = Wire::new();
+    let mut bytes = head.to_vec();
+    bytes.extend_from_slice(b"body");
+    assert_eq!(dispatched(w.send(&bytes, 0.0)).body, b"body");
+    // Over the limit: dispatched at once (the handler refuses), no 100.
+    let mut w = Wire::new();
+    let big = b"POST /u HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 1000\r\n\r\n";
+    assert_eq!(dispatched(w.send(big, 0.0)).body_length, Some(1000));
+}
+
+#[test]
+fn connection_close_closes_after_the_response() {
+    let mut w = Wire::new();
+    dispatched(w.send(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", 0.0));
+    assert_eq!(w.answer(0.1), Next::Close);
+    let mut w = Wire::new();
+    dispatched(w.send(b"GET / HTTP/1.1\r\nConnection: Upgrade\r\n\r\n", 0.0));
+    assert_eq!(w.answer(0.1), Next::Close);
+}
+
+#[test]
+fn http_1_0_closes_unless_it_asks_for_keep_alive() {
+    let mut w = Wire::new();
+    let parsed = dispatched(w.send(b"GET / HTTP/1.0\r\n\r\n", 0.0));
+    assert_eq!(parsed.version, crate::HTTPVersion(1, 0));
+    assert_eq!(w.answer(0.1), Next::Close);
+    let mut w = Wire::new();
+    dispatched(w.send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 0.0));
+    assert_eq!(w.answer(0.1), Next::Read);
+}
+
+#[test]
+fn an_end_of_input_closes_after_what_was_complete() {
+    let mut w = Wire::new();
+    w.m.feed(b"GET / HTTP/1.1\r\n\r\nGET /half HTTP/1.1\r\n", w.t0);
+    w.m.feed_eof();
+    dispatched(w.poll(0.0));
+    assert_eq!(w.answer(0.1), Next::Drive);
+    assert!(matches!(w.poll(0.1), Step::Close));
+}
+
+// ---- budget, writing, lingering -----------------------------------------------------------
+
+#[test]
+fn a_body_without_budget_waits_then_resumes_or_gets_503() {
+    let mut w = Wire::new();
+    // Other bodies hold all but 40 bytes of the budget.
+    let mut held: Option<Reservation> = None;
+    assert!(Arc::clone(&w.env.budget).grow(&mut held, BUDGET - 40, BUDGET));
+    let head = b"POST /u HTTP/1.1\r\nContent-Length: 50\r\n\r\n";
+    assert!(matches!(w.send(head, 0.0), Step::Wait));
+    assert_eq!(w.m.phase(), Phase::BudgetWait);
+    // Retried soon, well before the body deadline.
+    assert_eq!(
+        w.m.next_deadline(w.at(0.0), &w.env),
+        Some(w.at(0.0) + w.env.retry)
+    );
+    assert_eq!(w.expire(1.0), Expiry::Nothing);
+    drop(held);
+    assert_eq!(w.expire(2.0), Expiry::Resume);
+    assert_eq!(w.m.phase(), Phase::Body);
+    assert_eq!(dispatched(w.send(&[b' '; 50], 2.1)).body.len(), 50);
+
+    let mut w = Wire::new();
+    let mut held: Option<Reservation> = None;
+    assert!(Arc::clone(&w.env.budget).grow(&mut held, BUDGET - 40, BUDGET));
+    assert!(matches!(w.send(head, 0.0), Step::Wait));
+    assert_eq!(w.expire(BODY_TIMEOUT.as_secs_f64()), Expiry::Refuse(503));
+    assert!(w.output_status().starts_with("HTTP/1.1 503 "));
+}
+
+#[test]
+fn the_body_reservation_is_given_back_with_the_request() {
+    let mut w = Wire::new();
+    let parsed = dispatched(w.send(b"POST /u HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd", 0.0));
+    assert_eq!(w.env.budget.used(), 4);
+    drop(parsed);
+    assert_eq!(w.env.budget.used(), 0);
+}
+
+#[test]
+fn a_response_is_written_in_parts_and_closed_past_its_deadline() {
+    let mut w = Wire::new();
+    dispatched(w.send(b"GET / HTTP/1.1\r\n\r\n", 0.0));
+    assert!(w.m.respond(b"0123456789".to_vec(), w.at(0.0), &w.env));
+    w.m.wrote(4, w.at(1.0));
+    assert_eq!(w.m.unwritten(), b"456789");
+    // No progress for io_timeout: closed.
+    assert_eq!(w.expire(5.9), Expiry::Nothing);
+    assert_eq!(w.expire(6.0), Expiry::Close);
+    // Progress, but the whole response may take body_timeout at most.
+    let mut w = Wire::new();
+    dispatched(w.send(b"GET / HTTP/1.1\r\n\r\n", 0.0));
+    assert!(w.m.respond(b"0123456789".to_vec(), w.at(0.0), &w.env));
+    for i in 1..10 {
+        w.m.wrote(1, w.at(i as f64 * 3.0));
+    }
+    assert_eq!(w.expire(29.0), Expiry::Nothing);
+    assert_eq!(w.expire(30.0), Expiry::Close);
+}
+
+#[test]
+fn lingering_ends_at_its_deadline_or_byte_limit() {
+    let mut w = Wire::new();
+    let step = w.send(b"NONSENSE\r\n\r\n", 0.0);
+    assert_refused(&mut w, step, 400);
+    assert!(w.m.drained(LINGER_BYTES - 1));
+    assert!(!w.m.drained(1));
+    assert_eq!(w.expire(1.0), Expiry::Nothing);
+    assert_eq!(w.expire(2.0), Expiry::Close);
+}
+
+#[test]
+fn a_head_fed_byte_by_byte_is_the_same_request() {
+    let bytes = b"POST /t HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyz";
+    let mut w = Wire::new();
+    let mut last = None;
+    for b in bytes.iter() {
+        match w.send(&[*b], 0.0) {
+            Step::NeedInput => {}
+            step => last = Some(step),
+        }
+    }
+    let parsed = dispatched(last.expect("a request"));
+    assert_eq!(
+        (parsed.path.as_str(), &parsed.body[..]),
+        ("/t", &b"xyz"[..])
+    );
+    assert_eq!(parsed.headers.len(), 2);
+}
+
+#[test]
+fn a_closed_connection_takes_no_response() {
+    let mut w = Wire::new();
+    dispatched(w.send(b"GET / HTTP/1.1\r\n\r\n", 0.0));
+    assert!(!w.m.close_for_shutdown(), "answered first");
+    assert_eq!(w.answer(0.1), Next::Close);
+    let mut w = Wire::new();
+    assert!(w.m.close_for_shutdown());
+    assert!(w.m.close());
+    assert!(!w.m.close());
+    assert!(!w.m.respond(Vec::new(), w.t0, &w.env));
+}

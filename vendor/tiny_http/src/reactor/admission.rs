@@ -1,0 +1,174 @@
+//! golectra: admission — the `http-accept` thread, the connection cap, and which idle
+//! connection is evicted for a newcomer at the cap: one that never sent a request first (a
+//! flood of empty connections cannot push out clients using their keep-alive connections),
+//! oldest first, else the one idle the longest. With none idle the newcomer gets `503`.
+
+use std::io::Write;
+use std::net::{Shutdown, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustix::event::epoll;
+
+use super::{Conn, ConnState, Reactor};
+use crate::conn::Machine;
+use crate::connection::{Connection, Listener};
+use crate::policy::Counters;
+
+/// The candidate with the lowest eviction key ([`Machine::eviction_key`]): never served before
+/// served, then idle since the earliest.
+pub(super) fn pick_victim<T>(
+    candidates: impl IntoIterator<Item = ((bool, Instant), T)>,
+) -> Option<T> {
+    candidates
+        .into_iter()
+        .min_by_key(|(key, _)| *key)
+        .map(|(_, victim)| victim)
+}
+
+impl Reactor {
+    /// Accepts connections until the server closes. Accept errors (such as running out of file
+    /// descriptors) never stop the loop; it backs off briefly instead.
+    pub fn accept_loop(&self, listener: Listener) {
+        let mut backoff = Duration::from_millis(5);
+        while !self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            match listener.accept() {
+                Ok((socket, peer)) => {
+                    backoff = Duration::from_millis(5);
+                    if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+                        break;
+                    }
+                    self.admit(socket, peer);
+                }
+                Err(e) => {
+                    // EMFILE, ENFILE, ENOBUFS, ECONNABORTED…: the listener itself is fine.
+                    log::warn!("cannot accept a connection: {e}; retrying in {backoff:?}");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    /// Admits an accepted connection (evicting an idle one at the cap) or refuses it.
+    fn admit(&self, socket: Connection, peer: Option<SocketAddr>) {
+        Counters::bump(&self.counters.accepted);
+        let live = self.slab().live;
+        if live >= self.env.policy.max_connections.max(1) && !self.evict_idle() {
+            Counters::bump(&self.counters.refused);
+            refuse_over_capacity(&socket);
+            return;
+        }
+        if socket.set_nonblocking(true).is_err() {
+            return;
+        }
+        socket.set_nodelay();
+        let m = Machine::new(Instant::now(), &self.env);
+        let conn = self.slab().insert(|token| {
+            Arc::new(Conn {
+                token,
+                peer,
+                socket,
+                state: Mutex::new(ConnState { m, alarm: None }),
+            })
+        });
+        let mut st = conn.lock();
+        self.schedule_deadline(&conn, &mut st);
+        let data = epoll::EventData::new_u64(conn.token);
+        let flags = epoll::EventFlags::IN | epoll::EventFlags::ONESHOT;
+        if epoll::add(&self.epoll, &conn.socket, data, flags).is_err() {
+            self.close(&conn, &mut st);
+        }
+    }
+
+    /// Closes an idle connection (abortively: no `TIME_WAIT` left behind), if there is one, by
+    /// [`pick_victim`]. Connections a worker holds right now are skipped (`try_lock`).
+    fn evict_idle(&self) -> bool {
+        let conns = self.slab().all();
+        let victim = pick_victim(conns.into_iter().filter_map(|conn| {
+            let key = conn.state.try_lock().ok()?.m.eviction_key()?;
+            Some((key, conn))
+        }));
+        let Some(conn) = victim else {
+            return false;
+        };
+        let Ok(mut st) = conn.state.try_lock() else {
+            return false;
+        };
+        if st.m.eviction_key().is_none() {
+            return false; // a request started meanwhile
+        }
+        conn.socket.abort_on_close();
+        self.close(&conn, &mut st);
+        Counters::bump(&self.counters.evicted_idle);
+        true
+    }
+}
+
+/// A minimal `503` for a connection over the cap, written without waiting long.
+fn refuse_over_capacity(socket: &Connection) {
+    let _ = socket.set_write_timeout(Some(Duration::from_millis(100)));
+    let body = "server busy: too many connections, retry later\n";
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{}",
+        body.len(),
+        body
+    );
+    let _ = (&*socket).write_all(response.as_bytes());
+    let _ = socket.shutdown(Shutdown::Both);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::{Env, Next, Step};
+    use crate::policy::ConnectionPolicy;
+
+    #[test]
+    fn never_served_connections_go_first_oldest_first() {
+        let t0 = Instant::now();
+        let s = |n| t0 + Duration::from_secs(n);
+        let candidates = [
+            ((true, s(0)), "served, idle longest"),
+            ((false, s(5)), "fresh, newer"),
+            ((false, s(2)), "fresh, oldest"),
+            ((true, s(1)), "served"),
+        ];
+        assert_eq!(pick_victim(candidates), Some("fresh, oldest"));
+    }
+
+    #[test]
+    fn then_the_connection_idle_the_longest() {
+        let t0 = Instant::now();
+        let s = |n| t0 + Duration::from_secs(n);
+        let candidates = [
+            ((true, s(3)), "b"),
+            ((true, s(1)), "idle longest"),
+            ((true, s(2)), "c"),
+        ];
+        assert_eq!(pick_victim(candidates), Some("idle longest"));
+        assert_eq!(pick_victim(Vec::<((bool, Instant), ())>::new()), None);
+    }
+
+    #[test]
+    fn only_idle_connections_without_input_are_candidates() {
+        let env = Env::new(ConnectionPolicy::default());
+        let t0 = Instant::now();
+        let mut m = Machine::new(t0, &env);
+        assert_eq!(m.eviction_key(), Some((false, t0)));
+        // Half a head: busy, not evictable.
+        m.feed(b"GET / HTTP/1.1\r\n", t0);
+        assert!(matches!(m.poll(t0, &env), Step::NeedInput));
+        assert_eq!(m.eviction_key(), None);
+        m.feed(b"\r\n", t0);
+        assert!(matches!(m.poll(t0, &env), Step::Dispatch(_)));
+        assert_eq!(m.eviction_key(), None, "dispatched");
+        let t1 = t0 + Duration::from_secs(1);
+        assert!(m.respond(b"HTTP/1.1 200 OK\r\n\r\n".to_vec(), t1, &env));
+        assert_eq!(m.eviction_key(), None, "writing");
+        m.wrote(m.unwritten().len(), t1);
+        assert_eq!(m.finish_writing(t1, &env), Next::Read);
+        // Served once, idle since the response was written.
+        assert_eq!(m.eviction_key(), Some((true, t1)));
+    }
+}
