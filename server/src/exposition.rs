@@ -209,7 +209,7 @@ pub struct ExportedName {
     pub suffixed: bool,
 }
 
-/// Maps stored names (each list sorted, as [`crate::store::Snapshot`] has them) to distinct
+/// Maps stored names (each list sorted, as [`crate::store::Reading`] has them) to distinct
 /// Prometheus names that `promtool check metrics` accepts without a lint complaint:
 ///
 /// 1. case boundaries become `_` and everything is lower-cased (`HeapAlloc` → `heap_alloc`,

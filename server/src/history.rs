@@ -1,7 +1,7 @@
 //! A short in-memory history of every stored metric, for the dashboard's sparklines and
 //! `GET /api/v1/history/{type}/{name}`.
 //!
-//! A sampler thread reads [`Store::snapshot`] every `HISTORY_INTERVAL` and appends each value to
+//! A sampler thread reads [`Store::read_all`] every `HISTORY_INTERVAL` and appends each value to
 //! that metric's ring of `HISTORY_POINTS` `(time, value)` points. Sampling instead of hooking the
 //! write path keeps writes untouched (no extra lock, no allocation per write), costs the same
 //! whatever the write rate is, and works for every store — PostgreSQL included, where other
@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use golectra_common::metric::MetricKind;
 
 use crate::exposition::{Exporter, Exposition, FamilyType};
-use crate::store::{Snapshot, Store, Value};
+use crate::store::{Reading, Store, Value};
 use crate::ticker::{FirstRun, Ticker};
 
 /// Bytes of one point: `i64` milliseconds + an 8-byte value.
@@ -129,7 +129,7 @@ impl History {
 
     /// Appends one sampling round taken at `at`: every metric of `snap` gets a point, rings of
     /// metrics missing from `snap` are dropped.
-    pub fn record(&self, snap: &Snapshot, at: SystemTime) {
+    pub fn record(&self, snap: &Reading, at: SystemTime) {
         let points = self.options.points;
         if points == 0 {
             return;
@@ -265,7 +265,7 @@ impl Sampler {
             "history",
             options.interval,
             FirstRun::Now,
-            move || match store.snapshot() {
+            move || match store.read_all() {
                 Ok(snap) => history.record(&snap, SystemTime::now()),
                 Err(e) => log::debug!("history: cannot read the store: {e}"),
             },
@@ -282,8 +282,8 @@ impl Sampler {
 mod tests {
     use super::*;
 
-    fn snap(gauges: &[(&str, f64)], counters: &[(&str, i64)]) -> Snapshot {
-        Snapshot {
+    fn snap(gauges: &[(&str, f64)], counters: &[(&str, i64)]) -> Reading {
+        Reading {
             gauges: gauges.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
             counters: counters.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
             updated_at: None,

@@ -32,7 +32,7 @@ const STYLE: &str = include_str!("dashboard/style.css");
 const SCRIPT: &str = include_str!("dashboard/script.js");
 
 pub fn render(app: &App) -> Result<Reply, ApiError> {
-    let snap = app.store.snapshot()?;
+    let snap = app.store.read_all()?;
     let now = SystemTime::now();
     let now_ms = unix_ms(now);
     let total = snap.gauges.len() + snap.counters.len();

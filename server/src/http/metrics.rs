@@ -17,7 +17,7 @@ use super::reply::{ApiError, PROMETHEUS, Reply};
 static PROCESS: ProcessExporter = ProcessExporter::new();
 
 pub fn render(app: &App) -> Result<Reply, ApiError> {
-    let snap = app.store.snapshot()?;
+    let snap = app.store.read_all()?;
     let mut out = Exposition::with_capacity(64 + snap.gauges.len() + snap.counters.len());
 
     let version = golectra_common::version::VERSION;

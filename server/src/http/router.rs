@@ -323,7 +323,7 @@ pub fn decode_batch(body: &[u8], max_items: usize) -> Result<Vec<Update>, ApiErr
 }
 
 fn snapshot(app: &App) -> Result<Reply, ApiError> {
-    let snap = app.store.snapshot()?;
+    let snap = app.store.read_all()?;
     #[derive(serde::Serialize)]
     struct Body<'a> {
         gauges: BTreeMap<&'a str, f64>,

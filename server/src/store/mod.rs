@@ -54,9 +54,10 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
-/// Every stored metric, sorted by name within each kind.
+/// Every stored metric at one moment, sorted by name within each kind: what
+/// [`Store::read_all`] returns. ("Snapshot" means only the memory store's file.)
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Snapshot {
+pub struct Reading {
     pub gauges: Vec<(String, f64)>,
     pub counters: Vec<(String, i64)>,
     /// When the last write was applied, if known.
@@ -77,11 +78,11 @@ pub trait Store: Send + Sync {
     /// Reads one metric.
     fn get(&self, kind: MetricKind, name: &str) -> Result<Option<Value>, StoreError>;
     /// Reads every metric.
-    fn snapshot(&self) -> Result<Snapshot, StoreError>;
-    /// How many gauges and counters are stored. The default counts a snapshot; stores with a
+    fn read_all(&self) -> Result<Reading, StoreError>;
+    /// How many gauges and counters are stored. The default counts a [`Reading`]; stores with a
     /// cheaper way override it.
     fn count(&self) -> Result<(usize, usize), StoreError> {
-        self.snapshot().map(|s| (s.gauges.len(), s.counters.len()))
+        self.read_all().map(|s| (s.gauges.len(), s.counters.len()))
     }
     /// Checks that the store can serve (for `/ping`).
     fn ping(&self) -> Result<(), StoreError>;

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use golectra_common::metric::{MetricKind, Update};
 
-use super::{Batch, Durable, Snapshot, Store, StoreError, StoreKind, Value, Written, snapshot};
+use super::{Batch, Durable, Reading, Store, StoreError, StoreKind, Value, Written, snapshot};
 use crate::exposition::Exposition;
 use crate::ticker::Ticker;
 use file::SnapshotFile;
@@ -185,7 +185,7 @@ impl Store for MemoryStore {
         Ok(self.tables.read().expect("poisoned").get(kind, name))
     }
 
-    fn snapshot(&self) -> Result<Snapshot, StoreError> {
+    fn read_all(&self) -> Result<Reading, StoreError> {
         let mut snapshot = self.tables.read().expect("poisoned").read_all();
         snapshot.gauges.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         snapshot.counters.sort_unstable_by(|a, b| a.0.cmp(&b.0));

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use golectra_common::metric::{MetricKind, Update};
 
-use crate::store::{Batch, Snapshot, StoreError, Value};
+use crate::store::{Batch, Reading, StoreError, Value};
 
 /// Every metric of the store; kept behind the store's `RwLock`.
 #[derive(Default)]
@@ -95,8 +95,8 @@ impl Tables {
     }
 
     /// Copies out every metric; the caller sorts (outside the lock).
-    pub(super) fn read_all(&self) -> Snapshot {
-        Snapshot {
+    pub(super) fn read_all(&self) -> Reading {
+        Reading {
             gauges: self.gauges.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             counters: self.counters.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             updated_at: self.updated_at,

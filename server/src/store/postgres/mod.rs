@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use golectra_common::metric::{MetricKind, Update};
 
-use super::{Batch, Snapshot, Store, StoreError, StoreKind, Value, Written};
+use super::{Batch, Reading, Store, StoreError, StoreKind, Value, Written};
 use combiner::Combiner;
 use pool::{Conn, ConnectionPool};
 use retry::{Failure, Retries};
@@ -202,7 +202,7 @@ impl Store for PostgresStore {
         Ok(sql::counts(&row))
     }
 
-    fn snapshot(&self) -> Result<Snapshot, StoreError> {
+    fn read_all(&self) -> Result<Reading, StoreError> {
         let rows = self.run("snapshot", sql::snapshot)?;
         Ok(sql::snapshot_of(rows))
     }

@@ -14,7 +14,7 @@ use super::pool::Conn;
 use super::retry::{Failure, overflow_or};
 use super::statements::prepared;
 use super::tokens;
-use crate::store::{Batch, Snapshot, Value};
+use crate::store::{Batch, Reading, Value};
 
 /// The whole batch, guarded by its write token: when the token is already recorded (a retry of
 /// an attempt that did commit), nothing is applied and the statement returns 0.
@@ -201,15 +201,15 @@ pub(super) fn counts(row: &Row) -> (usize, usize) {
     (gauges as usize, counters as usize)
 }
 
-/// Every stored metric; turned into a [`Snapshot`] by [`snapshot_of`] once the connection is
+/// Every stored metric; turned into a [`Reading`] by [`snapshot_of`] once the connection is
 /// back in the pool.
 pub(super) fn snapshot(conn: &mut Conn) -> Result<Vec<Row>, Failure> {
     let statement = prepared(conn, SNAPSHOT)?;
     Ok(conn.query(&statement, &[])?)
 }
 
-pub(super) fn snapshot_of(rows: Vec<Row>) -> Snapshot {
-    let mut snapshot = Snapshot::default();
+pub(super) fn snapshot_of(rows: Vec<Row>) -> Reading {
+    let mut snapshot = Reading::default();
     for row in rows {
         let updated: SystemTime = row.get(4);
         if snapshot.updated_at.is_none_or(|t| t < updated) {
