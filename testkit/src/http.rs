@@ -4,9 +4,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// A response as received.
+/// A response exactly as the test client received it (status, headers, body undecoded). Distinct
+/// from the server's `Reply` (what a handler returns) and the engine's `Response` (what is written).
 #[derive(Debug, Clone)]
-pub struct Resp {
+pub struct Received {
     /// Status code.
     pub status: u16,
     /// Every header, in order, as `(name, value)`.
@@ -15,7 +16,7 @@ pub struct Resp {
     pub body: Vec<u8>,
 }
 
-impl Resp {
+impl Received {
     /// The value of the first header called `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -55,7 +56,13 @@ impl Client {
     }
 
     /// Sends one request; panics when there is no answer at all.
-    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Received {
         let uri = format!("http://{}{path}", self.addr);
         let mut builder = ureq::http::Request::builder().method(method).uri(&uri);
         for (k, v) in headers {
@@ -78,7 +85,7 @@ impl Client {
             .limit(256 << 20)
             .read_to_vec()
             .expect("body");
-        Resp {
+        Received {
             status,
             headers,
             body,
@@ -86,17 +93,17 @@ impl Client {
     }
 
     /// `GET path`.
-    pub fn get(&self, path: &str) -> Resp {
+    pub fn get(&self, path: &str) -> Received {
         self.request("GET", path, &[], b"")
     }
 
     /// `POST path` with `body`.
-    pub fn post(&self, path: &str, body: &[u8]) -> Resp {
+    pub fn post(&self, path: &str, body: &[u8]) -> Received {
         self.request("POST", path, &[], body)
     }
 
     /// `POST path` with a JSON body.
-    pub fn post_json(&self, path: &str, body: &str) -> Resp {
+    pub fn post_json(&self, path: &str, body: &str) -> Received {
         self.request(
             "POST",
             path,

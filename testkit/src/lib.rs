@@ -38,7 +38,7 @@ mod wait;
 pub use database::{DSN_ENV, TestDatabase, fresh_postgres_dsn};
 pub use env::command;
 pub use fake::{Fake, Seen};
-pub use http::{Client, Resp, free_port};
+pub use http::{Client, Received, free_port};
 pub use process::{
     Daemon, JOURNAL_STREAM_OF_STDERR, ServerProcess, agent_binary, binary_dir, run, send_signal,
     server_binary, wait_exit,
