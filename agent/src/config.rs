@@ -17,7 +17,7 @@ pub static SETTINGS: &[&Setting] = &[
     &RATE_LIMIT,
 ];
 
-/// Server to report to: http://host[:port][/prefix], host[:port] or :port (localhost).
+/// Server to report to: `http://host[:port][/prefix]`, `host[:port]` or `:port` (localhost).
 pub static ADDRESS: Setting = Setting {
     env: "ADDRESS",
     short: Some('a'),

@@ -13,7 +13,10 @@ pub enum InflateError {
     /// The stream is not valid gzip (bad header, bad checksum, truncated). A client error.
     Corrupt(io::Error),
     /// The stream inflates to more than the limit. The caller answers 413.
-    TooLarge { limit: usize },
+    TooLarge {
+        /// The configured cap on the inflated size, in bytes.
+        limit: usize,
+    },
 }
 
 impl std::fmt::Display for InflateError {

@@ -2,6 +2,7 @@
 //! `HashSHA256` signature, gzip with size limits, the settings parser (env > flag > default),
 //! logging set-up and build information.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod gzip;
 pub mod logging;

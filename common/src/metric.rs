@@ -45,7 +45,9 @@ pub const MAX_NAME_BYTES: usize = 255;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MetricKind {
+    /// A last-value metric holding a finite `f64`; a write replaces the value.
     Gauge,
+    /// A running-total metric holding an `i64`; a write adds its delta.
     Counter,
 }
 
@@ -59,6 +61,7 @@ impl MetricKind {
         }
     }
 
+    /// The lowercase name used in URLs and JSON: `gauge` or `counter`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Gauge => "gauge",
@@ -179,9 +182,19 @@ pub fn format_gauge(value: f64) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Update {
     /// Set the gauge `name` to `value` (finite).
-    Gauge { name: String, value: f64 },
+    Gauge {
+        /// The gauge's name, trimmed and validated.
+        name: String,
+        /// The new value; never NaN or infinite.
+        value: f64,
+    },
     /// Add `delta` to the counter `name`.
-    Counter { name: String, delta: i64 },
+    Counter {
+        /// The counter's name, trimmed and validated.
+        name: String,
+        /// The increment, possibly negative, added to the running total.
+        delta: i64,
+    },
 }
 
 impl Update {
@@ -201,12 +214,14 @@ impl Update {
         })
     }
 
+    /// The metric name the update writes, already trimmed and validated.
     pub fn name(&self) -> &str {
         match self {
             Self::Gauge { name, .. } | Self::Counter { name, .. } => name,
         }
     }
 
+    /// Whether the update writes a gauge or a counter.
     pub fn kind(&self) -> MetricKind {
         match self {
             Self::Gauge { .. } => MetricKind::Gauge,
@@ -221,17 +236,22 @@ impl Update {
 /// Unknown fields (the original's optional `hash`, say) are ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metric<'a> {
+    /// The metric name (`id` on the wire).
     #[serde(borrow)]
     pub id: Cow<'a, str>,
+    /// The metric type as sent (`gauge` or `counter`); checked only by [`Metric::to_update`].
     #[serde(rename = "type", borrow)]
     pub kind: Cow<'a, str>,
+    /// The counter increment; `None` for a gauge and omitted from the JSON then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delta: Option<i64>,
+    /// The gauge value; `None` for a counter and omitted from the JSON then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<f64>,
 }
 
 impl<'a> Metric<'a> {
+    /// A gauge `id` with `value` set and no `delta`.
     pub fn gauge(id: impl Into<Cow<'a, str>>, value: f64) -> Self {
         Self {
             id: id.into(),
@@ -241,6 +261,7 @@ impl<'a> Metric<'a> {
         }
     }
 
+    /// A counter `id` with `delta` set and no `value`.
     pub fn counter(id: impl Into<Cow<'a, str>>, delta: i64) -> Self {
         Self {
             id: id.into(),
@@ -274,8 +295,10 @@ impl<'a> Metric<'a> {
 /// The `{"id":…,"type":…}` body of `POST /value`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct MetricId<'a> {
+    /// The metric name asked for.
     #[serde(borrow)]
     pub id: Cow<'a, str>,
+    /// The metric type asked for, as sent (`gauge` or `counter`).
     #[serde(rename = "type", borrow)]
     pub kind: Cow<'a, str>,
 }

@@ -122,7 +122,9 @@ pub struct Listener {
 /// One received datagram and when it arrived.
 #[derive(Debug, Clone)]
 pub struct Message {
+    /// The datagram's text (invalid UTF-8 replaced), one `KEY=value` assignment per line.
     pub text: String,
+    /// When [`Listener::recv`] received the datagram.
     pub at: std::time::Instant,
 }
 

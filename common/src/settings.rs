@@ -59,6 +59,7 @@ pub struct Setting {
     pub default: Fallback,
     /// One line for `--help`.
     pub help: &'static str,
+    /// Whether the flag takes a value or is a boolean switch.
     pub arity: Arity,
 }
 
@@ -139,14 +140,17 @@ impl Values {
         parse(text).map_err(|why| setting.invalid(text, &why))
     }
 
+    /// The setting's text (given or default) as an owned string; empty when unset.
     pub fn string(&self, setting: &Setting) -> String {
         self.text(setting).to_owned()
     }
 
+    /// The setting as a Go-style boolean (see [`parse_bool`]).
     pub fn bool(&self, setting: &Setting) -> Result<bool, ConfigError> {
         self.parse(setting, parse_bool)
     }
 
+    /// The setting as seconds or a duration with a unit (see [`parse_duration`]).
     pub fn duration(&self, setting: &Setting) -> Result<Duration, ConfigError> {
         self.parse(setting, parse_duration)
     }
@@ -345,6 +349,7 @@ fn normalize_go_style(table: &[&Setting], args: impl Iterator<Item = OsString>) 
 /// What a daemon's command line asks for: run with a configuration, or print a text and exit 0.
 #[derive(Debug)]
 pub enum Command<C> {
+    /// Run the daemon with this configuration.
     Run(C),
     /// The rendered `--help`.
     Help(String),

@@ -14,8 +14,11 @@ pub use ipnet::IpNet;
 /// What a request says about its origin: the socket peer and the proxy headers it carried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Origin<'a> {
+    /// The address of the socket peer: the client itself, or a proxy in front of it.
     pub peer: IpAddr,
+    /// The `X-Real-IP` header, if the request carried one; believed only from a trusted peer.
     pub x_real_ip: Option<&'a str>,
+    /// The `X-Forwarded-For` header, if the request carried one; believed only from a trusted peer.
     pub x_forwarded_for: Option<&'a str>,
 }
 

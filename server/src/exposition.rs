@@ -44,8 +44,11 @@ impl FamilyType {
 /// A sample value.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum SampleValue {
+    /// A signed integer, written in decimal.
     Int(i64),
+    /// An unsigned integer, written in decimal.
     Uint(u64),
+    /// A float, written as the shortest round-trip form, or `NaN`, `+Inf`, `-Inf`.
     Float(f64),
 }
 
@@ -78,6 +81,7 @@ pub struct Exposition {
 }
 
 impl Exposition {
+    /// An empty body.
     pub fn new() -> Self {
         Self::default()
     }
@@ -116,6 +120,7 @@ impl Exposition {
         self.families.contains(name)
     }
 
+    /// The finished body, in the Prometheus text format.
     pub fn into_string(self) -> String {
         self.out
     }
@@ -203,6 +208,7 @@ pub const RESERVED_PREFIXES: [&str; 2] = ["golectra_", "process_"];
 /// The Prometheus name of one stored metric.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportedName {
+    /// The Prometheus family name the metric is exported under.
     pub name: String,
     /// The name differs from the stored one except by nothing: the original goes into a `name`
     /// label so queries can still find it.

@@ -61,18 +61,22 @@ impl<T: Copy> Ring<T> {
         self.points.push_back((at_ms, value));
     }
 
+    /// Points held now, at most [`Ring::capacity`].
     pub fn len(&self) -> usize {
         self.points.len()
     }
 
+    /// Whether the ring holds no point yet.
     pub fn is_empty(&self) -> bool {
         self.points.is_empty()
     }
 
+    /// Most points the ring holds before dropping the oldest.
     pub fn capacity(&self) -> usize {
         self.capacity
     }
 
+    /// The newest point `(unix ms, value)`, or `None` when the ring is empty.
     pub fn last(&self) -> Option<(i64, T)> {
         self.points.back().copied()
     }
@@ -86,6 +90,7 @@ impl<T: Copy> Ring<T> {
 /// One metric's recent past.
 #[derive(Debug, Clone)]
 pub struct Series<T> {
+    /// The sampled points, oldest first.
     pub ring: Ring<T>,
     /// When the sampler first saw the current value (unix ms); `None` when it has not changed
     /// since the server's first sample (restored or written before start-up finished).
@@ -97,7 +102,9 @@ pub struct Series<T> {
 /// Every metric's series.
 #[derive(Debug, Default)]
 pub struct Tables {
+    /// The series of every gauge, by name.
     pub gauges: HashMap<String, Series<f64>>,
+    /// The series of every counter, by name.
     pub counters: HashMap<String, Series<i64>>,
     /// Sampling rounds done.
     round: u64,
@@ -116,6 +123,7 @@ pub struct History {
 }
 
 impl History {
+    /// An empty history that keeps what `options` says.
     pub fn new(options: HistoryOptions) -> Self {
         Self {
             options,
@@ -123,6 +131,7 @@ impl History {
         }
     }
 
+    /// How much history this keeps (interval and points per metric).
     pub fn options(&self) -> HistoryOptions {
         self.options
     }
@@ -273,6 +282,7 @@ impl Sampler {
         Ok(Some(Self { ticker }))
     }
 
+    /// Stops the sampler thread and waits until it ended (after a round in progress).
     pub fn stop(self) {
         self.ticker.stop();
     }

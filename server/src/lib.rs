@@ -2,6 +2,7 @@
 //! starts the worker pool; [`Server::shutdown`] drains requests and makes everything durable.
 //! `main.rs` wraps it with configuration, logging and signals; tests start it in-process.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod audit;
 pub mod client_addr;
@@ -37,7 +38,9 @@ pub enum StartError {
     Postgres(store::postgres::OpenError),
     /// The listen address could not be bound.
     Bind {
+        /// The address from the configuration (`ADDRESS`).
         addr: SocketAddr,
+        /// Why binding failed (address in use, permission denied, …).
         error: std::io::Error,
     },
     /// An audit sink could not be set up.

@@ -65,8 +65,11 @@ impl Source {
 /// What `/proc/self/stat` says about this process.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StatFields {
+    /// User plus system CPU time used so far, in seconds.
     pub cpu_seconds: f64,
+    /// Size of the virtual address space, in bytes.
     pub virtual_bytes: u64,
+    /// Threads in the process now.
     pub threads: u64,
     /// Seconds since boot at which the process started.
     pub started_after_boot: f64,
@@ -75,10 +78,15 @@ pub struct StatFields {
 /// Everything the exporter could read; a `None` field's metric is left out.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ProcessStats {
+    /// The fields of `/proc/self/stat`; `None` when it cannot be read or parsed.
     pub stat: Option<StatFields>,
+    /// Start time in seconds since the Unix epoch; `None` without `stat` or the boot time.
     pub start_time_seconds: Option<f64>,
+    /// Resident set size (`VmRSS`), in bytes; `None` when `/proc/self/status` cannot be read.
     pub resident_bytes: Option<u64>,
+    /// Open file descriptors; `None` when `/proc/self/fd` cannot be listed.
     pub open_fds: Option<u64>,
+    /// Soft limit of open files; `None` when unreadable or `unlimited`.
     pub max_fds: Option<u64>,
 }
 
@@ -89,6 +97,7 @@ impl Default for ProcessExporter {
 }
 
 impl ProcessExporter {
+    /// An exporter that has logged nothing yet; `const` so it can live in a `static`.
     pub const fn new() -> Self {
         Self {
             logged: [const { AtomicBool::new(false) }; Source::ALL.len()],

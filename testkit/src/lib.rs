@@ -1,7 +1,7 @@
 //! The Golectra test kit: what the integration suites of `golectra-server` and `golectra-agent`
 //! share. Dev-only (`publish = false`, a dev-dependency of both daemons, never a dependency).
 //!
-//! - [`env`]: the environment of every process a test starts. [`env::command`] removes every
+//! - [`env`](mod@env): the environment of every process a test starts. [`env::command`] removes every
 //!   variable either daemon reads — the server's settings taken from its table
 //!   (`golectra_server::config::SETTINGS`), the agent's from [`env::AGENT_SETTINGS`], the
 //!   systemd variables, `RUST_LOG` and the proxy variables — so a developer's shell
@@ -15,7 +15,7 @@
 //! - [`http`]: a small client returning status, headers and body as received (no automatic
 //!   decompression), and free ports.
 //! - [`database`]: a fresh PostgreSQL database per test (`GOLECTRA_TEST_DATABASE_DSN`).
-//! - [`require`]: prerequisites that skip a test loudly, or fail it in CI.
+//! - [`require`](mod@require): prerequisites that skip a test loudly, or fail it in CI.
 //! - [`fake`]: a recording HTTP server answering with a status chosen per request.
 //!
 //! # Why the agent's settings are a list here

@@ -126,6 +126,7 @@ pub trait Sink: Send + 'static {
 /// Counters of one sink, for logs and `/metrics`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SinkStats {
+    /// The sink's short name, as [`Sink::name`] gives it (`file`, `url`).
     pub name: String,
     /// Events the sink accepted (written to the file, answered 2xx).
     pub delivered: u64,

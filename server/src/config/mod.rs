@@ -1,4 +1,4 @@
-//! Server configuration (docs/configuration.md): the raw values of the settings table ([`table`]) turned
+//! Server configuration (docs/configuration.md): the raw values of the settings table (`table`) turned
 //! into one immutable [`Config`].
 
 mod table;
@@ -36,6 +36,7 @@ pub enum Storage {
     },
     /// PostgreSQL (`DATABASE_DSN`, default empty = memory).
     Postgres {
+        /// The connection string (URL or key=value pairs); it may hold a password.
         dsn: String,
         /// The file settings that were given but are ignored with a DSN, for a log line.
         ignored_file_settings: bool,
@@ -90,12 +91,14 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// Worker threads (`WORKERS`, default 4 × cores).
     pub workers: usize,
+    /// Size limits of request bodies and batches (docs/limits.md).
     pub limits: Limits,
     /// History behind the sparklines (`HISTORY_INTERVAL`, default 5 s; `HISTORY_POINTS`,
     /// default 60).
     pub history: HistoryOptions,
     /// Time between traffic summaries in the log (`SUMMARY_INTERVAL`, default 60 s; 0 = off).
     pub summary_interval: Duration,
+    /// Connection count, timeouts and the body buffer budget (docs/limits.md).
     pub connections: Connections,
 }
 

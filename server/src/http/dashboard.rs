@@ -31,6 +31,7 @@ const SPARK_H: f64 = 28.0;
 const STYLE: &str = include_str!("dashboard/style.css");
 const SCRIPT: &str = include_str!("dashboard/script.js");
 
+/// Renders the dashboard page; fails (503) when the store cannot be read.
 pub fn render(app: &App) -> Result<Reply, ApiError> {
     let snap = app.store.read_all()?;
     let now = SystemTime::now();

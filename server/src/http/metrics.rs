@@ -16,6 +16,7 @@ use super::reply::{ApiError, PROMETHEUS, Reply};
 /// The `process_*` metrics of this process.
 static PROCESS: ProcessExporter = ProcessExporter::new();
 
+/// Renders the `/metrics` body; fails when the store cannot be read.
 pub fn render(app: &App) -> Result<Reply, ApiError> {
     let snap = app.store.read_all()?;
     let mut out = Exposition::with_capacity(64 + snap.gauges.len() + snap.counters.len());

@@ -54,11 +54,17 @@ use stats::HttpStats;
 
 /// What every handler can reach.
 pub struct App {
+    /// Where metrics are kept (memory or PostgreSQL).
     pub store: Arc<dyn Store>,
+    /// The audit trail that write handlers report to.
     pub audit: Audit,
+    /// The `HashSHA256` key (`KEY`): checks request bodies and signs replies; `None` = no signing.
     pub key: Option<Vec<u8>>,
+    /// Whether writes without a valid signature are refused (only when a key is set).
     pub require_signature: bool,
+    /// Size limits of request bodies and batches.
     pub limits: Limits,
+    /// When the server started; the dashboard shows the uptime from it.
     pub started: Instant,
     /// Traffic counters for `/metrics`.
     pub stats: HttpStats,
@@ -108,6 +114,7 @@ impl HttpServer {
         })
     }
 
+    /// The address the listener is bound to (the real port when `listen` asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }

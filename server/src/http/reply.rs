@@ -7,22 +7,30 @@ use std::fmt;
 use golectra_common::{gzip, signature};
 use tiny_http::{Header, Response};
 
+/// Content type of plain-text replies (the text API, errors).
 pub const TEXT: &str = "text/plain; charset=utf-8";
+/// Content type of JSON replies; gzipped when the client accepts it.
 pub const JSON: &str = "application/json";
+/// Content type of the HTML dashboard; gzipped when the client accepts it.
 pub const HTML: &str = "text/html; charset=utf-8";
+/// Content type of `/metrics`: the Prometheus text format 0.0.4; gzipped when accepted.
 pub const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// A response before it is encoded for the wire.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
+    /// The HTTP status code.
     pub status: u16,
+    /// The `Content-Type` value; one of the constants of this module.
     pub content_type: &'static str,
+    /// The uncompressed body; the signature is computed over these bytes.
     pub body: Vec<u8>,
     /// Extra headers (`Allow`, `Cache-Control`, …).
     pub headers: Vec<(&'static str, String)>,
 }
 
 impl Reply {
+    /// A plain-text reply ([`TEXT`]) with the given status.
     pub fn text(status: u16, body: impl Into<String>) -> Self {
         Self {
             status,
@@ -32,6 +40,7 @@ impl Reply {
         }
     }
 
+    /// A `200 OK` JSON reply ([`JSON`]) with an already serialized body.
     pub fn json(body: Vec<u8>) -> Self {
         Self {
             status: 200,
@@ -41,6 +50,7 @@ impl Reply {
         }
     }
 
+    /// A `200 OK` HTML reply ([`HTML`]).
     pub fn html(body: String) -> Self {
         Self {
             status: 200,
@@ -50,6 +60,7 @@ impl Reply {
         }
     }
 
+    /// Adds an extra header, sent after `Content-Type` and the signature.
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
         self
@@ -100,13 +111,16 @@ fn header(name: &str, value: &str) -> Header {
 /// A request that cannot be served, with the status and the one-line reason sent back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
+    /// The HTTP status code (4xx or 5xx).
     pub status: u16,
+    /// The reason sent as the plain-text body; control characters become spaces.
     pub message: String,
     /// For 405: the methods the path accepts.
     pub allow: Option<&'static str>,
 }
 
 impl ApiError {
+    /// An error with any status and message.
     pub fn new(status: u16, message: impl fmt::Display) -> Self {
         Self {
             status,
@@ -114,15 +128,19 @@ impl ApiError {
             allow: None,
         }
     }
+    /// A `400 Bad Request` with the reason.
     pub fn bad_request(message: impl fmt::Display) -> Self {
         Self::new(400, message)
     }
+    /// A `404 Not Found` with the reason.
     pub fn not_found(message: impl fmt::Display) -> Self {
         Self::new(404, message)
     }
+    /// A `413 Payload Too Large` with the reason.
     pub fn too_large(message: impl fmt::Display) -> Self {
         Self::new(413, message)
     }
+    /// A `405 Method Not Allowed` naming `method`; `allow` goes into the `Allow` header.
     pub fn method_not_allowed(method: &str, allow: &'static str) -> Self {
         Self {
             status: 405,

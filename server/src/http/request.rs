@@ -14,15 +14,20 @@ use crate::config::Limits;
 /// The HTTP methods the API distinguishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
+    /// `GET`.
     Get,
+    /// `HEAD`, accepted wherever `GET` is.
     Head,
+    /// `POST`.
     Post,
+    /// Any other method; every endpoint answers it with 405.
     Other,
 }
 
 /// A request whose body is complete, inflated and verified.
 #[derive(Debug, Clone)]
 pub struct Incoming {
+    /// The method, as far as the API distinguishes it.
     pub method: Method,
     /// The method as sent, for messages.
     pub method_name: String,

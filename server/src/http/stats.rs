@@ -13,21 +13,32 @@ use crate::exposition::{Exporter, Exposition, FamilyType};
 /// `GET /update` is counted on `/update` with its 405).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
+    /// `GET /`: the HTML dashboard.
     Dashboard,
+    /// `POST /update/{type}/{name}/{value}`: one metric in the path.
     UpdateText,
+    /// `POST /update`: one metric as JSON.
     UpdateJson,
+    /// `GET /value/{type}/{name}`: one value as text.
     ValueText,
+    /// `POST /value`: one metric asked for and answered as JSON.
     ValueJson,
+    /// `POST /updates`: a JSON batch of metrics.
     Updates,
+    /// `GET /ping`: whether the store is reachable.
     Ping,
+    /// `GET /api/v1/snapshot`: every stored metric as JSON.
     Snapshot,
+    /// `GET /api/v1/history/{type}/{name}`: one metric's recent points.
     History,
+    /// `GET /metrics`: the Prometheus exposition.
     Metrics,
     /// Any path that is not an endpoint (404).
     Other,
 }
 
 impl Route {
+    /// Every route in declaration order, so a route's position is its index in the counters.
     pub const ALL: [Route; 11] = [
         Route::Dashboard,
         Route::UpdateText,
@@ -122,6 +133,7 @@ impl Default for HttpStats {
 /// Request and sample counts since start (see [`HttpStats::totals`]).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Totals {
+    /// Requests answered, whatever the status.
     pub requests: u64,
     /// Requests answered 4xx.
     pub client_errors: u64,

@@ -23,7 +23,9 @@ use crate::exposition::Exposition;
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 #[serde(untagged)]
 pub enum Value {
+    /// A gauge's last value; serialized as a JSON float.
     Gauge(f64),
+    /// A counter's running total; serialized as a JSON integer.
     Counter(i64),
 }
 
@@ -32,7 +34,10 @@ pub enum Value {
 pub enum StoreError {
     /// Adding the delta would overflow the counter's `i64` total. Client error (400); nothing
     /// of the batch was applied.
-    Overflow { name: String },
+    Overflow {
+        /// The counter that would overflow.
+        name: String,
+    },
     /// The store cannot serve now (database down after retries, snapshot not writable in sync
     /// mode). Answered 503 with the reason.
     Unavailable(String),
@@ -58,7 +63,9 @@ impl std::error::Error for StoreError {}
 /// [`Store::read_all`] returns. ("Snapshot" means only the memory store's file.)
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Reading {
+    /// Every gauge as `(name, value)`, sorted by name.
     pub gauges: Vec<(String, f64)>,
+    /// Every counter as `(name, total)`, sorted by name.
     pub counters: Vec<(String, i64)>,
     /// When the last write was applied, if known.
     pub updated_at: Option<SystemTime>,
@@ -129,7 +136,9 @@ impl fmt::Display for StoreKind {
 #[derive(Debug)]
 #[must_use = "a write may be acknowledged only once durable: look at `durable`"]
 pub struct Written<T> {
+    /// What the write produced: the stored value, or `()` for a batch.
     pub value: T,
+    /// When the caller may acknowledge the write.
     pub durable: Durable,
 }
 
@@ -186,6 +195,7 @@ pub struct Batch {
 pub struct BatchOverflow {
     /// Index of the update whose delta made the in-batch sum overflow.
     pub index: usize,
+    /// Name of the counter whose in-batch sum overflows.
     pub name: String,
 }
 
@@ -246,6 +256,7 @@ impl Batch {
         self.gauges.len() + self.counters.len()
     }
 
+    /// Whether the batch writes no metric at all.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
