@@ -10,13 +10,14 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use golectra_server::app::App;
 use golectra_server::audit::Audit;
 use golectra_server::history::{History, HistoryOptions};
 use golectra_server::http::request::{Incoming, Method};
-use golectra_server::http::stats::{HttpStats, Route};
-use golectra_server::http::{App, router};
+use golectra_server::http::router;
 use golectra_server::store::memory::MemoryStore;
 use golectra_server::store::{Batch, snapshot};
+use golectra_server::traffic::{HttpStats, Route};
 
 /// Routes like a worker does: classify the path, then serve it.
 fn serve(app: &App, req: &Incoming) -> golectra_server::http::reply::Reply {

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod app;
 pub mod audit;
 pub mod client_addr;
 pub mod config;
@@ -15,15 +16,17 @@ pub mod process;
 pub mod store;
 pub mod summary;
 pub mod ticker;
+pub mod traffic;
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use app::App;
 use config::{Config, Storage};
 use history::{History, Sampler};
-use http::{App, HttpServer};
+use http::HttpServer;
 use store::Store;
 use store::memory::{MemoryStore, SnapshotOptions};
 use store::postgres::{PostgresOptions, PostgresStore};
@@ -97,7 +100,7 @@ impl Server {
             require_signature: config.require_signature,
             limits: config.limits,
             started: Instant::now(),
-            stats: http::stats::HttpStats::default(),
+            stats: traffic::HttpStats::default(),
             history,
             listener: std::sync::OnceLock::new(),
         });

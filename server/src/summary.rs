@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::http::App;
-use crate::http::stats::Totals;
+use crate::app::App;
 use crate::ticker::{FirstRun, Ticker};
+use crate::traffic::Totals;
 
 /// The running summary thread.
 pub struct Summary {

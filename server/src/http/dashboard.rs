@@ -15,8 +15,8 @@ use std::time::SystemTime;
 
 use golectra_common::metric::format_gauge;
 
-use super::App;
 use super::reply::{ApiError, Reply};
+use crate::app::App;
 use crate::history::{Series, Tables, unix_ms};
 
 /// Seconds between automatic refreshes of the page.

@@ -10,8 +10,8 @@ use std::time::UNIX_EPOCH;
 use crate::exposition::{ExportedName, Exporter, Exposition, FamilyType, export_names};
 use crate::process::ProcessExporter;
 
-use super::App;
 use super::reply::{ApiError, PROMETHEUS, Reply};
+use crate::app::App;
 
 /// The `process_*` metrics of this process.
 static PROCESS: ProcessExporter = ProcessExporter::new();

@@ -38,41 +38,14 @@ pub mod metrics;
 pub mod reply;
 pub mod request;
 pub mod router;
-pub mod stats;
 mod worker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
 
-use crate::audit::Audit;
+use crate::app::App;
 use crate::config::{Connections, Limits};
-use crate::history::History;
-use crate::store::Store;
-use stats::HttpStats;
-
-/// What every handler can reach.
-pub struct App {
-    /// Where metrics are kept (memory or PostgreSQL).
-    pub store: Arc<dyn Store>,
-    /// The audit trail that write handlers report to.
-    pub audit: Audit,
-    /// The `HashSHA256` key (`KEY`): checks request bodies and signs replies; `None` = no signing.
-    pub key: Option<Vec<u8>>,
-    /// Whether writes without a valid signature are refused (only when a key is set).
-    pub require_signature: bool,
-    /// Size limits of request bodies and batches.
-    pub limits: Limits,
-    /// When the server started; the dashboard shows the uptime from it.
-    pub started: Instant,
-    /// Traffic counters for `/metrics`.
-    pub stats: HttpStats,
-    /// Recent values of every metric, for the dashboard and `/api/v1/history`.
-    pub history: Arc<History>,
-    /// The listener, once started: its connection counters go into `/metrics`.
-    pub listener: std::sync::OnceLock<Arc<tiny_http::Server>>,
-}
 
 /// The listener and its worker pool.
 pub struct HttpServer {

@@ -9,11 +9,11 @@ use golectra_common::metric::{self, InvalidMetric, Metric, MetricId, MetricKind,
 use percent_encoding::percent_decode_str;
 use serde::de::{Deserializer, Error as _, IgnoredAny, SeqAccess, Visitor};
 
-use super::App;
 use super::reply::{ApiError, Reply};
 use super::request::{Incoming, Method};
-use super::stats::Route;
+use crate::app::App;
 use crate::store::{Batch, Value, Written};
+use crate::traffic::Route;
 
 const GET: &str = "GET, HEAD";
 const POST: &str = "POST";

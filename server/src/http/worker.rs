@@ -15,9 +15,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::reply::{ApiError, Reply};
-use super::stats::Route;
-use super::{App, request, router};
+use super::{request, router};
+use crate::app::App;
 use crate::store::{Durable, StoreKind, Written};
+use crate::traffic::Route;
 
 /// Serves requests until the engine is shut down.
 pub(super) fn run(server: &tiny_http::Server, app: &Arc<App>) {
