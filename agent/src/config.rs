@@ -366,35 +366,10 @@ mod tests {
     #[test]
     fn the_settings_table_in_the_docs_matches_the_code() {
         let doc = include_str!("../../docs/agent.md");
-        let rows: Vec<Vec<&str>> = doc
-            .lines()
-            .filter(|l| l.starts_with("| ") && l.contains(" | `-"))
-            .map(|l| l.trim_matches('|').split(" | ").map(str::trim).collect())
-            .collect();
-        assert_eq!(rows.len(), SETTINGS.len(), "one row per setting: {rows:?}");
-        for s in SETTINGS {
-            let env = format!("`{}`", s.env);
-            let row = rows
-                .iter()
-                .find(|r| r[1] == env)
-                .unwrap_or_else(|| panic!("docs/agent.md lacks {}", s.env));
-            assert!(
-                row[2].contains(&format!("`--{}`", s.long)),
-                "{}: {row:?}",
-                s.env
-            );
-            let default = row[3].trim_end_matches(" (s)").trim_matches('`');
-            let wanted = match s.default.shown() {
-                "" => "empty",
-                shown => shown,
-            };
-            assert_eq!(default, wanted, "default of {} in docs/agent.md", s.env);
-        }
+        let wrong = settings::docs_table_mismatches(doc, SETTINGS);
+        assert!(wrong.is_empty(), "docs/agent.md: {wrong:#?}");
     }
 
-    /// The test kit cannot import this table (the agent is a binary-only crate), so it keeps a
-    /// list of the agent's variables to remove from every process a test starts: a setting
-    /// added here and missing there would leak from a developer's shell into the tests.
     #[test]
     fn the_test_kit_scrubs_every_setting() {
         let scrubbed = golectra_testkit::env::scrubbed();

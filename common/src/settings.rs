@@ -395,6 +395,47 @@ pub fn run_or_exit<C>(
     }
 }
 
+/// Checks a Markdown settings table (`| meaning | `ENV` | `-f`, `--flag` | default | … |`) of
+/// the docs against `table`: one row per setting, its flags, and its default as shown (``
+/// `text` `` with an optional ` (s)` unit, `empty` for an empty default). Returns every
+/// mismatch, one line each; the daemons' unit tests assert that it is empty.
+pub fn docs_table_mismatches(doc: &str, table: &[&Setting]) -> Vec<String> {
+    let rows: Vec<Vec<&str>> = doc
+        .lines()
+        .filter(|l| l.starts_with("| ") && l.contains(" | `"))
+        .map(|l| l.trim_matches('|').split(" | ").map(str::trim).collect())
+        .filter(|r: &Vec<&str>| r.len() >= 4 && r[2].contains("`-"))
+        .collect();
+    let mut wrong = Vec::new();
+    if rows.len() != table.len() {
+        wrong.push(format!("{} rows for {} settings", rows.len(), table.len()));
+    }
+    for s in table {
+        let env = format!("`{}`", s.env);
+        let Some(row) = rows.iter().find(|r| r[1] == env) else {
+            wrong.push(format!("no row for {}", s.env));
+            continue;
+        };
+        let mut flags = vec![format!("`--{}`", s.long)];
+        flags.extend(s.short.map(|c| format!("`-{c}`")));
+        for flag in flags.iter().filter(|f| !row[2].contains(f.as_str())) {
+            wrong.push(format!("{}: flag {flag} missing in {:?}", s.env, row[2]));
+        }
+        let shown = row[3].trim_end_matches(" (s)").trim_matches('`');
+        let wanted = match s.default.shown() {
+            "" => "empty".to_owned(),
+            d => d.replace(" x ", " × "),
+        };
+        if shown != wanted {
+            wrong.push(format!(
+                "{}: default {shown:?}, the code says {wanted:?}",
+                s.env
+            ));
+        }
+    }
+    wrong
+}
+
 /// Renders `--help`: a hand-written introduction followed by every setting of the table with
 /// its flags, environment variable and default.
 pub fn help_text(program: &str, intro: &str, table: &[&Setting]) -> String {
@@ -569,6 +610,24 @@ mod tests {
         for s in TABLE {
             assert!(help.contains(s.env) && help.contains(s.long), "{help}");
         }
+    }
+
+    #[test]
+    fn docs_tables_are_checked_against_the_table() {
+        let good = "| listen | `ADDRESS` | `-a`, `--address` | `:8080` | x |\n\
+                    | restore | `RESTORE` | `-r`, `--restore` | `false` | x |\n\
+                    | audit | `AUDIT_FILE` | `--audit-file` | empty | x |\n\
+                    | workers | `WORKERS` | `--workers` | 4 × CPU cores | x |\n";
+        assert_eq!(docs_table_mismatches(good, TABLE), Vec::<String>::new());
+        let bad = good.replace("`:8080`", "`:9090`").replace("`-r`, ", "");
+        let wrong = docs_table_mismatches(&bad, TABLE);
+        assert_eq!(wrong.len(), 2, "{wrong:?}");
+        let missing = good.lines().take(3).collect::<Vec<_>>().join("\n");
+        assert!(
+            docs_table_mismatches(&missing, TABLE)
+                .iter()
+                .any(|w| w.contains("WORKERS"))
+        );
     }
 
     #[test]

@@ -29,10 +29,7 @@ pub struct Seen {
 impl Seen {
     /// The value of the first header called `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        crate::http::header(&self.headers, name)
     }
 
     /// The (inflated) body as text (lossy).
@@ -42,8 +39,7 @@ impl Seen {
 
     /// The (inflated) body as JSON; panics with the text when it is not.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        crate::http::json(&self.body)
     }
 }
 

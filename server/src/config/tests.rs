@@ -352,38 +352,8 @@ fn bad_values_name_the_setting() {
 #[test]
 fn the_settings_table_in_the_docs_matches_the_code() {
     let doc = include_str!("../../../docs/configuration.md");
-    let rows: Vec<Vec<&str>> = doc
-        .lines()
-        .filter(|l| l.starts_with("| ") && l.contains(" | `"))
-        .map(|l| l.trim_matches('|').split(" | ").map(str::trim).collect())
-        .collect();
-    assert_eq!(rows.len(), SETTINGS.len(), "one row per setting");
-    for s in SETTINGS {
-        let env = format!("`{}`", s.env);
-        let row = rows
-            .iter()
-            .find(|r| r[1] == env)
-            .unwrap_or_else(|| panic!("docs/configuration.md lacks {}", s.env));
-        assert!(
-            row[2].contains(&format!("`--{}`", s.long)),
-            "{}: {row:?}",
-            s.env
-        );
-        if let Some(c) = s.short {
-            assert!(row[2].contains(&format!("`-{c}`")), "{}: {row:?}", s.env);
-        }
-        let default = row[3].trim_matches('`');
-        let wanted = match s.default.shown() {
-            "" => "empty",
-            "4 x CPU cores" => "4 × CPU cores",
-            d => d,
-        };
-        assert_eq!(
-            default, wanted,
-            "default of {} in docs/configuration.md",
-            s.env
-        );
-    }
+    let wrong = settings::docs_table_mismatches(doc, SETTINGS);
+    assert!(wrong.is_empty(), "docs/configuration.md: {wrong:#?}");
 }
 
 #[test]
