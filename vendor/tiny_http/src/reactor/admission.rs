@@ -15,15 +15,28 @@ use crate::conn::Machine;
 use crate::connection::{Connection, Listener};
 use crate::policy::Counters;
 
-/// The candidate with the lowest eviction key ([`Machine::eviction_key`]): never served before
-/// served, then idle since the earliest.
-pub(super) fn pick_victim<T>(
-    candidates: impl IntoIterator<Item = ((bool, Instant), T)>,
-) -> Option<T> {
-    candidates
-        .into_iter()
-        .min_by_key(|(key, _)| *key)
-        .map(|(_, victim)| victim)
+/// The eviction choice: offered every idle connection's key ([`Machine::eviction_key`]), it
+/// keeps the lowest — never served before served, then idle since the earliest. (A plain loop
+/// over offers: at the cap it runs over every connection for each newcomer.)
+pub(super) struct Victim<T> {
+    best: Option<((bool, Instant), T)>,
+}
+
+impl<T> Victim<T> {
+    pub fn new() -> Self {
+        Self { best: None }
+    }
+
+    pub fn offer(&mut self, key: (bool, Instant), candidate: T) {
+        match &self.best {
+            Some((best, _)) if *best <= key => {}
+            _ => self.best = Some((key, candidate)),
+        }
+    }
+
+    pub fn take(self) -> Option<T> {
+        self.best.map(|(_, victim)| victim)
+    }
 }
 
 impl Reactor {
@@ -82,13 +95,24 @@ impl Reactor {
     }
 
     /// Closes an idle connection (abortively: no `TIME_WAIT` left behind), if there is one, by
-    /// [`pick_victim`]. Connections a worker holds right now are skipped (`try_lock`).
+    /// [`Victim`]. Connections a worker holds right now are skipped (`try_lock`).
     fn evict_idle(&self) -> bool {
-        let conns = self.slab().all();
-        let victim = pick_victim(conns.into_iter().filter_map(|conn| {
-            let key = conn.state.try_lock().ok()?.m.eviction_key()?;
-            Some((key, conn))
-        }));
+        // Scanned under the slab's lock, without cloning every connection: at the cap this
+        // runs for each newcomer. Only `try_lock` is taken inside, so it never waits for a
+        // worker (which may hold a connection and then want the slab to close it).
+        let victim = {
+            let slab = self.slab();
+            let mut victim = Victim::new();
+            for conn in slab.iter() {
+                let Ok(st) = conn.state.try_lock() else {
+                    continue;
+                };
+                if let Some(key) = st.m.eviction_key() {
+                    victim.offer(key, conn);
+                }
+            }
+            victim.take().cloned()
+        };
         let Some(conn) = victim else {
             return false;
         };
@@ -128,26 +152,25 @@ mod tests {
     fn never_served_connections_go_first_oldest_first() {
         let t0 = Instant::now();
         let s = |n| t0 + Duration::from_secs(n);
-        let candidates = [
-            ((true, s(0)), "served, idle longest"),
-            ((false, s(5)), "fresh, newer"),
-            ((false, s(2)), "fresh, oldest"),
-            ((true, s(1)), "served"),
-        ];
-        assert_eq!(pick_victim(candidates), Some("fresh, oldest"));
+        let mut victim = Victim::new();
+        victim.offer((true, s(0)), "served, idle longest");
+        victim.offer((false, s(5)), "fresh, newer");
+        victim.offer((false, s(2)), "fresh, oldest");
+        victim.offer((false, s(2)), "fresh, as old but later in the list");
+        victim.offer((true, s(1)), "served");
+        assert_eq!(victim.take(), Some("fresh, oldest"));
     }
 
     #[test]
     fn then_the_connection_idle_the_longest() {
         let t0 = Instant::now();
         let s = |n| t0 + Duration::from_secs(n);
-        let candidates = [
-            ((true, s(3)), "b"),
-            ((true, s(1)), "idle longest"),
-            ((true, s(2)), "c"),
-        ];
-        assert_eq!(pick_victim(candidates), Some("idle longest"));
-        assert_eq!(pick_victim(Vec::<((bool, Instant), ())>::new()), None);
+        let mut victim = Victim::new();
+        victim.offer((true, s(3)), "b");
+        victim.offer((true, s(1)), "idle longest");
+        victim.offer((true, s(2)), "c");
+        assert_eq!(victim.take(), Some("idle longest"));
+        assert_eq!(Victim::<()>::new().take(), None);
     }
 
     #[test]

@@ -52,6 +52,11 @@ impl Slab {
         }
     }
 
+    /// The live connections, without cloning them (for a scan under the slab's lock).
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Conn>> {
+        self.entries.iter().flatten()
+    }
+
     pub fn all(&self) -> Vec<Arc<Conn>> {
         self.entries.iter().flatten().cloned().collect()
     }
