@@ -150,19 +150,6 @@ impl Values {
         self.parse(setting, parse_bool)
     }
 
-    /// The setting as seconds or a duration with a unit (see [`parse_duration`]).
-    pub fn duration(&self, setting: &Setting) -> Result<Duration, ConfigError> {
-        self.parse(setting, parse_duration)
-    }
-
-    /// A positive duration (timeouts that must be > 0).
-    pub fn positive_duration(&self, setting: &Setting) -> Result<Duration, ConfigError> {
-        self.parse(setting, |s| match parse_duration(s)? {
-            d if d.is_zero() => Err("must be greater than 0".to_owned()),
-            d => Ok(d),
-        })
-    }
-
     /// A duration in `bounds`, or exactly 0 when `zero_allowed` (a setting where 0 means off
     /// or "every write"). Intervals are bounded both ways: below the minimum a loop spins a
     /// core, and past the maximum the scheduler's `Instant` arithmetic would overflow.
@@ -202,11 +189,6 @@ impl Values {
                 Err(format!("must be between {min} and {max}"))
             }
         })
-    }
-
-    /// A byte size: plain bytes or with a `KiB`/`MiB`/`GiB` (or `K`/`M`/`G`) suffix.
-    pub fn bytes(&self, setting: &Setting) -> Result<usize, ConfigError> {
-        self.parse(setting, parse_bytes)
     }
 }
 
