@@ -135,7 +135,7 @@ fn main() {
     let updates = router::decode_batch(&json, 100_000).unwrap();
     measure("store: aggregate + apply 100 metrics", || {
         let batch = Batch::aggregate(black_box(updates.clone())).unwrap();
-        app.store.apply(&batch).unwrap().wait().unwrap();
+        app.store.apply(&batch, None).unwrap().wait().unwrap();
     });
     let big: Vec<(String, f64)> = (0..100_000)
         .map(|i| (format!("metric_{i}"), i as f64 * 0.5))

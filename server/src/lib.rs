@@ -183,6 +183,7 @@ fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
                 path: path.clone(),
                 interval: *interval,
                 restore: *restore,
+                keys: config.keys,
             };
             let store = MemoryStore::open(options)
                 .map_err(|e| StartError::Store(format!("{}: {e}", path.display())))?;

@@ -114,6 +114,7 @@ pub struct HttpStats {
     response_bytes: [AtomicU64; Route::ALL.len()],
     gauges_ingested: AtomicU64,
     counters_ingested: AtomicU64,
+    repeats: AtomicU64,
 }
 
 impl Default for HttpStats {
@@ -126,6 +127,7 @@ impl Default for HttpStats {
             response_bytes: Default::default(),
             gauges_ingested: AtomicU64::new(0),
             counters_ingested: AtomicU64::new(0),
+            repeats: AtomicU64::new(0),
         }
     }
 }
@@ -191,6 +193,13 @@ impl HttpStats {
     }
 }
 
+impl HttpStats {
+    /// Counts a keyed write answered as a repeat: nothing was applied again.
+    pub fn repeat(&self) {
+        self.repeats.fetch_add(1, Relaxed);
+    }
+}
+
 impl Exporter for HttpStats {
     fn export(&self, out: &mut Exposition) {
         let mut family = out.family(
@@ -236,6 +245,12 @@ impl Exporter for HttpStats {
         )
         .sample(&[("type", "gauge")], self.gauges_ingested.load(Relaxed))
         .sample(&[("type", "counter")], self.counters_ingested.load(Relaxed));
+        out.family(
+            "golectra_idempotent_repeats_total",
+            "Writes whose Idempotency-Key had been applied before: answered with the first reply, nothing applied again.",
+            FamilyType::Counter,
+        )
+        .sample(&[], self.repeats.load(Relaxed));
     }
 }
 

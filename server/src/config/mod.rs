@@ -14,6 +14,12 @@ use golectra_common::settings::{self, ConfigError, INTERVAL_BOUNDS};
 use crate::audit::AuditConfig;
 use crate::client_addr::{self, IpNet};
 use crate::history::HistoryOptions;
+use crate::store::KeyOptions;
+
+/// Idempotency keys are held at least 10 minutes (longer than any retry horizon worth
+/// having) and at most a week.
+const RETENTION_BOUNDS: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(600)..=Duration::from_secs(7 * 24 * 3600);
 
 /// The bounds of the connection timeouts: 1 ms to one day (a deadline further out would overflow
 /// `Instant` arithmetic; nothing useful waits longer).
@@ -93,6 +99,9 @@ pub struct Config {
     pub workers: usize,
     /// Size limits of request bodies and batches (docs/limits.md).
     pub limits: Limits,
+    /// Retention and count of idempotency keys (`IDEMPOTENCY_RETENTION`, default 1 h;
+    /// `IDEMPOTENCY_MAX_KEYS`, default 1 000 000).
+    pub keys: KeyOptions,
     /// History behind the sparklines (`HISTORY_INTERVAL`, default 5 s; `HISTORY_POINTS`,
     /// default 60).
     pub history: HistoryOptions,
@@ -196,6 +205,14 @@ impl Config {
                 trusted_proxies,
                 workers,
                 limits,
+                keys: KeyOptions {
+                    retention: values.duration_in(
+                        &IDEMPOTENCY_RETENTION,
+                        RETENTION_BOUNDS,
+                        false,
+                    )?,
+                    max_keys: values.number(&IDEMPOTENCY_MAX_KEYS, 1, 1 << 32)? as usize,
+                },
                 history: HistoryOptions {
                     interval: values.duration_in(&HISTORY_INTERVAL, INTERVAL_BOUNDS, false)?,
                     points: values.number(&HISTORY_POINTS, 0, 100_000)? as usize,

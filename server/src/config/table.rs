@@ -25,6 +25,8 @@ pub static SETTINGS: &[&Setting] = &[
     &MAX_BODY_SIZE,
     &MAX_INFLATED_SIZE,
     &MAX_BATCH_ITEMS,
+    &IDEMPOTENCY_RETENTION,
+    &IDEMPOTENCY_MAX_KEYS,
     &HISTORY_INTERVAL,
     &HISTORY_POINTS,
     &SUMMARY_INTERVAL,
@@ -174,6 +176,26 @@ pub static MAX_BATCH_ITEMS: Setting = Setting {
     default: Value("100000"),
     arity: Arity::Value,
     help: "most metrics in one /updates batch; more gets 413",
+};
+
+/// How long an applied Idempotency-Key is remembered, 10m to 7d.
+pub static IDEMPOTENCY_RETENTION: Setting = Setting {
+    env: "IDEMPOTENCY_RETENTION",
+    short: None,
+    long: "idempotency-retention",
+    default: Value("1h"),
+    arity: Arity::Value,
+    help: "how long an applied Idempotency-Key is remembered (a retry within it is answered, not applied), 10m to 7d",
+};
+
+/// Most Idempotency-Keys held at once (about 110 bytes each in memory); when full, new keyed writes get 503.
+pub static IDEMPOTENCY_MAX_KEYS: Setting = Setting {
+    env: "IDEMPOTENCY_MAX_KEYS",
+    short: None,
+    long: "idempotency-max-keys",
+    default: Value("1000000"),
+    arity: Arity::Value,
+    help: "most Idempotency-Keys the memory store holds (about 110 bytes each); when full, new keyed writes get 503",
 };
 
 /// Time between samples of the in-memory history behind the dashboard's sparklines, 10ms to 24h.

@@ -178,6 +178,7 @@ impl From<crate::store::StoreError> for ApiError {
         match e {
             crate::store::StoreError::Overflow { .. } => Self::bad_request(e),
             crate::store::StoreError::Unavailable(_) => Self::new(503, e),
+            crate::store::StoreError::KeyReused { .. } => Self::new(422, e),
         }
     }
 }

@@ -10,6 +10,7 @@ use golectra_common::{gzip, signature};
 
 use super::reply::{ApiError, accepts_gzip};
 use crate::config::Limits;
+use crate::store::idempotency;
 
 /// The HTTP methods the API distinguishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +48,8 @@ pub struct Incoming {
     pub x_forwarded_for: Option<String>,
     /// The client accepts gzip responses.
     pub accept_gzip: bool,
+    /// The `Idempotency-Key` header, checked (1–255 bytes, trimmed).
+    pub idempotency_key: Option<String>,
 }
 
 impl Incoming {
@@ -78,6 +81,7 @@ pub fn intake(
     let mut x_forwarded_for = None;
     let mut signature = None;
     let mut accept_gzip = false;
+    let mut idempotency_key: Option<Result<String, String>> = None;
     for h in request.headers() {
         let field = &h.field;
         if field.equiv("Content-Encoding") {
@@ -90,6 +94,14 @@ pub fn intake(
             x_real_ip = Some(h.value.as_str().to_owned());
         } else if field.equiv("X-Forwarded-For") {
             x_forwarded_for = Some(h.value.as_str().to_owned());
+        } else if field.equiv(idempotency::HEADER) {
+            idempotency_key = Some(match idempotency_key {
+                None => idempotency::check(h.value.as_str()).map(str::to_owned),
+                Some(_) => Err(format!(
+                    "more than one {} header: send one key per request",
+                    idempotency::HEADER
+                )),
+            });
         }
     }
     let path = request.url().split('?').next().unwrap_or("/").to_owned();
@@ -114,6 +126,8 @@ pub fn intake(
             ));
         }
     };
+    // Checked once the body is read, so that the connection stays usable.
+    let idempotency_key = idempotency_key.transpose().map_err(ApiError::bad_request)?;
     let mut signed = false;
     if let (Some(key), Some(sig)) = (key, signature.as_deref())
         && !body.is_empty()
@@ -136,6 +150,7 @@ pub fn intake(
         x_real_ip,
         x_forwarded_for,
         accept_gzip,
+        idempotency_key,
     })
 }
 

@@ -12,7 +12,7 @@ use serde::de::{Deserializer, Error as _, IgnoredAny, SeqAccess, Visitor};
 use super::reply::{ApiError, Reply};
 use super::request::{Incoming, Method};
 use crate::app::App;
-use crate::store::{Batch, Value, Written};
+use crate::store::{Batch, Key, Value, Written};
 use crate::traffic::Route;
 
 const GET: &str = "GET, HEAD";
@@ -153,11 +153,30 @@ fn text_update(
             delta: metric::parse_counter(&value)?,
         },
     };
-    let written = app.store.update(&update)?;
-    count_ingested(app, std::slice::from_ref(&update));
-    app.audit
-        .record(|| vec![update.name().to_owned()], req.origin());
+    let key = key_of(req, "update-text");
+    let written = app.store.update(&update, key.as_ref())?;
+    if first_time(app, &written) {
+        count_ingested(app, std::slice::from_ref(&update));
+        app.audit
+            .record(|| vec![update.name().to_owned()], req.origin());
+    }
     Ok(written.map(|_| Reply::text(200, "ok")))
+}
+
+/// The request's idempotency key for the write endpoint `route` (a fixed name per endpoint, so
+/// the same key sent to another endpoint is another request).
+fn key_of(req: &Incoming, route: &str) -> Option<Key> {
+    let text = req.idempotency_key.as_deref()?;
+    Some(Key::new(text, route, &req.path, &req.body))
+}
+
+/// Whether a successful write was applied now (to be counted and audited), or was a repeat of
+/// a keyed write (counted as a repeat only).
+fn first_time<T>(app: &App, written: &Written<T>) -> bool {
+    if written.repeat {
+        app.stats.repeat();
+    }
+    !written.repeat
 }
 
 fn text_value(app: &App, kind: &str, name: &str) -> Result<Reply, ApiError> {
@@ -233,10 +252,13 @@ fn json_update(app: &App, req: &Incoming) -> Result<Written<Reply>, ApiError> {
     let metric: Metric = serde_json::from_slice(&req.body).map_err(malformed)?;
     let update = metric.to_update()?;
     check_signed(app, req)?;
-    let written = app.store.update(&update)?;
-    count_ingested(app, std::slice::from_ref(&update));
-    app.audit
-        .record(|| vec![update.name().to_owned()], req.origin());
+    let key = key_of(req, "update-json");
+    let written = app.store.update(&update, key.as_ref())?;
+    if first_time(app, &written) {
+        count_ingested(app, std::slice::from_ref(&update));
+        app.audit
+            .record(|| vec![update.name().to_owned()], req.origin());
+    }
     Ok(written.map(|stored| Reply::json(metric_json(update.name(), stored))))
 }
 
@@ -264,12 +286,17 @@ fn batch_update(app: &App, req: &Incoming) -> Result<Written<Reply>, ApiError> {
             e.index, e.name
         ))
     })?;
-    let written = if batch.is_empty() {
+    let key = key_of(req, "updates");
+    // An empty batch applies nothing; with a key it still goes to the store, which records the
+    // key (a later request with the same key and another body is then refused).
+    let written = if batch.is_empty() && key.is_none() {
         Written::now(())
     } else {
-        let written = app.store.apply(&batch)?;
-        app.stats.ingested(gauges, count - gauges);
-        app.audit.record(|| batch.names(), req.origin());
+        let written = app.store.apply(&batch, key.as_ref())?;
+        if first_time(app, &written) && !batch.is_empty() {
+            app.stats.ingested(gauges, count - gauges);
+            app.audit.record(|| batch.names(), req.origin());
+        }
         written
     };
     Ok(written.map(|()| Reply::json(format!("{{\"updated\":{count}}}").into_bytes())))

@@ -6,10 +6,12 @@
 //! same order (no lock-order deadlocks between concurrent batches). A batch is applied
 //! atomically: all of it or nothing.
 
+pub mod idempotency;
 pub mod memory;
 pub mod postgres;
 pub mod snapshot;
 
+pub use idempotency::{Key, KeyOptions};
 pub use memory::Ticket;
 
 use std::fmt;
@@ -39,8 +41,15 @@ pub enum StoreError {
         name: String,
     },
     /// The store cannot serve now (database down after retries, snapshot not writable in sync
-    /// mode). Answered 503 with the reason.
+    /// mode, idempotency-key table full). Answered 503 with the reason; nothing was applied
+    /// unless the reason says so.
     Unavailable(String),
+    /// The write's idempotency key was first used with another request. Answered 422; nothing
+    /// was applied.
+    KeyReused {
+        /// The key as sent.
+        key: String,
+    },
 }
 
 impl fmt::Display for StoreError {
@@ -53,6 +62,11 @@ impl fmt::Display for StoreError {
                 )
             }
             Self::Unavailable(why) => write!(f, "store unavailable: {why}"),
+            Self::KeyReused { key } => write!(
+                f,
+                "{} {key:?} was first used with another request: nothing was applied (use a new key for a new request)",
+                idempotency::HEADER
+            ),
         }
     }
 }
@@ -76,12 +90,17 @@ pub struct Reading {
 /// A write says in what it returns when it is durable ([`Written`]): the caller acknowledges it
 /// at once ([`Durable::Now`]) or hands the acknowledgement to the [`Ticket`] it got
 /// ([`Durable::After`]).
+///
+/// A write may carry an idempotency [`Key`] (see [`idempotency`]): the store checks and records
+/// it in the same atomic step as the write, so that a repeat applies nothing and returns what
+/// the first application returned ([`Written::repeat`]).
 pub trait Store: Send + Sync {
     /// Applies one write; returns the metric's value as now stored (a counter's new total) and
-    /// when the write is durable.
-    fn update(&self, update: &Update) -> Result<Written<Value>, StoreError>;
-    /// Applies a batch atomically; says when it is durable.
-    fn apply(&self, batch: &Batch) -> Result<Written<()>, StoreError>;
+    /// when the write is durable. With a key already applied: the value stored back then.
+    fn update(&self, update: &Update, key: Option<&Key>) -> Result<Written<Value>, StoreError>;
+    /// Applies a batch atomically; says when it is durable. A keyed empty batch still records
+    /// its key.
+    fn apply(&self, batch: &Batch, key: Option<&Key>) -> Result<Written<()>, StoreError>;
     /// Reads one metric.
     fn get(&self, kind: MetricKind, name: &str) -> Result<Option<Value>, StoreError>;
     /// Reads every metric.
@@ -140,6 +159,9 @@ pub struct Written<T> {
     pub value: T,
     /// When the caller may acknowledge the write.
     pub durable: Durable,
+    /// The write's key had been applied before: nothing was applied now, `value` is what the
+    /// first application returned, and `durable` is the first write's durability.
+    pub repeat: bool,
 }
 
 /// When a write is durable.
@@ -159,6 +181,7 @@ impl<T> Written<T> {
         Self {
             value,
             durable: Durable::Now,
+            repeat: false,
         }
     }
 
@@ -167,6 +190,7 @@ impl<T> Written<T> {
         Written {
             value: f(self.value),
             durable: self.durable,
+            repeat: self.repeat,
         }
     }
 

@@ -72,9 +72,18 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Update>, LoadError> {
         .collect()
 }
 
+/// A snapshot file as loaded at start.
+#[derive(Debug, Default, PartialEq)]
+pub struct Restored {
+    /// Its metrics.
+    pub metrics: Vec<Update>,
+    /// Its bytes, when a valid file was read (they name its key file).
+    pub content: Option<Vec<u8>>,
+}
+
 /// Loads the snapshot at `path` for `RESTORE=true`. A missing file is an empty store; a corrupt
 /// one is renamed to `<path>.corrupt-<unix seconds>` and reported, and the store starts empty.
-pub fn restore(path: &Path) -> Result<Vec<Update>, io::Error> {
+pub fn restore(path: &Path) -> Result<Restored, io::Error> {
     let bytes = match fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -82,12 +91,15 @@ pub fn restore(path: &Path) -> Result<Vec<Update>, io::Error> {
                 "snapshot {} does not exist yet: starting with an empty store",
                 path.display()
             );
-            return Ok(Vec::new());
+            return Ok(Restored::default());
         }
         Err(e) => return Err(e),
     };
     match decode(&bytes) {
-        Ok(updates) => Ok(updates),
+        Ok(metrics) => Ok(Restored {
+            metrics,
+            content: Some(bytes),
+        }),
         Err(LoadError::Io(e)) => Err(e),
         Err(LoadError::Corrupt(why)) => {
             let aside = corrupt_path(path);
@@ -97,7 +109,7 @@ pub fn restore(path: &Path) -> Result<Vec<Update>, io::Error> {
                 path.display(),
                 aside.display()
             );
-            Ok(Vec::new())
+            Ok(Restored::default())
         }
     }
 }
@@ -200,7 +212,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.json");
         fs::write(&path, "{oops").unwrap();
-        assert_eq!(restore(&path).unwrap(), vec![]);
+        assert_eq!(restore(&path).unwrap(), Restored::default());
         assert!(!path.exists());
         let moved: Vec<_> = fs::read_dir(dir.path())
             .unwrap()

@@ -231,14 +231,14 @@ fn retries_replace_dead_connections() {
         delta,
     };
     for _ in 0..3 {
-        store.update(&one(1)).and_then(Written::wait).unwrap();
+        store.update(&one(1), None).and_then(Written::wait).unwrap();
     }
     for round in 0..3 {
         assert!(terminate_backends(&db) > 0);
         assert_eq!(store.ping(), Ok(()), "round {round}");
         assert!(terminate_backends(&db) > 0);
         assert_eq!(
-            store.update(&one(1)).and_then(Written::wait),
+            store.update(&one(1), None).and_then(Written::wait),
             Ok(Value::Counter(4 + round)),
             "round {round}"
         );
@@ -277,25 +277,28 @@ fn overflow_names_the_counter_and_applies_nothing() {
         delta,
     };
     store
-        .apply(&batch(vec![c("max", i64::MAX), c("min", i64::MIN)]))
+        .apply(&batch(vec![c("max", i64::MAX), c("min", i64::MIN)]), None)
         .and_then(Written::wait)
         .unwrap();
     let err = store
-        .apply(&batch(vec![
-            c("a", 1),
-            c("min", -1),
-            c("max", 1),
-            Update::Gauge {
-                name: "g".into(),
-                value: 1.0,
-            },
-        ]))
+        .apply(
+            &batch(vec![
+                c("a", 1),
+                c("min", -1),
+                c("max", 1),
+                Update::Gauge {
+                    name: "g".into(),
+                    value: 1.0,
+                },
+            ]),
+            None,
+        )
         .unwrap_err();
     assert_eq!(err, StoreError::Overflow { name: "max".into() });
     assert_eq!(store.get(MetricKind::Counter, "a"), Ok(None));
     assert_eq!(store.get(MetricKind::Gauge, "g"), Ok(None));
     assert_eq!(
-        store.update(&c("min", -1)).and_then(Written::wait),
+        store.update(&c("min", -1), None).and_then(Written::wait),
         Err(StoreError::Overflow { name: "min".into() })
     );
     assert_eq!(
@@ -327,10 +330,13 @@ fn migrations_are_idempotent_and_safe_in_parallel() {
     // Once more on the migrated database: nothing to do, nothing duplicated.
     let store = PostgresStore::open(&PostgresOptions::new(&db.dsn, 1)).unwrap();
     store
-        .update(&Update::Counter {
-            name: "c".into(),
-            delta: 1,
-        })
+        .update(
+            &Update::Counter {
+                name: "c".into(),
+                delta: 1,
+            },
+            None,
+        )
         .and_then(Written::wait)
         .unwrap();
     let mut sql = db.connect();
@@ -456,7 +462,7 @@ fn concurrent_batches_fail_and_succeed_independently() {
         delta,
     };
     store
-        .update(&c("max", i64::MAX))
+        .update(&c("max", i64::MAX), None)
         .and_then(Written::wait)
         .unwrap();
     let threads: Vec<_> = (0..16)
@@ -470,7 +476,7 @@ fn concurrent_batches_fail_and_succeed_independently() {
                         items.push(c("max", 1));
                     }
                     let result = store
-                        .apply(&Batch::aggregate(items).unwrap())
+                        .apply(&Batch::aggregate(items).unwrap(), None)
                         .and_then(Written::wait);
                     if overflowing {
                         assert_eq!(result, Err(StoreError::Overflow { name: "max".into() }));

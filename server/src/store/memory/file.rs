@@ -1,11 +1,13 @@
-//! Writing the tables to the snapshot file: one writer at a time (periodic, group-commit and
-//! final snapshots all come here), the version each snapshot made durable, and the outcomes
-//! exported to `/metrics`. The file format and the crash-safe write are [`crate::store::snapshot`].
+//! Writing the tables to the snapshot file and its key file: one writer at a time (periodic,
+//! group-commit and final snapshots all come here), the version each snapshot made durable,
+//! and the outcomes exported to `/metrics`. The snapshot's format and the crash-safe write are
+//! [`crate::store::snapshot`]; the key file and the order of the two writes are `keyfile.rs`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use super::keyfile;
 use super::tables::Tables;
 use crate::exposition::{Exposition, FamilyType};
 use crate::store::snapshot;
@@ -59,15 +61,22 @@ impl SnapshotFile {
         self.tables.read().expect("poisoned").version != written || !self.path.exists()
     }
 
-    /// Serializes the tables under the read lock and writes them crash-safely.
+    /// Serializes the tables under the read lock and writes them crash-safely: the key file of
+    /// the new content first, then the snapshot, then the old key files go (see `keyfile.rs`).
     pub(super) fn write(&self) -> Written {
         let mut written = self.written.lock().expect("poisoned");
         let started = Instant::now();
-        let (version, bytes, count) = {
+        let (version, bytes, count, keys) = {
             let tables = self.tables.read().expect("poisoned");
-            (tables.version, tables.encode(), tables.len())
+            let keys = tables.keys.entries();
+            (tables.version, tables.encode(), tables.len(), keys)
         };
-        let result = snapshot::write_atomic(&self.path, &bytes);
+        let key_file = keyfile::path_for(&self.path, &bytes);
+        let result = snapshot::write_atomic(&key_file, &keyfile::encode(&bytes, &keys))
+            .and_then(|()| snapshot::write_atomic(&self.path, &bytes));
+        if result.is_ok() {
+            keyfile::remove_others(&self.path, Some(&key_file));
+        }
         let mut stats = self.stats.lock().expect("poisoned");
         let result = match result {
             Ok(()) => {

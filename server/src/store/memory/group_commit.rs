@@ -6,16 +6,26 @@
 //! to the version it read. A ticket waits for its version: the first snapshot attempt that
 //! contains it decides — success acknowledges it, failure answers it with the reason. Tickets
 //! that arrive while an attempt is under way wait for the next one, which then covers all of
-//! them (concurrent writers share one fsync). After a failure only tickets the attempt did not
-//! contain, and later writes, start a new attempt: a broken disk is not retried in a loop.
+//! them (concurrent writers share one fsync).
+//!
+//! After a failure the store *fails fast*: [`Committer::failing`] says why, the store refuses
+//! new writes before applying them (503) and `/ping` answers 503, so the writes applied when
+//! the snapshot failed are the only ones in doubt (their idempotency keys make the clients'
+//! retries exact). The thread tries again every [`RETRY_PAUSE`] — one attempt a second on a
+//! broken disk, not a loop — until a snapshot succeeds; then writes are accepted again.
 //!
 //! The thread knows nothing about tables or files: it calls the `write` function it was given
 //! (see [`Committer::start`]), which is what the unit tests replace.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::store::StoreError;
+
+/// Time between snapshot attempts while snapshots fail.
+pub(super) const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// What one snapshot attempt did, as the group commit needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +114,8 @@ struct GroupCommit {
     state: Mutex<CommitState>,
     /// Wakes the snapshot thread when a ticket asks for a version not yet durable.
     work: Condvar,
+    /// The last attempt failed and none succeeded since (read without the lock by writers).
+    failing: AtomicBool,
 }
 
 #[derive(Default)]
@@ -158,6 +170,18 @@ impl Committer {
         }
     }
 
+    /// Why writes must be refused now: the last snapshot failed and none succeeded since.
+    pub(super) fn failing(&self) -> Option<String> {
+        if !self.commit.failing.load(Ordering::Acquire) {
+            return None;
+        }
+        let state = self.commit.state.lock().expect("poisoned");
+        match &state.failed {
+            Some((_, why)) if self.commit.failing.load(Ordering::Acquire) => Some(why.clone()),
+            _ => None,
+        }
+    }
+
     /// Stops the thread after the snapshots tickets are waiting for, and waits for it.
     pub(super) fn stop(&self) {
         self.request_stop();
@@ -179,11 +203,32 @@ impl Drop for Committer {
     }
 }
 
-/// Writes snapshots back to back while tickets wait.
+/// Writes snapshots back to back while tickets wait; after a failure, again every
+/// [`RETRY_PAUSE`] until one succeeds (or the store stops).
 fn commit_loop(commit: &GroupCommit, write: &mut impl FnMut() -> Attempt) {
+    let mut failures = 0u64;
     loop {
         {
             let mut state = commit.state.lock().expect("poisoned");
+            if failures > 0 {
+                state = commit
+                    .work
+                    .wait_timeout_while(state, RETRY_PAUSE, |s| !s.stop)
+                    .expect("poisoned")
+                    .0;
+                if state.stop {
+                    // The final snapshot of `close` is the last attempt; tickets still waiting
+                    // would otherwise never hear.
+                    let acks: Vec<Ack> = state.waiters.drain(..).map(|(_, ack)| ack).collect();
+                    drop(state);
+                    for ack in acks {
+                        ack(Err(StoreError::Unavailable(
+                            "the store closed before the write was durable".into(),
+                        )));
+                    }
+                    return;
+                }
+            }
             while state.requested <= state.durable && !state.stop {
                 state = commit.work.wait(state).expect("poisoned");
             }
@@ -206,12 +251,32 @@ fn commit_loop(commit: &GroupCommit, write: &mut impl FnMut() -> Attempt) {
             .extract_if(.., |(waiting_for, _)| *waiting_for <= covered)
             .map(|(_, ack)| ack)
             .collect();
-        if let Err(why) = &attempt.result {
-            state.failed = Some((attempt.version, why.clone()));
-            // Do not spin on a broken disk: only writes that were not in this attempt (and
-            // writes that arrive later) trigger a new one.
-            let newest_waiting = state.waiters.iter().map(|(v, _)| *v).max();
-            state.requested = newest_waiting.unwrap_or(0).max(state.durable);
+        match &attempt.result {
+            Err(why) => {
+                if failures == 0 {
+                    log::error!(
+                        "sync snapshot failed: {why}; writes are refused (503) until a snapshot succeeds, tried again every {RETRY_PAUSE:?}"
+                    );
+                }
+                failures += 1;
+                state.failed = Some((attempt.version, why.clone()));
+                commit.failing.store(true, Ordering::Release);
+                // Until a snapshot succeeds, the writes it contained are in doubt: try again.
+                let newest_waiting = state.waiters.iter().map(|(v, _)| *v).max();
+                state.requested = newest_waiting
+                    .unwrap_or(0)
+                    .max(attempt.version)
+                    .max(state.durable);
+            }
+            Ok(()) => {
+                if failures > 0 {
+                    log::warn!(
+                        "sync snapshot succeeded again after {failures} failed attempts: writes are accepted again"
+                    );
+                }
+                failures = 0;
+                commit.failing.store(false, Ordering::Release);
+            }
         }
         drop(state);
         // Acknowledge outside the lock: an acknowledgement writes an HTTP response.

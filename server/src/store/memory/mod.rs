@@ -18,10 +18,22 @@
 //!
 //! Every applied write bumps a version number under the write lock (`tables.rs`); a snapshot
 //! records the version it contains (`file.rs`), which is how the group commit knows which
-//! tickets it may acknowledge.
+//! tickets it may acknowledge. Once a sync snapshot fails, writes are refused before they are
+//! applied until one succeeds (`group_commit.rs`).
+//!
+//! # Idempotency keys
+//!
+//! The keys of applied writes (`keys.rs`) live in the tables, under the same lock: a keyed
+//! write is checked, applied and recorded in one step, and a repeat returns the recorded
+//! result with the durability of the first write (in sync mode: the ticket of its version, so
+//! a repeat of a write not yet on disk is acknowledged only once it is). Every snapshot writes
+//! the keys to a key file named after the snapshot's content, before the snapshot itself
+//! (`keyfile.rs` explains why no crash can double-apply or drop a retried key).
 
 mod file;
 mod group_commit;
+mod keyfile;
+mod keys;
 mod periodic;
 mod tables;
 
@@ -31,12 +43,14 @@ use std::time::{Duration, Instant};
 
 use golectra_common::metric::{MetricKind, Update};
 
+use super::idempotency::{Key, KeyOptions};
 use super::{Batch, Durable, Reading, Store, StoreError, StoreKind, Value, Written, snapshot};
-use crate::exposition::Exposition;
+use crate::exposition::{Exposition, FamilyType};
 use crate::ticker::Ticker;
 use file::SnapshotFile;
 pub use group_commit::Ticket;
 use group_commit::{Attempt, Committer};
+use keys::KeyTable;
 use tables::Tables;
 
 /// How the memory store persists itself.
@@ -48,6 +62,8 @@ pub struct SnapshotOptions {
     pub interval: Duration,
     /// Load the file at start.
     pub restore: bool,
+    /// How long idempotency keys are held, and how many.
+    pub keys: KeyOptions,
 }
 
 /// The in-memory store.
@@ -73,7 +89,7 @@ enum Persistence {
 }
 
 impl MemoryStore {
-    /// A store without a snapshot file.
+    /// A store without a snapshot file, holding keys as `KeyOptions::default()` says.
     pub fn ephemeral() -> Arc<Self> {
         Arc::new(Self {
             tables: Arc::default(),
@@ -89,10 +105,21 @@ impl MemoryStore {
         let tables = if options.restore {
             let started = Instant::now();
             let restored = snapshot::restore(&path)?;
-            let count = restored.len();
-            let tables = Tables::restored(restored);
+            let count = restored.metrics.len();
+            let held = keyfile::load(&path, restored.content.as_deref());
+            let keys = KeyTable::restored(options.keys, held, unix_now());
+            keyfile::remove_others(
+                &path,
+                restored
+                    .content
+                    .as_deref()
+                    .map(|content| keyfile::path_for(&path, content))
+                    .as_deref(),
+            );
+            let tables = Tables::restored(restored.metrics, keys);
             log::info!(
-                "restored {count} metrics from {} in {:?}",
+                "restored {count} metrics and {} idempotency keys from {} in {:?}",
+                tables.keys.len(),
                 path.display(),
                 started.elapsed()
             );
@@ -104,7 +131,11 @@ impl MemoryStore {
                     path.display()
                 );
             }
-            Tables::default()
+            keyfile::remove_others(&path, None);
+            Tables {
+                keys: KeyTable::new(options.keys),
+                ..Tables::default()
+            }
         };
         file::check_writable(&path)?;
         let tables = Arc::new(RwLock::new(tables));
@@ -114,10 +145,10 @@ impl MemoryStore {
                 let file = file.clone();
                 move || {
                     let written = file.write();
-                    let result = written.result.map(drop).map_err(|e| {
-                        log::error!("sync snapshot to {} failed: {e}", file.path().display());
-                        e.to_string()
-                    });
+                    let result = written
+                        .result
+                        .map(drop)
+                        .map_err(|e| format!("{}: {e}", file.path().display()));
                     Attempt {
                         version: written.version,
                         result,
@@ -154,31 +185,85 @@ impl MemoryStore {
     }
 }
 
-impl Store for MemoryStore {
-    fn update(&self, update: &Update) -> Result<Written<Value>, StoreError> {
-        // Built outside the lock: the lock is held only to apply.
-        let batch = Batch::from(update);
-        let (version, value) = {
-            let mut tables = self.tables.write().expect("poisoned");
-            tables.apply(&batch)?;
-            (tables.version, tables.stored(update))
-        };
-        Ok(Written {
-            value,
-            durable: self.durability(version),
-        })
+impl MemoryStore {
+    /// Refuses a write before it is applied while sync snapshots fail.
+    fn refuse_while_failing(&self) -> Result<(), StoreError> {
+        match &self.persistence {
+            Persistence::Sync { commit, .. } => match commit.failing() {
+                Some(why) => Err(StoreError::Unavailable(format!(
+                    "the last snapshot failed ({why}): writes are refused until one succeeds; nothing was applied"
+                ))),
+                None => Ok(()),
+            },
+            Persistence::None | Persistence::Periodic { .. } => Ok(()),
+        }
     }
 
-    fn apply(&self, batch: &Batch) -> Result<Written<()>, StoreError> {
-        let version = {
+    /// Applies `batch` under `key`, all under the write lock; `stored` reads what a
+    /// single-metric write leaves stored (recorded with its key, returned by repeats).
+    fn write<T>(
+        &self,
+        batch: &Batch,
+        key: Option<&Key>,
+        stored: impl FnOnce(&Tables) -> Option<Value>,
+        result: impl FnOnce(Option<Value>) -> Result<T, StoreError>,
+    ) -> Result<Written<T>, StoreError> {
+        self.refuse_while_failing()?;
+        let now = key.map(|_| unix_now());
+        let (version, value, repeat) = {
             let mut tables = self.tables.write().expect("poisoned");
-            tables.apply(batch)?;
-            tables.version
+            let earlier = match (key, now) {
+                (Some(key), Some(now)) => tables.keys.check(key, now)?,
+                _ => None,
+            };
+            match earlier {
+                Some(held) => (held.version, held.stored, true),
+                None => {
+                    tables.apply(batch)?;
+                    let value = stored(&tables);
+                    let version = tables.version;
+                    if let (Some(key), Some(now)) = (key, now) {
+                        tables.keys.record(key, value, version, now);
+                    }
+                    (version, value, false)
+                }
+            }
         };
         Ok(Written {
-            value: (),
+            value: result(value)?,
             durable: self.durability(version),
+            repeat,
         })
+    }
+}
+
+/// Unix seconds now (the clock of key retention, which must survive restarts).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Store for MemoryStore {
+    fn update(&self, update: &Update, key: Option<&Key>) -> Result<Written<Value>, StoreError> {
+        // Built outside the lock: the lock is held only to apply.
+        let batch = Batch::from(update);
+        self.write(
+            &batch,
+            key,
+            |tables| Some(tables.stored(update)),
+            // A repeat whose first write stored nothing was a batch: the same key and
+            // fingerprint on another endpoint cannot happen, but would be another request.
+            |value| {
+                value.ok_or_else(|| StoreError::KeyReused {
+                    key: key.map(|k| k.text.clone()).unwrap_or_default(),
+                })
+            },
+        )
+    }
+
+    fn apply(&self, batch: &Batch, key: Option<&Key>) -> Result<Written<()>, StoreError> {
+        self.write(batch, key, |_| None, |_| Ok(()))
     }
 
     fn get(&self, kind: MetricKind, name: &str) -> Result<Option<Value>, StoreError> {
@@ -197,8 +282,9 @@ impl Store for MemoryStore {
         Ok((tables.gauges.len(), tables.counters.len()))
     }
 
+    /// Fails while sync snapshots fail (writes are refused meanwhile).
     fn ping(&self) -> Result<(), StoreError> {
-        Ok(())
+        self.refuse_while_failing()
     }
 
     /// Stops the snapshot thread (in sync mode after the snapshots tickets wait for), then
@@ -243,6 +329,13 @@ impl Store for MemoryStore {
         if let Some(file) = self.file() {
             file.export(out);
         }
+        let held = self.tables.read().expect("poisoned").keys.len();
+        out.family(
+            "golectra_idempotency_keys",
+            "Idempotency keys held (applied writes whose retries are recognised).",
+            FamilyType::Gauge,
+        )
+        .sample(&[], held);
     }
 }
 
@@ -263,10 +356,13 @@ mod tests {
     fn overflow_rejects_the_whole_batch() {
         let store = MemoryStore::ephemeral();
         store
-            .update(&Update::Counter {
-                name: "c".into(),
-                delta: i64::MAX,
-            })
+            .update(
+                &Update::Counter {
+                    name: "c".into(),
+                    delta: i64::MAX,
+                },
+                None,
+            )
             .unwrap()
             .wait()
             .unwrap();
@@ -282,7 +378,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            store.apply(&batch).and_then(Written::wait),
+            store.apply(&batch, None).and_then(Written::wait),
             Err(StoreError::Overflow { name: "c".into() })
         );
         assert_eq!(store.get(MetricKind::Gauge, "g"), Ok(None));
@@ -296,28 +392,37 @@ mod tests {
     fn gauge_and_counter_share_a_name() {
         let store = MemoryStore::ephemeral();
         store
-            .update(&Update::Gauge {
-                name: "x".into(),
-                value: 2.5,
-            })
+            .update(
+                &Update::Gauge {
+                    name: "x".into(),
+                    value: 2.5,
+                },
+                None,
+            )
             .unwrap()
             .wait()
             .unwrap();
         assert_eq!(
             store
-                .update(&Update::Counter {
-                    name: "x".into(),
-                    delta: 3
-                })
+                .update(
+                    &Update::Counter {
+                        name: "x".into(),
+                        delta: 3
+                    },
+                    None
+                )
                 .and_then(Written::wait),
             Ok(Value::Counter(3))
         );
         assert_eq!(
             store
-                .update(&Update::Counter {
-                    name: "x".into(),
-                    delta: 4
-                })
+                .update(
+                    &Update::Counter {
+                        name: "x".into(),
+                        delta: 4
+                    },
+                    None
+                )
                 .and_then(Written::wait),
             Ok(Value::Counter(7))
         );
@@ -337,10 +442,13 @@ mod tests {
                 std::thread::spawn(move || {
                     for i in 0..50 {
                         store
-                            .update(&Update::Counter {
-                                name: format!("c{t}"),
-                                delta: 1,
-                            })
+                            .update(
+                                &Update::Counter {
+                                    name: format!("c{t}"),
+                                    delta: 1,
+                                },
+                                None,
+                            )
                             .and_then(Written::wait)
                             .unwrap();
                         // Acknowledged means on disk: the file holds at least this total.
@@ -394,10 +502,13 @@ mod tests {
         let store = MemoryStore::open(options(&sub, Duration::ZERO, false)).unwrap();
         let write = |delta| {
             store
-                .update(&Update::Counter {
-                    name: "c".into(),
-                    delta,
-                })
+                .update(
+                    &Update::Counter {
+                        name: "c".into(),
+                        delta,
+                    },
+                    None,
+                )
                 .unwrap()
         };
         // Applied at once (readable), acknowledged once the file holds it.
@@ -412,10 +523,13 @@ mod tests {
         // A write that applies nothing (an overflow) returns no ticket: it is an error.
         assert!(
             store
-                .update(&Update::Counter {
-                    name: "c".into(),
-                    delta: i64::MAX,
-                })
+                .update(
+                    &Update::Counter {
+                        name: "c".into(),
+                        delta: i64::MAX,
+                    },
+                    None
+                )
                 .is_err()
         );
         // A snapshot that cannot be written: the acknowledgement carries the error.
@@ -441,10 +555,13 @@ mod tests {
             MemoryStore::open(options(dir.path(), Duration::from_secs(3600), false)).unwrap();
         for store in [periodic.clone(), MemoryStore::ephemeral()] {
             let written = store
-                .apply(&Batch::from(&Update::Gauge {
-                    name: "g".into(),
-                    value: 1.0,
-                }))
+                .apply(
+                    &Batch::from(&Update::Gauge {
+                        name: "g".into(),
+                        value: 1.0,
+                    }),
+                    None,
+                )
                 .unwrap();
             assert!(matches!(written.durable, Durable::Now));
         }
@@ -457,10 +574,13 @@ mod tests {
         let store =
             MemoryStore::open(options(dir.path(), Duration::from_millis(50), false)).unwrap();
         store
-            .update(&Update::Counter {
-                name: "c".into(),
-                delta: 3,
-            })
+            .update(
+                &Update::Counter {
+                    name: "c".into(),
+                    delta: 3,
+                },
+                None,
+            )
             .unwrap()
             .wait()
             .unwrap();
@@ -478,18 +598,24 @@ mod tests {
         let store =
             MemoryStore::open(options(dir.path(), Duration::from_secs(3600), false)).unwrap();
         store
-            .update(&Update::Gauge {
-                name: "g".into(),
-                value: 0.1,
-            })
+            .update(
+                &Update::Gauge {
+                    name: "g".into(),
+                    value: 0.1,
+                },
+                None,
+            )
             .unwrap()
             .wait()
             .unwrap();
         store
-            .update(&Update::Counter {
-                name: "g".into(),
-                delta: 5,
-            })
+            .update(
+                &Update::Counter {
+                    name: "g".into(),
+                    delta: 5,
+                },
+                None,
+            )
             .unwrap()
             .wait()
             .unwrap();

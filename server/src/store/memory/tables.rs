@@ -1,11 +1,13 @@
-//! The maps of the memory store: every gauge and counter, the write version, and how a batch is
-//! applied to them (all of it or nothing). Knows nothing about files or durability.
+//! The maps of the memory store: every gauge and counter, the idempotency keys applied, the
+//! write version, and how a batch is applied to them (all of it or nothing). Knows nothing
+//! about files or durability.
 
 use std::collections::HashMap;
 use std::time::SystemTime;
 
 use golectra_common::metric::{MetricKind, Update};
 
+use super::keys::KeyTable;
 use crate::store::{Batch, Reading, StoreError, Value};
 
 /// Every metric of the store; kept behind the store's `RwLock`.
@@ -16,12 +18,17 @@ pub(super) struct Tables {
     /// Number of writes applied since start; identifies what a snapshot contains.
     pub(super) version: u64,
     pub(super) updated_at: Option<SystemTime>,
+    /// The idempotency keys of applied writes, captured by every snapshot with the metrics.
+    pub(super) keys: KeyTable,
 }
 
 impl Tables {
-    /// Tables holding `restored` (the contents of a snapshot file), at version 0.
-    pub(super) fn restored(restored: Vec<Update>) -> Self {
-        let mut tables = Self::default();
+    /// Tables holding `restored` (the contents of a snapshot file) and its keys, at version 0.
+    pub(super) fn restored(restored: Vec<Update>, keys: KeyTable) -> Self {
+        let mut tables = Self {
+            keys,
+            ..Self::default()
+        };
         for update in restored {
             match update {
                 Update::Gauge { name, value } => {

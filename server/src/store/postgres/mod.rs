@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use golectra_common::metric::{MetricKind, Update};
 
-use super::{Batch, Reading, Store, StoreError, StoreKind, Value, Written};
+use super::{Batch, Key, Reading, Store, StoreError, StoreKind, Value, Written};
 use combiner::Combiner;
 use pool::{Conn, ConnectionPool};
 use retry::{Failure, Retries};
@@ -160,7 +160,8 @@ impl PostgresStore {
 
 impl Store for PostgresStore {
     /// Committed on return.
-    fn update(&self, update: &Update) -> Result<Written<Value>, StoreError> {
+    fn update(&self, update: &Update, key: Option<&Key>) -> Result<Written<Value>, StoreError> {
+        let _ = key; // TODO(keys): recorded in the same transaction
         let value = match update {
             Update::Gauge { name, value } => {
                 self.run("gauge update", |conn| sql::update_gauge(conn, name, *value))
@@ -177,7 +178,8 @@ impl Store for PostgresStore {
 
     /// Joins the batches of concurrent requests into one statement (see `combiner.rs`).
     /// Committed on return.
-    fn apply(&self, batch: &Batch) -> Result<Written<()>, StoreError> {
+    fn apply(&self, batch: &Batch, key: Option<&Key>) -> Result<Written<()>, StoreError> {
+        let _ = key; // TODO(keys): recorded in the same transaction
         if batch.is_empty() {
             return Ok(Written::now(()));
         }
