@@ -7,6 +7,7 @@ mod api;
 mod audit;
 mod cli;
 mod harness;
+mod idempotency;
 mod observability;
 mod ops;
 mod persistence;

@@ -415,8 +415,22 @@ mod tests {
             acked(committer.ticket(v1)).try_recv(),
             Ok(Err(StoreError::Unavailable(_)))
         ));
-        // No retry loop on a broken disk: nothing more is attempted until a new write asks.
-        assert!(disk.started.recv_timeout(SHORT).is_err());
+        // Writes are refused meanwhile; no retry loop on a broken disk: the next attempt comes
+        // after the pause, and its success ends the refusal.
+        assert!(committer.failing().unwrap().contains("No space left"));
+        let failed_at = std::time::Instant::now();
+        assert_eq!(disk.started.recv_timeout(LONG), Ok(v1));
+        assert!(
+            failed_at.elapsed() >= RETRY_PAUSE - SHORT,
+            "retried in a loop"
+        );
+        disk.finish.send(Ok(())).unwrap();
+        let deadline = std::time::Instant::now() + LONG;
+        while committer.failing().is_some() {
+            assert!(std::time::Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(acked(committer.ticket(v1)).try_recv(), Ok(Ok(())));
         committer.stop();
     }
 
@@ -445,6 +459,24 @@ mod tests {
         disk.finish.send(Ok(())).unwrap();
         assert_eq!(waiter.join().unwrap(), Ok(()));
         committer.stop();
+    }
+
+    #[test]
+    fn stop_while_snapshots_fail_ends_without_waiting_for_the_disk() {
+        let (committer, disk) = start();
+        let first = acked(committer.ticket(disk.apply()));
+        assert_eq!(disk.started.recv_timeout(LONG), Ok(1));
+        // A write applied during the doomed attempt waits for the next one.
+        let later = acked(committer.ticket(disk.apply()));
+        disk.finish.send(Err("I/O error".into())).unwrap();
+        assert!(matches!(first.recv_timeout(LONG), Ok(Err(_))));
+        // Stopping during the pause: no more attempts, and the waiting write hears why.
+        committer.stop();
+        assert!(matches!(
+            later.try_recv(),
+            Ok(Err(StoreError::Unavailable(why))) if why.contains("closed")
+        ));
+        assert!(disk.started.try_recv().is_err());
     }
 
     #[test]

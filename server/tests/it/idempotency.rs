@@ -1,0 +1,187 @@
+//! Idempotency keys over HTTP (docs/http-api.md, "Idempotency keys"), against every backend: a
+//! keyed write applies once and its repeats get the first reply, a key reused with another
+//! request is 422, bad keys are 400, unkeyed writes behave as the original's; and sync mode's
+//! fail-fast, which makes the retries of writes in doubt exact.
+
+use std::time::Duration;
+
+use golectra_server::config::Storage;
+use golectra_testkit::{Client, Received, eventually};
+
+use crate::harness::{Backend, TestServer, backends, gzip};
+
+fn keyed(c: &Client, path: &str, key: &str, body: &str) -> Received {
+    c.request(
+        "POST",
+        path,
+        &[
+            ("Content-Type", "application/json"),
+            ("Idempotency-Key", key),
+        ],
+        body.as_bytes(),
+    )
+}
+
+fn poll_count(c: &Client) -> String {
+    c.get("/value/counter/PollCount").text()
+}
+
+const BATCH: &str =
+    r#"[{"id":"PollCount","type":"counter","delta":5},{"id":"Alloc","type":"gauge","value":1.5}]"#;
+
+#[test]
+fn keyed_writes_apply_once_and_repeats_get_the_first_reply() {
+    for backend in backends() {
+        let s = TestServer::start(backend);
+        let c = s.client();
+        let first = keyed(&c, "/updates/", "agent-1:1", BATCH);
+        assert_eq!(
+            (first.status, first.text().as_str()),
+            (200, r#"{"updated":2}"#)
+        );
+        for _ in 0..3 {
+            let again = keyed(&c, "/updates/", "agent-1:1", BATCH);
+            assert_eq!(
+                (again.status, again.body.clone()),
+                (200, first.body.clone()),
+                "{backend:?}"
+            );
+        }
+        // Gzip on the wire, the same uncompressed body: the same request.
+        let zipped = c.request(
+            "POST",
+            "/updates/",
+            &[
+                ("Content-Encoding", "gzip"),
+                ("Idempotency-Key", "agent-1:1"),
+            ],
+            &gzip(BATCH.as_bytes()),
+        );
+        assert_eq!(zipped.status, 200);
+        assert_eq!(poll_count(&c), "5", "{backend:?}");
+        // A new key is a new write.
+        assert_eq!(keyed(&c, "/updates/", "agent-1:2", BATCH).status, 200);
+        assert_eq!(poll_count(&c), "10");
+
+        // Single-metric JSON writes: the repeat carries the total the first write left.
+        let one = r#"{"id":"PollCount","type":"counter","delta":7}"#;
+        let first = keyed(&c, "/update/", "agent-1:3", one);
+        assert_eq!(first.json()["delta"], 17);
+        assert_eq!(c.post("/update/counter/PollCount/1", b"").status, 200);
+        let again = keyed(&c, "/update/", "agent-1:3", one);
+        assert_eq!(
+            (again.status, again.body.clone()),
+            (200, first.body.clone())
+        );
+        assert_eq!(poll_count(&c), "18");
+        // The text API.
+        for _ in 0..2 {
+            let r = c.request(
+                "POST",
+                "/update/counter/PollCount/2",
+                &[("Idempotency-Key", "t-1")],
+                b"",
+            );
+            assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+        }
+        assert_eq!(poll_count(&c), "20", "{backend:?}");
+
+        // A key reused with another body, or on another endpoint: 422, nothing applied.
+        let other = BATCH.replace("\"delta\":5", "\"delta\":6");
+        for (path, body) in [("/updates/", other.as_str()), ("/update/", one)] {
+            let r = keyed(&c, path, "agent-1:1", body);
+            assert_eq!(r.status, 422, "{path} on {backend:?}: {}", r.text());
+            assert!(
+                r.text()
+                    .contains("Idempotency-Key \"agent-1:1\" was first used with another request"),
+                "{}",
+                r.text()
+            );
+        }
+        assert_eq!(poll_count(&c), "20");
+        assert_eq!(c.get("/value/gauge/Alloc").text(), "1.5");
+
+        // Repeats are counted; the memory store says how many keys it holds.
+        let metrics = c.get("/metrics").text();
+        assert!(
+            metrics.contains("golectra_idempotent_repeats_total 6\n"),
+            "{metrics}"
+        );
+        if backend == Backend::Memory {
+            assert!(
+                metrics.contains("golectra_idempotency_keys 4\n"),
+                "{metrics}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_keys_are_refused_and_change_nothing() {
+    let s = TestServer::start(Backend::Memory);
+    let c = s.client();
+    let long = "k".repeat(256);
+    for (headers, why) in [
+        (vec![("Idempotency-Key", "  ")], "empty"),
+        (vec![("Idempotency-Key", long.as_str())], "256 bytes"),
+        (
+            vec![("Idempotency-Key", "a"), ("Idempotency-Key", "b")],
+            "more than one",
+        ),
+    ] {
+        let r = c.request("POST", "/updates/", &headers, BATCH.as_bytes());
+        assert_eq!(r.status, 400, "{why}");
+        assert!(r.text().contains(why), "{}", r.text());
+    }
+    assert_eq!(c.get("/value/counter/PollCount").status, 404);
+    // The longest key allowed works.
+    let longest = "k".repeat(255);
+    assert_eq!(keyed(&c, "/updates/", &longest, BATCH).status, 200);
+}
+
+/// Sync mode (`STORE_INTERVAL=0`) on a disk that fails: the write that met the failure is in
+/// doubt (503), later writes are refused before they are applied, `/ping` is 503; once a
+/// snapshot succeeds again, the retry of the write in doubt is a repeat and the total exact.
+#[test]
+fn sync_mode_fails_fast_and_retries_with_keys_are_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let path = data.join("db.json");
+    let s = TestServer::start_with(Backend::Memory, |config| {
+        config.storage = Storage::Memory {
+            path: path.clone(),
+            interval: Duration::ZERO,
+            restore: false,
+        };
+    });
+    let c = s.client();
+    assert_eq!(keyed(&c, "/updates/", "k1", BATCH).status, 200);
+    std::fs::remove_dir_all(&data).unwrap();
+    let in_doubt = keyed(&c, "/updates/", "k2", BATCH);
+    assert_eq!(in_doubt.status, 503, "{}", in_doubt.text());
+    let refused = keyed(&c, "/updates/", "k3", BATCH);
+    assert_eq!(refused.status, 503);
+    assert!(
+        refused.text().contains("nothing was applied"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(c.post("/update/counter/PollCount/100", b"").status, 503);
+    assert_eq!(c.get("/ping").status, 503);
+    assert_eq!(poll_count(&c), "10", "k1 and the write in doubt only");
+    std::fs::create_dir(&data).unwrap();
+    eventually(Duration::from_secs(30), || {
+        (c.get("/ping").status == 200).then_some(())
+    })
+    .expect("a snapshot succeeds again");
+    // The client's retries: k2 was applied (a repeat), k3 was not (applied now).
+    assert_eq!(keyed(&c, "/updates/", "k2", BATCH).status, 200);
+    assert_eq!(keyed(&c, "/updates/", "k3", BATCH).status, 200);
+    assert_eq!(poll_count(&c), "15");
+    let on_disk = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        on_disk.contains(r#"{"id":"PollCount","type":"counter","delta":15}"#),
+        "{on_disk}"
+    );
+}
