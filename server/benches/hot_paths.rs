@@ -16,7 +16,7 @@ use golectra_server::history::{History, HistoryOptions};
 use golectra_server::http::request::{Incoming, Method};
 use golectra_server::http::router;
 use golectra_server::store::memory::MemoryStore;
-use golectra_server::store::{Batch, snapshot};
+use golectra_server::store::{Batch, KeyOptions, snapshot};
 use golectra_server::traffic::{HttpStats, Route};
 
 /// Routes like a worker does: classify the path, then serve it.
@@ -70,7 +70,10 @@ fn batch_json() -> Vec<u8> {
 
 fn app() -> App {
     App {
-        store: MemoryStore::ephemeral(),
+        store: MemoryStore::ephemeral_with(KeyOptions {
+            retention: Duration::from_secs(3600),
+            max_keys: usize::MAX,
+        }),
         audit: Audit::disabled(),
         key: None,
         require_signature: false,
@@ -102,6 +105,7 @@ fn incoming(method: Method, path: &str, body: Vec<u8>) -> Incoming {
         x_real_ip: None,
         x_forwarded_for: None,
         accept_gzip: false,
+        idempotency_key: None,
     }
 }
 
@@ -122,9 +126,22 @@ fn main() {
     measure("route: GET /value/gauge/m42", || {
         black_box(serve(&app, black_box(&text_value)));
     });
+    let mut keyed_text = text_update.clone();
+    let mut n = 0u64;
+    measure("route: POST /update/gauge/m42/12.5 + key", || {
+        n += 1;
+        keyed_text.idempotency_key = Some(format!("0123456789abcdef0123456789abcdef:{n}"));
+        black_box(serve(&app, black_box(&keyed_text)));
+    });
     let batch = incoming(Method::Post, "/updates", json.clone());
     measure("route: POST /updates (100 items)", || {
         black_box(serve(&app, black_box(&batch)));
+    });
+    let mut keyed_batch = batch.clone();
+    measure("route: POST /updates (100 items) + key", || {
+        n += 1;
+        keyed_batch.idempotency_key = Some(format!("0123456789abcdef0123456789abcdef:{n}"));
+        black_box(serve(&app, black_box(&keyed_batch)));
     });
     measure("decode: JSON batch of 100", || {
         black_box(router::decode_batch(black_box(&json), 100_000).unwrap());

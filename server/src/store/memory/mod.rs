@@ -91,8 +91,16 @@ enum Persistence {
 impl MemoryStore {
     /// A store without a snapshot file, holding keys as `KeyOptions::default()` says.
     pub fn ephemeral() -> Arc<Self> {
+        Self::ephemeral_with(KeyOptions::default())
+    }
+
+    /// A store without a snapshot file, holding keys as `keys` says (benchmarks, tests).
+    pub fn ephemeral_with(keys: KeyOptions) -> Arc<Self> {
         Arc::new(Self {
-            tables: Arc::default(),
+            tables: Arc::new(RwLock::new(Tables {
+                keys: KeyTable::new(keys),
+                ..Tables::default()
+            })),
             persistence: Persistence::None,
         })
     }

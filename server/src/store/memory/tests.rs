@@ -380,12 +380,15 @@ fn keys_are_restored_with_the_snapshot_they_belong_to() {
     assert_eq!(key_files.len(), 1, "{key_files:?}");
 }
 
+/// The files of a directory: `(name, bytes)`, sorted by name.
+type Files = Vec<(String, Vec<u8>)>;
+
 /// Every moment a `kill -9` can hit a snapshot write, rebuilt from the files two successive
 /// snapshots leave: whatever is restored, retrying both keyed writes gives the exact total.
 #[test]
 fn every_crash_point_of_a_snapshot_write_restores_consistent_keys() {
     let dir = tempfile::tempdir().unwrap();
-    let files = |d: &Path| -> Vec<(String, Vec<u8>)> {
+    let files = |d: &Path| -> Files {
         let mut files: Vec<_> = std::fs::read_dir(d)
             .unwrap()
             .flatten()
@@ -410,20 +413,20 @@ fn every_crash_point_of_a_snapshot_write_restores_consistent_keys() {
     );
     let b = files(dir.path());
     store.close().unwrap();
-    let snapshot_of = |set: &[(String, Vec<u8>)]| {
+    let snapshot_of = |set: &Files| {
         set.iter()
             .find(|(n, _)| n == "db.json")
             .expect("a snapshot")
             .1
             .clone()
     };
-    let key_file_of = |set: &[(String, Vec<u8>)]| {
+    let key_file_of = |set: &Files| {
         set.iter()
             .find(|(n, _)| n.contains(".keys-"))
             .expect("a key file")
             .clone()
     };
-    let crash_points: [(&str, Vec<(String, Vec<u8>)>); 3] = [
+    let crash_points: [(&str, Files); 3] = [
         ("before the new key file", a.clone()),
         ("new key file in place, old snapshot", {
             let mut set = a.clone();
