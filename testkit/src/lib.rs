@@ -17,6 +17,9 @@
 //! - [`database`]: a fresh PostgreSQL database per test (`GOLECTRA_TEST_DATABASE_DSN`).
 //! - [`require`](mod@require): prerequisites that skip a test loudly, or fail it in CI.
 //! - [`fake`]: a recording HTTP server answering with a status chosen per request.
+//! - [`proxy`]: a TCP fault proxy between a client and a server (responses delayed, dropped or
+//!   replaced by a 503 after the request went through, connections refused), switched at run
+//!   time, per HTTP exchange.
 //!
 //! # Why the agent's settings are a list here
 //!
@@ -32,6 +35,7 @@ pub mod env;
 pub mod fake;
 pub mod http;
 pub mod process;
+pub mod proxy;
 pub mod require;
 mod wait;
 
@@ -43,6 +47,7 @@ pub use process::{
     Daemon, JOURNAL_STREAM_OF_STDERR, ServerProcess, agent_binary, binary_dir, run, send_signal,
     server_binary, wait_exit,
 };
+pub use proxy::{Counts, Exchange, Fault, FaultProxy};
 pub use require::{in_ci, require, require_tool};
 pub use wait::eventually;
 

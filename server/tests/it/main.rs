@@ -1,11 +1,13 @@
 //! Integration tests of `golectra-server`: the HTTP API against every store, snapshots and
 //! crash safety, configuration of the real binary, the PostgreSQL store, the audit trail,
-//! `/metrics` and the dashboard, and operations (systemd units, sd_notify, journald logging,
+//! `/metrics` and the dashboard, exactly-once delivery with the real agent through a fault
+//! proxy and across `kill -9`, and operations (systemd units, sd_notify, journald logging,
 //! packaging).
 
 mod api;
 mod audit;
 mod cli;
+mod exactly_once;
 mod harness;
 mod idempotency;
 mod observability;
