@@ -185,3 +185,106 @@ fn sync_mode_fails_fast_and_retries_with_keys_are_exact() {
         "{on_disk}"
     );
 }
+
+/// A real full disk under the real binary, sync mode: a tmpfs of 256 KiB in a private mount
+/// namespace, filled from outside through `/proc/<pid>/root`. The write that meets the full
+/// disk is in doubt, the next ones are refused before they are applied; once space is freed
+/// the client's keyed retries give the exact total, on disk and after a `kill -9`.
+#[test]
+fn a_full_disk_in_sync_mode_loses_and_doubles_nothing() {
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+    let root = std::path::Path::new("/proc/self")
+        .metadata()
+        .is_ok_and(|m| m.uid() == 0);
+    if !golectra_testkit::require(
+        "root (to mount a small tmpfs in a private mount namespace)",
+        root,
+        "run the tests as root, as CI does",
+    ) || !golectra_testkit::require_tool("unshare", "util-linux")
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let snapshot = data.join("db.json");
+    let env = [
+        ("STORE_INTERVAL", "0"),
+        ("RESTORE", "true"),
+        ("FILE_STORAGE_PATH", snapshot.to_str().unwrap()),
+    ];
+    let mount = format!(
+        "mount -t tmpfs -o size=256k golectra-test {} && exec \"$0\" \"$@\"",
+        data.display()
+    );
+    let wrapper = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &mount,
+    ];
+    let server = golectra_testkit::ServerProcess::start_wrapped(&wrapper, dir.path(), &[], &env);
+    let c = server.client();
+    // The server's view of its data directory: the tmpfs.
+    let inside = std::path::PathBuf::from(format!("/proc/{}/root", server.pid()))
+        .join(data.strip_prefix("/").unwrap());
+    let batch = |n: u32| keyed(&c, "/updates/", &format!("disk:{n}"), BATCH);
+    assert_eq!(batch(1).status, 200);
+    assert!(
+        inside.join("db.json").exists(),
+        "the snapshot is on the tmpfs"
+    );
+    // Fill the tmpfs to the last byte.
+    let filler = inside.join("filler");
+    let mut file = std::fs::File::create(&filler).unwrap();
+    let block = vec![0u8; 4096];
+    while file.write_all(&block).is_ok() {}
+    while file.write_all(&block[..1]).is_ok() {}
+    drop(file);
+    let statuses: Vec<u16> = (2..=5).map(|n| batch(n).status).collect();
+    assert_eq!(statuses, [503, 503, 503, 503]);
+    assert_eq!(c.get("/ping").status, 503);
+    assert_eq!(
+        poll_count(&c),
+        "10",
+        "batch 1 and the one in doubt; the others were refused"
+    );
+    std::fs::remove_file(&filler).unwrap();
+    eventually(Duration::from_secs(30), || {
+        (c.get("/ping").status == 200).then_some(())
+    })
+    .expect("a snapshot succeeds once space is freed");
+    // The client retries 2–5 with their keys: 2 is a repeat, 3–5 are applied now.
+    for n in 2..=5 {
+        assert_eq!(batch(n).status, 200, "retry of disk:{n}");
+    }
+    assert_eq!(poll_count(&c), "25");
+    let on_disk = std::fs::read_to_string(inside.join("db.json")).unwrap();
+    assert!(on_disk.contains(r#""delta":25"#), "{on_disk}");
+    // kill -9 and a restart on the same (ordinary) directory layout: keys came back with the
+    // snapshot, so another retry of every batch applies nothing.
+    let kept = std::fs::read(inside.join("db.json")).unwrap();
+    let key_files: Vec<_> = std::fs::read_dir(&inside)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".keys-"))
+        .map(|e| (e.file_name(), std::fs::read(e.path()).unwrap()))
+        .collect();
+    assert_eq!(key_files.len(), 1);
+    server.kill9();
+    std::fs::write(&snapshot, kept).unwrap();
+    for (name, bytes) in key_files {
+        std::fs::write(data.join(name), bytes).unwrap();
+    }
+    let again = golectra_testkit::ServerProcess::start(dir.path(), &[], &env);
+    let c = again.client();
+    for n in 1..=5 {
+        let r = keyed(&c, "/updates/", &format!("disk:{n}"), BATCH);
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(poll_count(&c), "25");
+}
