@@ -48,7 +48,7 @@ pub use process::{
     server_binary, wait_exit,
 };
 pub use proxy::{Counts, Exchange, Fault, FaultProxy};
-pub use require::{in_ci, require, require_tool};
+pub use require::{in_ci, require, require_root, require_tool};
 pub use wait::eventually;
 
 use std::path::{Path, PathBuf};

@@ -27,3 +27,17 @@ pub fn require_tool(tool: &str, package: &str) -> bool {
         &format!("install the Debian package {package}"),
     )
 }
+
+/// [`require`] for root (mount namespaces, tmpfs, bind mounts); `why` says what for.
+pub fn require_root(why: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self belongs to the effective user of the process that reads it.
+    let root = std::path::Path::new("/proc/self")
+        .metadata()
+        .is_ok_and(|m| m.uid() == 0);
+    require(
+        &format!("root ({why})"),
+        root,
+        "run the tests as root, as CI does",
+    )
+}

@@ -193,15 +193,8 @@ fn sync_mode_fails_fast_and_retries_with_keys_are_exact() {
 #[test]
 fn a_full_disk_in_sync_mode_loses_and_doubles_nothing() {
     use std::io::Write;
-    use std::os::unix::fs::MetadataExt;
-    let root = std::path::Path::new("/proc/self")
-        .metadata()
-        .is_ok_and(|m| m.uid() == 0);
-    if !golectra_testkit::require(
-        "root (to mount a small tmpfs in a private mount namespace)",
-        root,
-        "run the tests as root, as CI does",
-    ) || !golectra_testkit::require_tool("unshare", "util-linux")
+    if !golectra_testkit::require_root("to mount a small tmpfs in a private mount namespace")
+        || !golectra_testkit::require_tool("unshare", "util-linux")
     {
         return;
     }

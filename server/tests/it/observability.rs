@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use golectra_server::history::HistoryOptions;
 
-use golectra_testkit::{Client, ServerProcess, eventually, require, require_tool, wait_exit};
+use golectra_testkit::{
+    Client, ServerProcess, eventually, require, require_root, require_tool, wait_exit,
+};
 
 use crate::harness::{Backend, TestServer, gunzip};
 
@@ -488,16 +490,8 @@ fn self_metrics_follow_known_traffic() {
 /// (needs root and `unshare`, as in CI).
 #[test]
 fn process_metrics_survive_a_hidden_proc_stat() {
-    use std::os::unix::fs::MetadataExt;
-    // /proc/self belongs to the effective user of the process that reads it.
-    let root = Path::new("/proc/self")
-        .metadata()
-        .is_ok_and(|m| m.uid() == 0);
-    if !require(
-        "root (to hide /proc/stat in a private mount namespace)",
-        root,
-        "run the tests as root, as CI does",
-    ) || !require_tool("unshare", "util-linux")
+    if !require_root("to hide /proc/stat in a private mount namespace")
+        || !require_tool("unshare", "util-linux")
     {
         return;
     }
