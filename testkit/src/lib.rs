@@ -16,7 +16,8 @@
 //!   decompression), and free ports.
 //! - [`database`]: a fresh PostgreSQL database per test (`GOLECTRA_TEST_DATABASE_DSN`).
 //! - [`require`](mod@require): prerequisites that skip a test loudly, or fail it in CI.
-//! - [`fake`]: a recording HTTP server answering with a status chosen per request.
+//! - [`fake`]: a recording HTTP server answering with a status chosen per request, or (scripted)
+//!   closing the connection unanswered or answering late.
 //!
 //! # Why the agent's settings are a list here
 //!
@@ -37,7 +38,7 @@ mod wait;
 
 pub use database::{DSN_ENV, TestDatabase, fresh_postgres_dsn};
 pub use env::command;
-pub use fake::{Fake, Seen};
+pub use fake::{Answer, Fake, Seen};
 pub use http::{Client, Received, free_port};
 pub use process::{
     Daemon, JOURNAL_STREAM_OF_STDERR, ServerProcess, agent_binary, binary_dir, run, send_signal,
