@@ -111,6 +111,11 @@ impl Budget {
         }
     }
 
+    /// Whether the deadline has passed.
+    pub fn expired(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
     /// Waits `delay` unless stopped or past the deadline; `false` means "give up for now".
     pub fn wait(&self, delay: Duration) -> bool {
         if self

@@ -10,6 +10,7 @@
 //! `stopped after N polls; final report delivered` or
 //! `stopped after N polls; P polls pending, D polls in doubt, L polls lost…`.
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -209,9 +210,12 @@ impl Scheduler {
             self.ledger.given_back(report.sequence);
         }
         // 4. The final report, on disk before its first attempt, then the reports in doubt.
-        let last = self.ledger.cut_final(self.state_file.is_some());
+        //    With a state file and every sender's worth of reports in doubt, the final report
+        //    is cut only once one of those has settled.
+        let bounded = self.state_file.is_some();
+        let mut last = self.ledger.cut_final(bounded);
         self.save(false);
-        let mut order: Vec<Arc<Report>> = last
+        let mut order: VecDeque<Arc<Report>> = last
             .and_then(|s| self.ledger.report(s))
             .into_iter()
             .collect();
@@ -223,7 +227,7 @@ impl Scheduler {
         );
         let budget = Budget::until(Instant::now() + FINAL_REPORT_DEADLINE);
         let mut end = End::default();
-        for report in order {
+        while let Some(report) = order.pop_front() {
             match in_doubt::settle(&*self.sender, &report, &self.schedule, &budget, || {}) {
                 Settled::Delivered => {
                     self.ledger.settled(report.sequence);
@@ -240,6 +244,13 @@ impl Scheduler {
                 }
                 Settled::InDoubt(error) => {
                     end.last_error.get_or_insert(error);
+                }
+            }
+            if last.is_none() && order.is_empty() && !budget.expired() {
+                last = self.ledger.cut_final(bounded);
+                if let Some(report) = last.and_then(|s| self.ledger.report(s)) {
+                    self.save(false);
+                    order.push_back(report);
                 }
             }
         }

@@ -249,11 +249,23 @@ fn kill_9_mid_outage_loses_only_what_the_next_start_reports() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
     let (fake, outage) = switchable();
-    let mut first = agent_with_state(&fake, &state);
+    // Reports (and state writes) every 2 s, polls every 100 ms: a kill between two writes
+    // loses polls.
+    let slow_reports = [
+        "-a",
+        &fake.url(),
+        "-s",
+        state.to_str().unwrap(),
+        "-p",
+        "100ms",
+        "-r",
+        "2s",
+    ];
+    let mut first = Agent::start(&slow_reports);
     wait_for_status(&fake, 200, 0);
     outage.store(true, Ordering::SeqCst);
     wait_for_status(&fake, 503, 0);
-    // A few report intervals into the outage, with polls pending and a report in doubt.
+    // Into the outage, with polls pending and a report in doubt.
     eventually(WAIT, || {
         let text = std::fs::read_to_string(&state).ok()?;
         let saved: serde_json::Value = serde_json::from_str(&text).ok()?;
@@ -261,6 +273,8 @@ fn kill_9_mid_outage_loses_only_what_the_next_start_reports() {
         (pending >= 5 && !saved["in_doubt"].as_array()?.is_empty()).then_some(())
     })
     .expect("a state with polls pending and a report in doubt");
+    // A deliberate gap, not a wait: 700 ms of polls after that write, before the next one.
+    std::thread::sleep(Duration::from_millis(700));
     let log = first.kill9();
     assert!(!log.contains("stopped after"), "{log}");
 
@@ -279,7 +293,10 @@ fn kill_9_mid_outage_loses_only_what_the_next_start_reports() {
         )),
         "{line}"
     );
-    assert!(made > 0 && lost <= made, "{line}");
+    assert!(
+        lost > 0 && lost < made,
+        "polls since the last write are lost: {line}"
+    );
     eventually(WAIT, || {
         fake.seen()
             .iter()
@@ -396,4 +413,34 @@ fn a_report_unanswered_at_shutdown_is_saved_in_doubt_and_re_sent_by_the_next_sta
     assert_eq!(seen[1].body, seen[0].body);
     // The fake applied the slow request too (its answer came too late): the key counts once.
     assert_eq!(applied_polls(&seen), made_first + made_second);
+}
+
+/// SIGTERM while the only sender waits to re-send: the final phase settles that report first,
+/// then cuts the final one, and everything is delivered.
+#[test]
+fn a_report_in_doubt_at_shutdown_is_settled_and_then_the_final_report_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let fake = Fake::scripted(|_, n| Answer::Status(if n == 0 { 503 } else { 200 }));
+    let mut agent = agent_with_state(&fake, &state);
+    wait_for_status(&fake, 503, 0);
+    let polls = agent.stop_and_count_polls();
+    assert_eq!(
+        outcome_in(&agent.log()),
+        Some("final report delivered"),
+        "{}",
+        agent.log()
+    );
+    let seen = fake.seen();
+    assert_eq!(
+        seen[1].header(KEY),
+        seen[0].header(KEY),
+        "the report in doubt first"
+    );
+    assert_eq!(applied_polls(&seen), polls);
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(saved["in_doubt"], serde_json::json!([]));
+    assert_eq!(saved["pending"], serde_json::json!({}));
+    assert_eq!(saved["run"]["clean"], true);
 }
