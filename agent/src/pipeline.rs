@@ -17,8 +17,9 @@
 //!
 //! Shutdown: dropping the stop sender wakes every thread. Pollers finish, the scheduler takes
 //! their last samples, waits (bounded) for the senders to give back what they hold, makes the
-//! final report with a short deadline itself, saves the state and logs the exit line
-//! ([`crate::scheduler`]). A sender still waiting for an answer then is not waited for.
+//! final report with a short deadline itself, saves the state and hands back the exit line,
+//! which [`Pipeline::shutdown`] logs ([`crate::scheduler`]). A sender still waiting for an
+//! answer then is not waited for.
 
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -50,7 +51,10 @@ const SENDER_JOIN_GRACE: Duration = Duration::from_millis(200);
 /// The running agent.
 pub struct Pipeline {
     stop: Option<Sender<()>>,
+    /// The pollers.
     threads: Vec<JoinHandle<()>>,
+    /// Returns the exit line.
+    scheduler: Option<JoinHandle<String>>,
     senders: Vec<JoinHandle<()>>,
 }
 
@@ -116,20 +120,28 @@ impl Pipeline {
             ledger: Ledger::new(restored, config.rate_limit),
             state_file,
         };
-        threads.push(spawn("scheduler", move || scheduler.run())?);
+        let scheduler = spawn("scheduler", move || scheduler.run())?;
         Ok(Self {
             stop: Some(stop_tx),
             threads,
+            scheduler: Some(scheduler),
             senders,
         })
     }
 
-    /// Stops polling, makes the final report and waits for the threads — except a sender
-    /// still waiting for an answer (its report is saved or counted as in doubt).
+    /// Stops polling, makes the final report, waits for the threads — except a sender still
+    /// waiting for an answer (its report is saved or counted as in doubt) — and logs the exit
+    /// line, `stopped after N polls; …`.
     pub fn shutdown(mut self) {
         drop(self.stop.take());
         for thread in self.threads.drain(..) {
             join(thread);
+        }
+        if let Some(scheduler) = self.scheduler.take() {
+            match scheduler.join() {
+                Ok(line) => log::info!("{line}"),
+                Err(_) => log::error!("thread scheduler panicked"),
+            }
         }
         let grace = Instant::now() + SENDER_JOIN_GRACE;
         while !self.senders.iter().all(JoinHandle::is_finished) && Instant::now() < grace {
@@ -148,14 +160,17 @@ impl Pipeline {
     }
 }
 
-fn join(thread: JoinHandle<()>) {
+fn join<T>(thread: JoinHandle<T>) {
     let name = thread.thread().name().unwrap_or("?").to_owned();
     if thread.join().is_err() {
         log::error!("thread {name} panicked");
     }
 }
 
-fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> anyhow::Result<JoinHandle<()>> {
+fn spawn<T: Send + 'static>(
+    name: &str,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<JoinHandle<T>> {
     thread::Builder::new()
         .name(name.to_owned())
         .stack_size(THREAD_STACK)

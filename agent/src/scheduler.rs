@@ -57,7 +57,8 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn run(mut self) {
+    /// Runs until stopped; returns the exit line.
+    pub fn run(mut self) -> String {
         match &self.state_file {
             None => log::info!(
                 "instance {}; no STATE_FILE: what is not delivered at exit is lost",
@@ -117,7 +118,7 @@ impl Scheduler {
                 recv(self.stop) -> _ => break,
             }
         }
-        self.finish();
+        self.finish()
     }
 
     fn record(&mut self, sample: Sample) {
@@ -175,7 +176,7 @@ impl Scheduler {
         Some(file.save(&state).map_err(|e| e.to_string()))
     }
 
-    fn finish(mut self) {
+    fn finish(mut self) -> String {
         let deadline = Instant::now() + DRAIN_DEADLINE;
         // 1. The pollers' last samples: the channel disconnects once both have returned.
         loop {
@@ -260,11 +261,11 @@ impl Scheduler {
         // 5. The last write says the run ended cleanly: nothing it made is unaccounted for.
         let saved = self.save(true);
         let path = self.state_file.as_ref().map(StateFile::path);
-        log::info!(
+        format!(
             "stopped after {} polls; {}",
             self.ledger.polls_made(),
             end.describe(path, saved)
-        );
+        )
     }
 }
 
