@@ -88,8 +88,10 @@ cat > "$root/DEBIAN/postrm" <<'SCRIPT'
 #!/bin/sh
 set -e
 if [ "$1" = purge ]; then
-    # The memory store's snapshot and the audit file (DynamicUser keeps them under private/).
-    rm -rf /var/lib/private/golectra /var/lib/golectra
+    # The memory store's snapshot, the audit file and the agent's state file (DynamicUser keeps
+    # them under private/).
+    rm -rf /var/lib/private/golectra /var/lib/golectra \
+        /var/lib/private/golectra-agent /var/lib/golectra-agent
 fi
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload || true

@@ -7,7 +7,7 @@
 #        systemd/install.sh --uninstall [--purge]
 #   --uninstall stops and disables the services (on the live system), then removes the binaries,
 #   the units and the docs; the env files in $SYSCONFDIR/golectra and the data in
-#   /var/lib/golectra are kept. --purge removes those too.
+#   /var/lib/golectra and /var/lib/golectra-agent are kept. --purge removes those too.
 # Settings (environment):
 #   DESTDIR          staging root prepended to every path (default: empty = the live system)
 #   PREFIX           installation prefix (default: /usr)
@@ -56,10 +56,11 @@ if $uninstall; then
     rm -rf "$DESTDIR$DOCDIR"
     if $purge; then
         rm -rf "$DESTDIR$SYSCONFDIR/golectra"
-        rm -rf "$DESTDIR/var/lib/private/golectra" "$DESTDIR/var/lib/golectra"
+        rm -rf "$DESTDIR/var/lib/private/golectra" "$DESTDIR/var/lib/golectra" \
+            "$DESTDIR/var/lib/private/golectra-agent" "$DESTDIR/var/lib/golectra-agent"
         echo "removed golectra-server and golectra-agent, their settings and data under ${DESTDIR:-/}"
     else
-        echo "removed golectra-server and golectra-agent under ${DESTDIR:-/}; kept $SYSCONFDIR/golectra/*.env and /var/lib/golectra (--purge removes them)"
+        echo "removed golectra-server and golectra-agent under ${DESTDIR:-/}; kept $SYSCONFDIR/golectra/*.env, /var/lib/golectra and /var/lib/golectra-agent (--purge removes them)"
     fi
     if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then
         systemctl daemon-reload || true

@@ -1,9 +1,12 @@
 //! What the agent has observed but not yet delivered: the latest value of every gauge and the
 //! sum of every counter's deltas since the last acknowledged report.
 //!
-//! Memory is bounded by the number of distinct metric names, never by time: gauges overwrite,
-//! counter deltas add up, and the deltas of a report that could not be delivered are merged back
-//! with [`Accumulator::restore`] instead of being queued as a separate batch.
+//! Memory is bounded by the number of distinct metric names, never by time: gauges overwrite and
+//! counter deltas add up while every sender is busy. Deltas that have left in a report never
+//! come back here: a report whose outcome is unknown stays in doubt with its key
+//! (`crate::in_doubt`), since merging it back would count it twice whenever the server had
+//! applied it. Only the pending deltas saved in the state file come back, at start
+//! ([`Accumulator::add_pending`]).
 
 use std::collections::BTreeMap;
 
@@ -75,25 +78,31 @@ impl Accumulator {
         (!batch.is_empty()).then_some(batch)
     }
 
-    /// Merges back the counter deltas of a report that was not delivered.
-    pub fn restore(&mut self, counters: Vec<(Name, i64)>) {
+    /// Adds counter deltas that were pending in an earlier process (from the state file). They
+    /// are not counted as recorded by this one.
+    pub fn add_pending(&mut self, counters: impl IntoIterator<Item = (Name, i64)>) {
         for (name, delta) in counters {
             add(&mut self.pending, name, delta);
         }
     }
 
-    /// Sum of the deltas of counter `name` that are not delivered yet.
-    #[cfg(test)]
+    /// Sum of the pending deltas of counter `name` (not in any report yet).
     pub fn pending(&self, name: &str) -> i64 {
         self.pending.get(name).copied().unwrap_or(0)
     }
 
-    /// Sum of every delta ever recorded for counter `name`.
+    /// Every pending counter delta, by name.
+    pub fn pending_counters_iter(&self) -> impl Iterator<Item = (Name, i64)> + '_ {
+        self.pending.iter().map(|(name, delta)| (*name, *delta))
+    }
+
+    /// Sum of every delta recorded for counter `name` by this process.
     pub fn recorded(&self, name: &str) -> i64 {
         self.recorded.get(name).copied().unwrap_or(0)
     }
 
-    /// Number of pending counter names (for log lines).
+    /// Number of pending counter names.
+    #[cfg(test)]
     pub fn pending_counters(&self) -> usize {
         self.pending.len()
     }
@@ -133,20 +142,28 @@ mod tests {
     }
 
     #[test]
-    fn failed_deltas_are_merged_back_and_memory_stays_bounded() {
+    fn pending_deltas_stay_bounded_by_names_while_nothing_is_taken() {
         let mut acc = Accumulator::new();
-        let mut outstanding = Vec::new();
         for _ in 0..1000 {
             acc.record(poll(0.5));
-            let batch = acc.take().unwrap();
-            // Every report fails: its deltas come back.
-            acc.restore(batch.counters.clone());
-            outstanding = batch.counters;
         }
-        assert_eq!(outstanding, vec![("PollCount", 1000)]);
         assert_eq!(acc.pending("PollCount"), 1000);
         assert_eq!(acc.pending_counters(), 1);
         assert_eq!(acc.recorded("PollCount"), 1000);
+    }
+
+    #[test]
+    fn saved_pending_deltas_add_up_but_are_not_recorded_by_this_process() {
+        let mut acc = Accumulator::new();
+        acc.add_pending([("PollCount", 7)]);
+        acc.record(poll(1.0));
+        assert_eq!(acc.pending("PollCount"), 8);
+        assert_eq!(acc.recorded("PollCount"), 1);
+        assert_eq!(
+            acc.pending_counters_iter().collect::<Vec<_>>(),
+            vec![("PollCount", 8)]
+        );
+        assert_eq!(acc.take().unwrap().counters, vec![("PollCount", 8)]);
     }
 
     #[test]

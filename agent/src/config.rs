@@ -2,6 +2,7 @@
 //! and the conversion of raw values into one immutable [`Config`].
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use golectra_common::settings::{
@@ -15,6 +16,7 @@ pub static SETTINGS: &[&Setting] = &[
     &REPORT_INTERVAL,
     &POLL_INTERVAL,
     &RATE_LIMIT,
+    &STATE_FILE,
 ];
 
 /// Server to report to: `http://host[:port][/prefix]`, `host[:port]` or `:port` (localhost).
@@ -67,6 +69,17 @@ pub static RATE_LIMIT: Setting = Setting {
     help: "number of sender workers, i.e. of reports in flight at once (at least 1)",
 };
 
+/// Where the agent keeps its instance id, sequence, pending deltas and reports in doubt across
+/// restarts; empty = nothing survives the process.
+pub static STATE_FILE: Setting = Setting {
+    env: "STATE_FILE",
+    short: Some('s'),
+    long: "state-file",
+    default: Value(""),
+    arity: Arity::Value,
+    help: "file keeping the instance id, pending deltas and reports in doubt across restarts; empty = none",
+};
+
 const INTRO: &str =
     "Golectra agent: samples process and host metrics and pushes them to a Golectra server.";
 
@@ -87,6 +100,8 @@ pub struct Config {
     pub poll_interval: Duration,
     /// Number of sender workers (`RATE_LIMIT`, default 1).
     pub rate_limit: usize,
+    /// The state file (`STATE_FILE`, default none).
+    pub state_file: Option<PathBuf>,
 }
 
 /// What the command line asks the agent to do.
@@ -107,6 +122,9 @@ impl Config {
                 report_interval: values.duration_in(&REPORT_INTERVAL, INTERVAL_BOUNDS, false)?,
                 poll_interval: values.duration_in(&POLL_INTERVAL, INTERVAL_BOUNDS, false)?,
                 rate_limit: values.number(&RATE_LIMIT, 1, MAX_RATE_LIMIT)? as usize,
+                state_file: Some(values.string(&STATE_FILE))
+                    .filter(|path| !path.is_empty())
+                    .map(PathBuf::from),
             })
         })
     }
@@ -114,12 +132,15 @@ impl Config {
     /// One line for the start-up log; the key is masked.
     pub fn describe(&self) -> String {
         format!(
-            "server {}, report every {:?}, poll every {:?}, {} sender(s), signing {}",
+            "server {}, report every {:?}, poll every {:?}, {} sender(s), signing {}, state file {}",
             self.server,
             self.report_interval,
             self.poll_interval,
             self.rate_limit,
-            if self.key.is_some() { "on" } else { "off" }
+            if self.key.is_some() { "on" } else { "off" },
+            self.state_file
+                .as_deref()
+                .map_or("none".into(), |p| p.display().to_string())
         )
     }
 }
@@ -220,6 +241,7 @@ mod tests {
                 report_interval: Duration::from_secs(10),
                 poll_interval: Duration::from_secs(2),
                 rate_limit: 1,
+                state_file: None,
             }
         );
     }
@@ -310,6 +332,19 @@ mod tests {
         let c = parse(&["-l", "2"], &[("RATE_LIMIT", "4")]).unwrap();
         assert_eq!(c.rate_limit, 4);
         assert_eq!(parse(&["-l=3"], &[]).unwrap().rate_limit, 3);
+    }
+
+    #[test]
+    fn state_file_env_beats_flag_and_empty_means_none() {
+        let c = parse(
+            &["-s", "flag.json"],
+            &[("STATE_FILE", "/var/lib/a/state.json")],
+        )
+        .unwrap();
+        assert_eq!(c.state_file, Some(PathBuf::from("/var/lib/a/state.json")));
+        let c = parse(&["--state-file=s.json"], &[]).unwrap();
+        assert_eq!(c.state_file, Some(PathBuf::from("s.json")));
+        assert_eq!(parse(&["-s", ""], &[]).unwrap().state_file, None);
     }
 
     #[test]

@@ -5,9 +5,15 @@ mod accumulator;
 mod alloc;
 mod config;
 mod host;
+mod in_doubt;
+mod journal;
+mod ledger;
 mod pipeline;
+mod report;
 mod runtime;
+mod scheduler;
 mod sender;
+mod state;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -15,9 +21,11 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use golectra_common::notify::Notifier;
+use golectra_common::settings::ConfigError;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
-use crate::config::Config;
+use crate::config::{Config, STATE_FILE};
+use crate::state::Restored;
 
 /// Every heap allocation of the process goes through this counter (see [`alloc`]).
 #[global_allocator]
@@ -34,7 +42,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e:#}");
-            ExitCode::FAILURE
+            if e.is::<ConfigError>() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -48,8 +60,17 @@ fn run(config: &Config) -> anyhow::Result<()> {
         golectra_common::version::line("golectra-agent"),
         config.describe()
     );
+    // A state file the agent cannot write is a configuration error (exit 2).
+    let (state_file, restored) = match &config.state_file {
+        None => (None, Restored::fresh()),
+        Some(path) => {
+            let (file, restored) = state::open(path)
+                .map_err(|why| STATE_FILE.invalid(&path.display().to_string(), &why.0))?;
+            (Some(file), restored)
+        }
+    };
     let notifier = Arc::new(Notifier::from_env());
-    let pipeline = pipeline::Pipeline::start(config, notifier.clone())?;
+    let pipeline = pipeline::Pipeline::start(config, notifier.clone(), restored, state_file)?;
     let signal = signals.forever().next().unwrap_or(SIGTERM);
     // A second signal ends the process at once, without the final report.
     for sig in [SIGTERM, SIGINT] {

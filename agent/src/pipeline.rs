@@ -1,63 +1,82 @@
 //! The agent's threads and how they talk (README.md, docs/agent.md):
 //!
 //! ```text
-//! poll-runtime ─┐ samples            batches (bounded 1)   ┌─ sender-1 ─┐
+//! poll-runtime ─┐ samples              reports (bounded)   ┌─ sender-1 ─┐
 //!               ├──────────► scheduler ──────────────────►├─ sender-2 ─┼─► POST /updates/
-//! poll-host ────┘ (bounded)      ▲                          └─ …        ┘
-//!                                └──────── undelivered counter deltas ──┘
+//! poll-host ────┘ (bounded)   │   ▲                        └─ …        ┘
+//!                             │   └──── events: in doubt, settled ──────┘
+//!                             └──► state file, poll journal (with STATE_FILE)
 //! ```
 //!
-//! The scheduler owns the [`Accumulator`]: it records samples, cuts a batch every report
-//! interval and merges back the deltas of batches that could not be delivered. When every
-//! sender is busy the report is skipped and its deltas simply stay pending, so an outage of any
-//! length costs memory proportional to the number of metric names only.
+//! The scheduler owns the books ([`Ledger`]): it records samples, cuts a keyed report every
+//! report interval while a sender is free, writes the state file before the report's first
+//! attempt, and hands it to a sender. A sender keeps its report until the server answers
+//! definitely, re-sending it with the same key while it is in doubt ([`crate::in_doubt`]);
+//! while every sender is busy the reports are skipped and the deltas stay pending, so an outage
+//! of any length costs memory proportional to the number of metric names only.
 //!
 //! Shutdown: dropping the stop sender wakes every thread. Pollers finish, the scheduler takes
-//! their last samples, waits (bounded) for the senders to hand back what they still hold, and
-//! makes one final report with a short deadline itself.
+//! their last samples, waits (bounded) for the senders to give back what they hold, makes the
+//! final report with a short deadline itself, saves the state and hands back the exit line,
+//! which [`Pipeline::shutdown`] logs ([`crate::scheduler`]). A sender still waiting for an
+//! answer then is not waited for.
 
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, never, select, tick};
+use crossbeam_channel::{Receiver, Sender, bounded, select, tick};
 use golectra_common::notify::Notifier;
 
-use crate::accumulator::{Accumulator, Batch, Name, Sample};
+use crate::accumulator::Sample;
 use crate::config::Config;
 use crate::host::Host;
+use crate::in_doubt::{self, Budget, Schedule, Settled};
+use crate::ledger::Ledger;
+use crate::report::Report;
 use crate::runtime;
-use crate::sender::{HttpSender, Outcome, RetryBudget};
+use crate::scheduler::{Event, Scheduler};
+use crate::sender::HttpSender;
+use crate::state::{Restored, StateFile};
 
 /// Stack size of every agent thread, a quarter of Rust's default: nothing recurses, but an HTTP
 /// request with gzip needs a few hundred KiB in unoptimized builds. Only touched pages become
 /// resident. Also feeds the `StackSys` gauge.
 pub const THREAD_STACK: usize = 512 << 10;
 
-/// How long shutdown waits for pollers and busy senders before the final report.
-const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
-/// How long the final report may take, retries included.
-const FINAL_REPORT_DEADLINE: Duration = Duration::from_secs(5);
+/// How long shutdown waits, after the scheduler has finished, for a sender to notice the stop.
+const SENDER_JOIN_GRACE: Duration = Duration::from_millis(200);
 
 /// The running agent.
 pub struct Pipeline {
     stop: Option<Sender<()>>,
+    /// The pollers.
     threads: Vec<JoinHandle<()>>,
+    /// Returns the exit line.
+    scheduler: Option<JoinHandle<String>>,
+    senders: Vec<JoinHandle<()>>,
 }
 
 impl Pipeline {
-    /// Spawns the pollers, the scheduler and the sender workers.
-    pub fn start(config: &Config, notifier: Arc<Notifier>) -> anyhow::Result<Self> {
+    /// Spawns the pollers, the scheduler and the sender workers. `restored` is what an earlier
+    /// process left in `state_file` (or a fresh instance without one).
+    pub fn start(
+        config: &Config,
+        notifier: Arc<Notifier>,
+        restored: Restored,
+        state_file: Option<StateFile>,
+    ) -> anyhow::Result<Self> {
         let (stop_tx, stop) = bounded::<()>(0);
         let (samples_tx, samples) = bounded::<Sample>(16);
-        let (batches_tx, batches) = bounded::<Batch>(1);
-        let (returns_tx, returns) = bounded::<Vec<(Name, i64)>>(config.rate_limit);
+        let (reports_tx, reports) = bounded::<Arc<Report>>(config.rate_limit);
+        let (events_tx, events) = bounded::<Event>(4 * config.rate_limit);
         let sender = Arc::new(HttpSender::new(
             &config.server,
             config.key.clone(),
             config.rate_limit,
         ));
+        let schedule = Schedule::new(config.report_interval);
         let host = Host::new().map_err(anyhow::Error::msg)?;
         let mut threads = Vec::new();
 
@@ -74,51 +93,84 @@ impl Pipeline {
             poll_loop(poll, false, tx, stop_rx, move || host.poll())
         })?);
 
+        let mut senders = Vec::new();
         for i in 1..=config.rate_limit {
-            let (batches, returns, stop, sender) = (
-                batches.clone(),
-                returns_tx.clone(),
-                stop.clone(),
-                sender.clone(),
-            );
-            threads.push(spawn(&format!("sender-{i}"), move || {
-                send_loop(&sender, &batches, &returns, &stop)
-            })?);
+            let worker = Worker {
+                sender: sender.clone(),
+                schedule: schedule.clone(),
+                reports: reports.clone(),
+                events: events_tx.clone(),
+                stop: stop.clone(),
+            };
+            senders.push(spawn(&format!("sender-{i}"), move || worker.run())?);
         }
-        drop(returns_tx);
+        drop(events_tx);
 
         let scheduler = Scheduler {
             report_interval: config.report_interval,
             poll_interval: config.poll_interval,
             notifier,
             sender,
+            schedule,
             samples,
-            returns,
-            batches_tx,
-            batches,
+            events,
+            reports_tx: Some(reports_tx),
+            reports,
             stop,
-            acc: Accumulator::new(),
+            ledger: Ledger::new(restored, config.rate_limit),
+            state_file,
         };
-        threads.push(spawn("scheduler", move || scheduler.run())?);
+        let scheduler = spawn("scheduler", move || scheduler.run())?;
         Ok(Self {
             stop: Some(stop_tx),
             threads,
+            scheduler: Some(scheduler),
+            senders,
         })
     }
 
-    /// Stops polling, makes the final report and waits for every thread.
+    /// Stops polling, makes the final report, waits for the threads — except a sender still
+    /// waiting for an answer (its report is saved or counted as in doubt) — and logs the exit
+    /// line, `stopped after N polls; …`.
     pub fn shutdown(mut self) {
         drop(self.stop.take());
         for thread in self.threads.drain(..) {
-            let name = thread.thread().name().unwrap_or("?").to_owned();
-            if thread.join().is_err() {
-                log::error!("thread {name} panicked");
+            join(thread);
+        }
+        if let Some(scheduler) = self.scheduler.take() {
+            match scheduler.join() {
+                Ok(line) => log::info!("{line}"),
+                Err(_) => log::error!("thread scheduler panicked"),
+            }
+        }
+        let grace = Instant::now() + SENDER_JOIN_GRACE;
+        while !self.senders.iter().all(JoinHandle::is_finished) && Instant::now() < grace {
+            thread::sleep(Duration::from_millis(10));
+        }
+        for thread in self.senders.drain(..) {
+            if thread.is_finished() {
+                join(thread);
+            } else {
+                log::debug!(
+                    "{} still waits for an answer; not waiting for it",
+                    thread.thread().name().unwrap_or("a sender")
+                );
             }
         }
     }
 }
 
-fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> anyhow::Result<JoinHandle<()>> {
+fn join<T>(thread: JoinHandle<T>) {
+    let name = thread.thread().name().unwrap_or("?").to_owned();
+    if thread.join().is_err() {
+        log::error!("thread {name} panicked");
+    }
+}
+
+fn spawn<T: Send + 'static>(
+    name: &str,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<JoinHandle<T>> {
     thread::Builder::new()
         .name(name.to_owned())
         .stack_size(THREAD_STACK)
@@ -150,176 +202,54 @@ fn poll_loop(
     }
 }
 
-/// Delivers batches until stopped; hands back what could not be delivered.
-fn send_loop(
-    sender: &HttpSender,
-    batches: &Receiver<Batch>,
-    returns: &Sender<Vec<(Name, i64)>>,
-    stop: &Receiver<()>,
-) {
-    let budget = RetryBudget::until_stopped(stop.clone());
-    loop {
-        let batch = select! {
-            recv(batches) -> batch => match batch {
-                Ok(batch) => batch,
-                Err(_) => return,
-            },
-            recv(stop) -> _ => return,
-        };
-        match sender.deliver(&batch, &budget) {
-            Outcome::Delivered => log::debug!("report of {} metrics delivered", batch.len()),
-            Outcome::Rejected(why) => {
-                log::warn!(
-                    "report of {} metrics refused and dropped: {why}",
-                    batch.len()
-                );
-            }
-            Outcome::Failed { error, undelivered } => {
-                log::warn!(
-                    "report of {} metrics failed: {error}; counter deltas kept for the next report",
-                    batch.len()
-                );
-                // The scheduler always listens; should it be gone, the process is ending and
-                // the deltas were counted as undeliverable in its final line anyway.
-                let _ = returns.send(undelivered);
-            }
-        }
-    }
-}
-
-struct Scheduler {
-    report_interval: Duration,
-    poll_interval: Duration,
-    notifier: Arc<Notifier>,
+/// A sender thread: takes a report, keeps it until the server answers definitely (or the agent
+/// stops), tells the scheduler.
+struct Worker {
     sender: Arc<HttpSender>,
-    samples: Receiver<Sample>,
-    returns: Receiver<Vec<(Name, i64)>>,
-    batches_tx: Sender<Batch>,
-    batches: Receiver<Batch>,
+    schedule: Schedule,
+    reports: Receiver<Arc<Report>>,
+    events: Sender<Event>,
     stop: Receiver<()>,
-    acc: Accumulator,
 }
 
-impl Scheduler {
-    fn run(mut self) {
-        let report = tick(self.report_interval);
-        let watchdog = self.notifier.watchdog_interval().map_or(never(), tick);
-        // A watchdog ping vouches for the pollers: it is only sent while samples keep coming.
-        let stale_after =
-            self.poll_interval * 3 + self.notifier.watchdog_interval().unwrap_or_default();
-        let mut last_sample: Option<Instant> = None;
+impl Worker {
+    fn run(self) {
+        let budget = Budget::until_stopped(self.stop.clone());
         loop {
-            select! {
-                recv(self.samples) -> sample => match sample {
-                    Ok(sample) => {
-                        if last_sample.is_none() {
-                            self.notifier.ready("collecting");
-                            log::info!("collecting");
-                        }
-                        last_sample = Some(Instant::now());
-                        self.acc.record(sample);
-                    }
-                    Err(_) => break,
+            let report = select! {
+                recv(self.reports) -> report => match report {
+                    Ok(report) => report,
+                    Err(_) => return,
                 },
-                recv(self.returns) -> undelivered => match undelivered {
-                    Ok(undelivered) => self.acc.restore(undelivered),
-                    Err(_) => {
-                        // At shutdown the senders may finish before this loop sees `stop`
-                        // (select picks among ready channels at random): that is the normal end.
-                        if self.stop.try_recv().is_err_and(|e| e.is_disconnected()) {
-                            break;
-                        }
-                        // Otherwise only a panic ends a sender; stop listening so the loop does
-                        // not spin on the closed channel.
-                        log::error!("every sender thread has stopped: reports cannot be sent");
-                        self.returns = never();
-                    }
-                },
-                recv(report) -> _ => self.report(),
-                recv(watchdog) -> _ => {
-                    if last_sample.is_some_and(|at| at.elapsed() <= stale_after) {
-                        self.notifier.watchdog();
-                    } else {
-                        log::warn!("no sample for {stale_after:?}: withholding the watchdog ping");
-                    }
-                }
-                recv(self.stop) -> _ => break,
-            }
-        }
-        self.finish();
-    }
-
-    /// Hands a batch to the senders, or keeps its deltas pending when they are all busy.
-    fn report(&mut self) {
-        let Some(batch) = self.acc.take() else {
-            return;
-        };
-        match self.batches_tx.try_send(batch) {
-            Ok(()) => {}
-            Err(TrySendError::Full(batch) | TrySendError::Disconnected(batch)) => {
-                self.acc.restore(batch.counters);
-                log::debug!(
-                    "every sender is busy: {} pending counters wait for the next report",
-                    self.acc.pending_counters()
-                );
-            }
-        }
-    }
-
-    fn finish(mut self) {
-        let deadline = Instant::now() + DRAIN_DEADLINE;
-        // 1. The pollers' last samples: the channel disconnects once both have returned.
-        loop {
-            select! {
-                recv(self.samples) -> sample => match sample {
-                    Ok(sample) => self.acc.record(sample),
-                    Err(_) => break,
-                },
-                recv(crossbeam_channel::at(deadline)) -> _ => {
-                    log::warn!("a poller did not stop in time; its last sample is not reported");
-                    break;
+                recv(self.stop) -> _ => return,
+            };
+            // Both were ready and the report won: no new attempt once stopping.
+            let settled = if self.stop.try_recv().is_err_and(|e| e.is_disconnected()) {
+                Settled::InDoubt("shutting down".into())
+            } else {
+                in_doubt::settle(&*self.sender, &report, &self.schedule, &budget, || {
+                    // The scheduler always listens until every sender has returned.
+                    let _ = self.events.send(Event::InDoubt(report.sequence));
+                })
+            };
+            match &settled {
+                Settled::Delivered => log::debug!("report {} delivered", report.key),
+                Settled::Refused(why) => log::warn!(
+                    "report {} ({} metrics) refused and dropped: {why}",
+                    report.key,
+                    report.metrics
+                ),
+                Settled::InDoubt(why) => {
+                    log::debug!("report {} given back in doubt: {why}", report.key)
                 }
             }
-        }
-        // 2. Senders stop waiting for retries and hand back what they hold; `returns`
-        //    disconnects once every sender has returned.
-        drop(self.batches_tx);
-        loop {
-            select! {
-                recv(self.returns) -> undelivered => match undelivered {
-                    Ok(undelivered) => self.acc.restore(undelivered),
-                    Err(_) => break,
-                },
-                recv(crossbeam_channel::at(deadline)) -> _ => {
-                    log::warn!("a sender is still busy with a request; its counter deltas are not in the final report");
-                    break;
-                }
+            if self
+                .events
+                .send(Event::Done(report.sequence, settled))
+                .is_err()
+            {
+                return;
             }
         }
-        // 3. Batches no sender picked up.
-        while let Ok(batch) = self.batches.try_recv() {
-            self.acc.restore(batch.counters);
-        }
-        // 4. The final report, by this thread, with its own deadline.
-        let polls = self.acc.recorded(runtime::POLL_COUNT);
-        let result = match self.acc.take() {
-            None => "nothing to report".to_owned(),
-            Some(batch) => {
-                let budget = RetryBudget::until(Instant::now() + FINAL_REPORT_DEADLINE);
-                match self.sender.deliver(&batch, &budget) {
-                    Outcome::Delivered => "final report delivered".to_owned(),
-                    Outcome::Rejected(why) => format!("final report refused: {why}"),
-                    Outcome::Failed { error, undelivered } => {
-                        let lost: i64 = undelivered
-                            .iter()
-                            .filter(|(name, _)| *name == runtime::POLL_COUNT)
-                            .map(|(_, delta)| delta)
-                            .sum();
-                        format!("final report failed: {error}; {lost} polls not delivered")
-                    }
-                }
-            }
-        };
-        log::info!("stopped after {polls} polls; {result}");
     }
 }

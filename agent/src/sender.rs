@@ -1,105 +1,63 @@
-//! Delivery of one report to the server: JSON → gzip → `POST {server}/updates/` with
-//! `Content-Encoding: gzip`, `Content-Type: application/json` and, with a key, `HashSHA256`
-//! over the uncompressed JSON (docs/http-api.md, docs/agent.md).
+//! One attempt at a report over HTTP: the frozen JSON → gzip → `POST {server}/updates/` with
+//! `Content-Encoding: gzip`, `Content-Type: application/json`, `Idempotency-Key` and, with a
+//! signing key, `HashSHA256` over the uncompressed JSON (docs/http-api.md, docs/agent.md).
 //!
-//! Connection errors, timeouts, 429 and 5xx are retried after 1 s, 3 s and 5 s; other 4xx are
-//! final (logged and dropped by the caller). A server that answers 404 or 405 on `/updates/`
-//! predates batches: it gets the metrics one by one on `/update/`. Whatever could not be
-//! delivered comes back to the caller as counter deltas to merge into the accumulator — gauges
-//! need no such care, the next report carries their latest values anyway.
+//! Each answer is sorted into what [`crate::in_doubt`] acts on: `2xx` delivered; a transport
+//! error, a timeout, `408`, `429` or `5xx` unknown; any other status a refusal. A server that
+//! answers `404` or `405` on `/updates/` predates batches: it gets the metrics one by one on
+//! `/update/`, metric `i` keyed `<key>.<i>`, and a re-send resumes after the last metric that
+//! got a definite answer.
+//!
+//! Timeouts: 3 s to connect, 30 s for the answer, 35 s for the whole request. The answer may
+//! take long because the server answers only once the write is durable, and its own worst case
+//! for a write (PostgreSQL retries included, docs/postgresql.md) is shorter than 30 s: giving
+//! up earlier would leave reports in doubt that were merely slow.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, after, never, select};
-use golectra_common::{Metric, gzip, signature};
+use golectra_common::{gzip, signature};
 
-use crate::accumulator::{Batch, Name};
+use crate::in_doubt::{Attempt, Transport};
+use crate::report::Report;
 
-/// Waits before the 2nd, 3rd and 4th attempt.
-pub const RETRY_DELAYS: [Duration; 3] = [
-    Duration::from_secs(1),
-    Duration::from_secs(3),
-    Duration::from_secs(5),
-];
+/// The request header carrying a report's key (SPEC §3.6).
+pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 
 /// Time allowed to open a TCP connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Time allowed for the server to answer once the request is sent.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Upper bound of one whole request, connection to last byte.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(35);
 /// Largest response body read (and discarded) so that the connection can be reused.
 const MAX_RESPONSE: u64 = 64 << 10;
 
-/// How a report ended.
-#[derive(Debug, PartialEq)]
-pub enum Outcome {
-    /// The server acknowledged every metric.
-    Delivered,
-    /// The server refused the report with a 4xx that retrying cannot fix (bad signature, bad
-    /// request): the report is dropped, as the original does.
-    Rejected(String),
-    /// The report could not be delivered (server down, retries exhausted, shutdown or deadline
-    /// reached). `undelivered` are the counter deltas to merge back.
-    Failed {
-        error: String,
-        undelivered: Vec<(Name, i64)>,
-    },
-}
-
-/// When to stop retrying.
-#[derive(Debug, Clone)]
-pub struct RetryBudget {
-    /// Disconnects (or receives) when the agent shuts down: retry waits end at once.
-    pub stop: Receiver<()>,
-    /// No attempt starts, and no request runs, past this instant.
-    pub deadline: Option<Instant>,
-}
-
-impl RetryBudget {
-    /// Retries until `stop` fires.
-    pub fn until_stopped(stop: Receiver<()>) -> Self {
-        Self {
-            stop,
-            deadline: None,
-        }
-    }
-
-    /// Retries until the deadline, whatever happens elsewhere (the final report).
-    pub fn until(deadline: Instant) -> Self {
-        Self {
-            stop: never(),
-            deadline: Some(deadline),
-        }
-    }
-
-    fn remaining(&self) -> Option<Duration> {
-        self.deadline
-            .map(|d| d.saturating_duration_since(Instant::now()))
-    }
-
-    /// Waits `delay` unless stopped or past the deadline; `false` means "give up".
-    fn wait(&self, delay: Duration) -> bool {
-        if self.remaining().is_some_and(|left| left <= delay) {
-            return false;
-        }
-        select! {
-            recv(self.stop) -> _ => false,
-            recv(after(delay)) -> _ => true,
-        }
-    }
-}
-
-/// One attempt's result.
-enum Attempt {
+/// What one request's answer means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Reply {
     Ok,
-    /// Worth retrying: transport error, timeout, 429, 5xx.
-    Transient(String),
     /// 404/405: the endpoint does not exist on this server.
     NoSuchEndpoint(u16),
-    /// Any other status: retrying will not help.
-    Final(String),
+    /// The outcome is unknown (the text says why).
+    Unknown(String),
+    /// A definite refusal.
+    Refused(String),
+}
+
+/// Where a report stands in the one-by-one fallback.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// `Some` once `/updates/` answered 404/405 for this report.
+    singles: Option<Singles>,
+}
+
+#[derive(Debug, Default)]
+struct Singles {
+    /// The first metric without a definite answer.
+    next: usize,
+    /// The metrics refused so far.
+    refused: Vec<String>,
 }
 
 /// Posts reports; shared by every sender worker (the ureq agent pools connections).
@@ -134,90 +92,40 @@ impl HttpSender {
         }
     }
 
-    /// Delivers `batch`, retrying as docs/agent.md describes, within `budget`.
-    pub fn deliver(&self, batch: &Batch, budget: &RetryBudget) -> Outcome {
-        let metrics = to_metrics(batch);
-        let body = serde_json::to_vec(&metrics).expect("metrics always serialize");
-        match self.with_retries("/updates/", &body, budget) {
-            Attempt::Ok => Outcome::Delivered,
-            Attempt::Final(e) => Outcome::Rejected(e),
-            Attempt::Transient(error) => Outcome::Failed {
-                error,
-                undelivered: batch.counters.clone(),
-            },
-            Attempt::NoSuchEndpoint(status) => {
-                if !self.fallback_logged.swap(true, Ordering::Relaxed) {
-                    log::info!(
-                        "{}/updates/ answered {status}: sending metrics one by one to /update/",
-                        self.server
-                    );
-                }
-                self.deliver_one_by_one(batch, &metrics, budget)
-            }
-        }
-    }
-
-    /// The fallback for servers without `/updates/`. Stops at the first metric that cannot be
-    /// delivered and returns the counters from there on; refused metrics are dropped.
-    /// `metrics` is `batch` as [`to_metrics`] lays it out: gauges first, then counters.
-    fn deliver_one_by_one(
+    /// The fallback for servers without `/updates/`: every metric not yet answered, in order,
+    /// until one's outcome is unknown. Refused metrics are dropped (and named in the refusal).
+    fn one_by_one(
         &self,
-        batch: &Batch,
-        metrics: &[Metric<'_>],
-        budget: &RetryBudget,
-    ) -> Outcome {
-        let mut rejected = Vec::new();
-        for (i, metric) in metrics.iter().enumerate() {
-            let body = serde_json::to_vec(metric).expect("metrics always serialize");
-            match self.with_retries("/update/", &body, budget) {
-                Attempt::Ok => {}
-                Attempt::Final(e) => rejected.push(format!("{}: {e}", metric.id)),
-                Attempt::NoSuchEndpoint(status) => {
-                    rejected.push(format!("{}: /update/ answered {status}", metric.id))
-                }
-                Attempt::Transient(error) => {
-                    let first_counter = i.saturating_sub(batch.gauges.len());
-                    return Outcome::Failed {
-                        error,
-                        undelivered: batch.counters[first_counter..].to_vec(),
-                    };
-                }
+        report: &Report,
+        singles: &mut Singles,
+        deadline: Option<Instant>,
+    ) -> Attempt {
+        let bodies = report.single_bodies();
+        while let Some((id, body)) = bodies.get(singles.next) {
+            let key = report.metric_key(singles.next);
+            match self.post("/update/", body, &key, deadline) {
+                Reply::Ok => {}
+                Reply::Refused(e) => singles.refused.push(format!("{id}: {e}")),
+                Reply::NoSuchEndpoint(status) => singles
+                    .refused
+                    .push(format!("{id}: /update/ answered {status}")),
+                Reply::Unknown(e) => return Attempt::Unknown(e),
             }
+            singles.next += 1;
         }
-        if rejected.is_empty() {
-            Outcome::Delivered
+        if singles.refused.is_empty() {
+            Attempt::Delivered
         } else {
-            Outcome::Rejected(format!(
+            Attempt::Refused(format!(
                 "{} of {} metrics refused ({})",
-                rejected.len(),
-                metrics.len(),
-                rejected.join("; ")
+                singles.refused.len(),
+                bodies.len(),
+                singles.refused.join("; ")
             ))
         }
     }
 
-    fn with_retries(&self, path: &str, body: &[u8], budget: &RetryBudget) -> Attempt {
-        let mut delays = RETRY_DELAYS.iter();
-        loop {
-            let attempt = self.post(path, body, budget);
-            let Attempt::Transient(error) = attempt else {
-                return attempt;
-            };
-            log::debug!("POST {path}: {error}");
-            match delays.next() {
-                Some(delay) if budget.wait(*delay) => {}
-                Some(_) => {
-                    return Attempt::Transient(format!("{error} (gave up: shutting down)"));
-                }
-                None => {
-                    let tries = RETRY_DELAYS.len() + 1;
-                    return Attempt::Transient(format!("{error} (after {tries} attempts)"));
-                }
-            }
-        }
-    }
-
-    fn post(&self, path: &str, json: &[u8], budget: &RetryBudget) -> Attempt {
+    fn post(&self, path: &str, json: &[u8], key: &str, deadline: Option<Instant>) -> Reply {
         let url = format!("{}{path}", self.server);
         let compressed = gzip::compress(json);
         let mut request = self
@@ -225,13 +133,15 @@ impl HttpSender {
             .post(&url)
             .header("Content-Type", "application/json")
             .header("Content-Encoding", "gzip")
-            .header("Accept-Encoding", "identity");
-        if let Some(key) = &self.key {
-            request = request.header(signature::HEADER, signature::sign(json, key));
+            .header("Accept-Encoding", "identity")
+            .header(IDEMPOTENCY_KEY, key);
+        if let Some(secret) = &self.key {
+            request = request.header(signature::HEADER, signature::sign(json, secret));
         }
-        if let Some(left) = budget.remaining() {
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Attempt::Transient("deadline reached".into());
+                return Reply::Unknown("deadline reached".into());
             }
             request = request
                 .config()
@@ -240,7 +150,7 @@ impl HttpSender {
         }
         let mut response = match request.send(&compressed[..]) {
             Ok(response) => response,
-            Err(e) => return Attempt::Transient(format!("POST {url}: {e}")),
+            Err(e) => return Reply::Unknown(format!("POST {url}: {e}")),
         };
         let status = response.status().as_u16();
         let answer = response
@@ -249,79 +159,157 @@ impl HttpSender {
             .limit(MAX_RESPONSE)
             .read_to_string()
             .unwrap_or_default();
-        let answer = answer.trim();
-        match status {
-            200..=299 => Attempt::Ok,
-            404 | 405 => Attempt::NoSuchEndpoint(status),
-            429 | 500..=599 => Attempt::Transient(format!("POST {url}: {status} {answer}")),
-            _ => Attempt::Final(format!("POST {url}: {status} {answer}")),
-        }
+        classify(status, &format!("POST {url}: {status} {}", answer.trim()))
     }
 }
 
-/// The JSON metrics of a batch: gauges first, then counters.
-fn to_metrics(batch: &Batch) -> Vec<Metric<'static>> {
-    batch
-        .gauges
-        .iter()
-        .map(|(name, value)| Metric::gauge(*name, *value))
-        .chain(
-            batch
-                .counters
-                .iter()
-                .map(|(name, delta)| Metric::counter(*name, *delta)),
-        )
-        .collect()
+impl Transport for HttpSender {
+    type Progress = Progress;
+
+    fn attempt(
+        &self,
+        report: &Report,
+        progress: &mut Progress,
+        deadline: Option<Instant>,
+    ) -> Attempt {
+        if progress.singles.is_none() {
+            match self.post("/updates/", &report.body, &report.key, deadline) {
+                Reply::Ok => return Attempt::Delivered,
+                Reply::Refused(why) => return Attempt::Refused(why),
+                Reply::Unknown(why) => return Attempt::Unknown(why),
+                Reply::NoSuchEndpoint(status) => {
+                    if !self.fallback_logged.swap(true, Ordering::Relaxed) {
+                        log::info!(
+                            "{}/updates/ answered {status}: sending metrics one by one to /update/",
+                            self.server
+                        );
+                    }
+                }
+            }
+        }
+        let singles = progress.singles.get_or_insert_with(Singles::default);
+        self.one_by_one(report, singles, deadline)
+    }
+}
+
+/// What a status means for a report; `text` describes the answer.
+fn classify(status: u16, text: &str) -> Reply {
+    match status {
+        200..=299 => Reply::Ok,
+        404 | 405 => Reply::NoSuchEndpoint(status),
+        408 | 429 | 500..=599 => Reply::Unknown(text.to_owned()),
+        _ => Reply::Refused(text.to_owned()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
 
-    #[test]
-    fn batch_json_shape() {
-        let batch = Batch {
-            gauges: vec![("Alloc", 1.5)],
-            counters: vec![("PollCount", 3)],
-        };
-        let json = serde_json::to_string(&to_metrics(&batch)).unwrap();
-        assert_eq!(
-            json,
-            r#"[{"id":"Alloc","type":"gauge","value":1.5},{"id":"PollCount","type":"counter","delta":3}]"#
-        );
+    use super::*;
+    use crate::accumulator::Batch;
+    use crate::report::Keys;
+
+    fn report() -> Report {
+        Keys::fresh().cut(&Batch {
+            gauges: vec![("g", 1.0)],
+            counters: vec![("PollCount", 2)],
+        })
     }
 
     #[test]
-    fn unreachable_server_fails_with_the_deltas() {
+    fn statuses_are_delivered_unknown_or_refused() {
+        for ok in [200, 202, 204] {
+            assert_eq!(classify(ok, ""), Reply::Ok, "{ok}");
+        }
+        for unknown in [408, 429, 500, 502, 503, 504] {
+            assert!(
+                matches!(classify(unknown, ""), Reply::Unknown(_)),
+                "{unknown}"
+            );
+        }
+        for refused in [400, 401, 403, 409, 413, 422, 301] {
+            assert!(
+                matches!(classify(refused, ""), Reply::Refused(_)),
+                "{refused}"
+            );
+        }
+        assert_eq!(classify(404, ""), Reply::NoSuchEndpoint(404));
+        assert_eq!(classify(405, ""), Reply::NoSuchEndpoint(405));
+    }
+
+    #[test]
+    fn an_unreachable_server_leaves_the_report_in_doubt() {
         // A port nobody listens on: bind, note the port, close.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
+        let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let sender = HttpSender::new(&format!("http://127.0.0.1:{port}"), None, 1);
-        let batch = Batch {
-            gauges: vec![("g", 1.0)],
-            counters: vec![("PollCount", 2)],
-        };
-        // A deadline shorter than the first retry delay: one attempt only.
-        let outcome = sender.deliver(
-            &batch,
-            &RetryBudget::until(Instant::now() + Duration::from_millis(500)),
-        );
-        let Outcome::Failed { undelivered, .. } = outcome else {
-            panic!("{outcome:?}")
-        };
-        assert_eq!(undelivered, vec![("PollCount", 2)]);
+        let deadline = Instant::now() + Duration::from_millis(500);
+        let attempt = sender.attempt(&report(), &mut Progress::default(), Some(deadline));
+        assert!(matches!(attempt, Attempt::Unknown(_)), "{attempt:?}");
+    }
+
+    /// `(Idempotency-Key, body)` of each request a test server saw.
+    type Requests = Vec<(String, Vec<u8>)>;
+
+    /// Accepts `n` connections, reads each request to the end of its body, and closes the
+    /// connection without a word; returns the requests' `Idempotency-Key`s and bodies.
+    fn swallowing_server(n: usize) -> (String, std::thread::JoinHandle<Requests>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let thread = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for stream in listener.incoming().take(n) {
+                let mut reader = BufReader::new(stream.unwrap());
+                let (mut length, mut key) = (0, String::new());
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    let line = line.trim_end();
+                    if line.is_empty() {
+                        break;
+                    }
+                    let (name, value) = line.split_once(':').unwrap_or((line, ""));
+                    match name.to_ascii_lowercase().as_str() {
+                        "content-length" => length = value.trim().parse().unwrap(),
+                        "idempotency-key" => key = value.trim().to_owned(),
+                        _ => {}
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                seen.push((key, body));
+                // Dropping the stream closes the connection with the answer never written.
+                let _ = reader.get_mut().flush();
+            }
+            seen
+        });
+        (url, thread)
     }
 
     #[test]
-    fn stop_ends_retry_waits_at_once() {
-        let (tx, rx) = crossbeam_channel::bounded::<()>(0);
-        drop(tx);
-        let budget = RetryBudget::until_stopped(rx);
-        let start = Instant::now();
-        assert!(!budget.wait(Duration::from_secs(5)));
-        assert!(start.elapsed() < Duration::from_secs(5));
+    fn a_connection_closed_after_the_body_was_sent_leaves_the_report_in_doubt() {
+        let (url, server) = swallowing_server(2);
+        let sender = HttpSender::new(&url, None, 1);
+        let report = report();
+        let mut progress = Progress::default();
+        for _ in 0..2 {
+            let attempt = sender.attempt(&report, &mut progress, None);
+            assert!(matches!(attempt, Attempt::Unknown(_)), "{attempt:?}");
+        }
+        let seen = server.join().unwrap();
+        assert_eq!(seen.len(), 2);
+        for (key, body) in seen {
+            assert_eq!(key, report.key, "the same key on the re-send");
+            assert_eq!(
+                golectra_common::gzip::inflate_unbounded(&body).unwrap(),
+                report.body,
+                "the same JSON on the re-send"
+            );
+        }
     }
 }

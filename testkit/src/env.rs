@@ -14,6 +14,7 @@ pub const AGENT_SETTINGS: &[&str] = &[
     "REPORT_INTERVAL",
     "POLL_INTERVAL",
     "RATE_LIMIT",
+    "STATE_FILE",
 ];
 
 /// Read by both daemons outside their settings tables: the systemd protocol (readiness,

@@ -1,11 +1,17 @@
-//! A fake HTTP server (on the vendored engine) that answers with a status chosen per request
-//! and records every request: a misbehaving Golectra server for the agent, an audit receiver
-//! for the server.
+//! A fake HTTP server that answers with a status chosen per request and records every
+//! request: a misbehaving Golectra server for the agent, an audit receiver for the server.
+//!
+//! [`Fake::start`] runs on the vendored engine. [`Fake::scripted`] runs on a bare TCP listener
+//! instead, one request per connection, so that it can also do what no proper server does: read
+//! a request and close the connection without an answer ([`Answer::Drop`]), or answer late
+//! ([`Answer::After`]).
 
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A request as a [`Fake`] saw it, body inflated when it was gzip.
 #[derive(Debug, Clone)]
@@ -22,7 +28,7 @@ pub struct Seen {
     pub raw: Vec<u8>,
     /// The body after gzip inflation (equal to `raw` without `Content-Encoding: gzip`).
     pub body: Vec<u8>,
-    /// The status the fake answered.
+    /// The status the fake answered; 0 when it closed the connection without an answer.
     pub status: u16,
 }
 
@@ -43,9 +49,22 @@ impl Seen {
     }
 }
 
+/// What a [`Fake::scripted`] does with a request it has read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Answers with this status at once (a 200 carries `{}`).
+    Status(u16),
+    /// Closes the connection without a word: the client cannot know whether the request was
+    /// applied.
+    Drop,
+    /// Waits, then answers with the status.
+    After(Duration, u16),
+}
+
 /// A server on 127.0.0.1 that answers with a status chosen per request and records everything.
 pub struct Fake {
-    server: Arc<tiny_http::Server>,
+    /// Wakes the accepting thread so that it returns.
+    unblock: Box<dyn Fn() + Send + Sync>,
     thread: Option<JoinHandle<()>>,
     /// Where it listens.
     pub addr: SocketAddr,
@@ -103,7 +122,61 @@ impl Fake {
             })
             .expect("spawn the fake's thread");
         Self {
-            server,
+            unblock: Box::new(move || server.unblock()),
+            thread: Some(thread),
+            addr,
+            seen,
+        }
+    }
+
+    /// A fake on a bare TCP listener: `answer(request, n)` decides, once the whole request is
+    /// read, what to do with the `n`-th request (0-based) to its path. Every answer carries
+    /// `Connection: close`; requests are served one at a time.
+    pub fn scripted(mut answer: impl FnMut(&Seen, usize) -> Answer + Send + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake");
+        let addr = listener.local_addr().expect("local address");
+        let seen = Arc::new(Mutex::new(Vec::<Seen>::new()));
+        let done = Arc::new(AtomicBool::new(false));
+        let (log, stop) = (seen.clone(), done.clone());
+        let thread = std::thread::Builder::new()
+            .name("test-fake".into())
+            .spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let Some(mut request) = read_request(&stream) else {
+                        continue;
+                    };
+                    let n = log
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .filter(|s| s.path == request.path)
+                        .count();
+                    let what = answer(&request, n);
+                    request.status = match what {
+                        Answer::Status(status) | Answer::After(_, status) => status,
+                        Answer::Drop => 0,
+                    };
+                    log.lock().unwrap().push(request.clone());
+                    match what {
+                        Answer::Drop => drop(stream),
+                        Answer::Status(status) => write_answer(stream, status),
+                        Answer::After(delay, status) => {
+                            std::thread::sleep(delay);
+                            write_answer(stream, status);
+                        }
+                    }
+                }
+            })
+            .expect("spawn the fake's thread");
+        Self {
+            unblock: Box::new(move || {
+                done.store(true, Ordering::SeqCst);
+                let _ = TcpStream::connect(addr);
+            }),
             thread: Some(thread),
             addr,
             seen,
@@ -121,9 +194,62 @@ impl Fake {
     }
 }
 
+/// Reads one request (head and `Content-Length` body) from a connection of
+/// [`Fake::scripted`]; `None` when the peer sent no complete request within 10 s.
+fn read_request(stream: &TcpStream) -> Option<Seen> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let mut words = line.split_whitespace();
+    let (method, path) = (words.next()?.to_owned(), words.next()?.to_owned());
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).ok()?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':')?;
+        headers.push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+    let length: usize =
+        crate::http::header(&headers, "content-length").map_or(Some(0), |v| v.parse().ok())?;
+    let mut raw = vec![0; length];
+    reader.read_exact(&mut raw).ok()?;
+    let gz = crate::http::header(&headers, "content-encoding") == Some("gzip");
+    let body = if gz {
+        golectra_common::gzip::inflate_unbounded(&raw).expect("valid gzip body")
+    } else {
+        raw.clone()
+    };
+    Some(Seen {
+        at: Instant::now(),
+        method,
+        path,
+        headers,
+        raw,
+        body,
+        status: 0,
+    })
+}
+
+fn write_answer(mut stream: TcpStream, status: u16) {
+    let text = if status == 200 { "{}" } else { "fake says no" };
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status} Fake\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    );
+    let _ = stream.flush();
+}
+
 impl Drop for Fake {
     fn drop(&mut self) {
-        self.server.unblock();
+        (self.unblock)();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

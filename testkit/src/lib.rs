@@ -16,7 +16,8 @@
 //!   decompression), and free ports.
 //! - [`database`]: a fresh PostgreSQL database per test (`GOLECTRA_TEST_DATABASE_DSN`).
 //! - [`require`](mod@require): prerequisites that skip a test loudly, or fail it in CI.
-//! - [`fake`]: a recording HTTP server answering with a status chosen per request.
+//! - [`fake`]: a recording HTTP server answering with a status chosen per request, or (scripted)
+//!   closing the connection unanswered or answering late.
 //! - [`proxy`]: a TCP fault proxy between a client and a server (responses delayed, dropped or
 //!   replaced by a 503 after the request went through, connections refused), switched at run
 //!   time, per HTTP exchange.
@@ -41,7 +42,7 @@ mod wait;
 
 pub use database::{DSN_ENV, TestDatabase, fresh_postgres_dsn};
 pub use env::command;
-pub use fake::{Fake, Seen};
+pub use fake::{Answer, Fake, Seen};
 pub use http::{Client, Received, free_port};
 pub use process::{
     Daemon, JOURNAL_STREAM_OF_STDERR, ServerProcess, agent_binary, binary_dir, run, send_signal,

@@ -18,6 +18,8 @@ fn help_lists_every_setting() {
         "REPORT_INTERVAL",
         "POLL_INTERVAL",
         "RATE_LIMIT",
+        "STATE_FILE",
+        "--state-file",
         "--report-interval",
     ] {
         assert!(out.contains(needle), "{needle}: {out}");

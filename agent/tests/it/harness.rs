@@ -56,6 +56,17 @@ impl Agent {
         (code, self.log())
     }
 
+    /// Waits for the first complete log line containing `needle` and returns it.
+    pub fn wait_for_line(&mut self, needle: &str, limit: Duration) -> String {
+        self.daemon.wait_for_line(needle, limit)
+    }
+
+    /// SIGKILL: no final report, no state written.
+    pub fn kill9(&mut self) -> String {
+        self.daemon.kill();
+        self.log()
+    }
+
     /// SIGTERM and the number of polls from the final log line, asserting a clean exit.
     pub fn stop_and_count_polls(&mut self) -> i64 {
         let (code, log) = self.terminate();
@@ -68,6 +79,30 @@ impl Agent {
 pub fn polls_in(log: &str) -> Option<i64> {
     let rest = log.split("stopped after ").nth(1)?;
     rest.split(' ').next()?.parse().ok()
+}
+
+/// The text after `stopped after N polls; ` in an agent log.
+pub fn outcome_in(log: &str) -> Option<&str> {
+    let line = log.lines().find(|l| l.contains("stopped after "))?;
+    Some(line.split_once(" polls; ")?.1)
+}
+
+/// The numbers in front of each of `words` in `text`: `numbers_before("3 polls pending, 4
+/// polls in doubt", &["polls pending", "polls in doubt"])` is `[3, 4]`.
+pub fn numbers_before(text: &str, words: &[&str]) -> Vec<i64> {
+    words
+        .iter()
+        .map(|word| {
+            let before = text
+                .split_once(&format!(" {word}"))
+                .unwrap_or_else(|| panic!("no {word:?} in {text:?}"))
+                .0;
+            let number = before.rsplit([' ', ',', ':']).next().unwrap_or_default();
+            number
+                .parse()
+                .unwrap_or_else(|_| panic!("no number before {word:?} in {text:?}"))
+        })
+        .collect()
 }
 
 /// The server's `GET /api/v1/snapshot`.

@@ -2,6 +2,7 @@
 //! misbehaving server is needed, fake tiny_http servers.
 
 mod cli;
+mod exactly_once;
 mod fakes;
 mod harness;
 mod notify;

@@ -98,19 +98,20 @@ fn poll_count_is_exact_across_a_server_outage() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path(), &["-f", "db.json"], &[]);
     let listen = server.addr.to_string();
-    // Two senders: two failing reports at once must both hand their deltas back.
+    // Two senders: two reports in doubt at once, both re-sent with their keys later.
     let mut agent = Agent::start(&[&["-a", &server.url(), "-l", "2"][..], FAST].concat());
     eventually(WAIT, || snapshot(&server).counter("PollCount")).expect("first reports");
     // The final snapshot keeps what was delivered so far.
     stop(server);
-    // Several report intervals without a server: reports fail and their deltas pile up, the
-    // reports of both senders.
-    wait_for_log_count(&agent, "counter deltas kept for the next report", 2, WAIT);
+    // Without a server the reports of both senders go in doubt (after their fast retries)
+    // while new deltas pile up pending.
+    wait_for_log_count(&agent, "still in doubt after", 2, WAIT);
     let before_restart = std::fs::read_to_string(dir.path().join("db.json")).unwrap();
     let restarted = ServerProcess::start_on(dir.path(), &listen, &["-f", "db.json", "-r"], &[]);
     let restored = snapshot(&restarted).counter("PollCount").expect("restored");
     assert!(before_restart.contains("PollCount"));
-    // The pending deltas go out with a regular report, before any shutdown.
+    // The reports in doubt and the pending deltas go out with regular reports, before any
+    // shutdown.
     eventually(WAIT, || {
         (snapshot(&restarted).counter("PollCount")? > restored + 20).then_some(())
     })

@@ -128,6 +128,11 @@ fn install_script_uninstalls_and_purges() {
     let data = dest.path().join("var/lib/private/golectra/metrics-db.json");
     std::fs::create_dir_all(data.parent().unwrap()).unwrap();
     std::fs::write(&data, "[]").unwrap();
+    let agent_state = dest
+        .path()
+        .join("var/lib/private/golectra-agent/state.json");
+    std::fs::create_dir_all(agent_state.parent().unwrap()).unwrap();
+    std::fs::write(&agent_state, "{}").unwrap();
     let said = run_install_with(dest.path(), &["--uninstall"], &[]);
     assert!(said.contains("kept"), "{said}");
     let left: BTreeSet<String> = tree(dest.path()).into_keys().collect();
@@ -135,6 +140,7 @@ fn install_script_uninstalls_and_purges() {
         "/etc/golectra/server.env",
         "/etc/golectra/agent.env",
         "/var/lib/private/golectra/metrics-db.json",
+        "/var/lib/private/golectra-agent/state.json",
     ]
     .into_iter()
     .map(str::to_owned)

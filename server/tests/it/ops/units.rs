@@ -168,9 +168,13 @@ fn units_carry_the_required_settings() {
         !agent.contains_key("ProcSubset"),
         "the agent reads /proc/stat and /proc/meminfo: no ProcSubset=pid"
     );
-    assert!(
-        !agent.contains_key("StateDirectory"),
-        "the agent keeps no state; two dynamic users must not share one state directory"
+    // The agent's state file lives in a state directory of its own: two dynamic users must
+    // not share one.
+    assert_eq!(agent["StateDirectory"], ["golectra-agent"]);
+    assert_ne!(agent["StateDirectory"], server["StateDirectory"]);
+    assert_eq!(
+        agent["Environment"],
+        ["STATE_FILE=/var/lib/golectra-agent/state.json"]
     );
 }
 
@@ -237,6 +241,8 @@ fn agent_env_lists_every_setting_with_its_default() {
         ("REPORT_INTERVAL", "10"),
         ("POLL_INTERVAL", "2"),
         ("RATE_LIMIT", "1"),
+        // Empty in the binary; the packaged unit sets it (a comment in the file says so).
+        ("STATE_FILE", ""),
         ("RUST_LOG", "info"),
     ]
     .into_iter()
