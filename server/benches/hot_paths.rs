@@ -102,6 +102,7 @@ fn incoming(method: Method, path: &str, body: Vec<u8>) -> Incoming {
         x_real_ip: None,
         x_forwarded_for: None,
         accept_gzip: false,
+        idempotency_key: None,
     }
 }
 

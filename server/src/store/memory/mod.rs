@@ -349,6 +349,7 @@ mod tests {
             path: dir.join("db.json"),
             interval,
             restore,
+            keys: KeyOptions::default(),
         }
     }
 
