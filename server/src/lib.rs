@@ -198,7 +198,10 @@ fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
                     "DATABASE_DSN is set: FILE_STORAGE_PATH, STORE_INTERVAL and RESTORE are ignored"
                 );
             }
-            let options = PostgresOptions::new(dsn, config.workers);
+            let options = PostgresOptions {
+                keys: config.keys,
+                ..PostgresOptions::new(dsn, config.workers)
+            };
             let store = PostgresStore::open(&options).map_err(StartError::Postgres)?;
             Ok(store)
         }

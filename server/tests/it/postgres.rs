@@ -4,6 +4,9 @@
 //! of them are skipped loudly when `GOLECTRA_TEST_DATABASE_DSN` is not set.
 //!
 //! The HTTP API suite itself runs against PostgreSQL from `api.rs` (see `harness::backends`).
+//! Idempotency keys have their own file, `postgres/keys.rs`.
+
+mod keys;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
@@ -353,7 +356,8 @@ fn migrations_are_idempotent_and_safe_in_parallel() {
         rows,
         vec![
             (1, "create_metrics".to_owned()),
-            (2, "applied_batches".to_owned())
+            (2, "applied_batches".to_owned()),
+            (3, "idempotency_keys".to_owned())
         ]
     );
 }

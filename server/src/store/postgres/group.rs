@@ -1,164 +1,319 @@
-//! What one group-commit round writes: the batches of the round merged into one batch when
-//! that is safe, and applied one by one when the merged batch overflows a counter, so that
-//! only the guilty batches fail.
+//! What one group-commit round writes, and what each of its writes is answered: the batches of
+//! the round go to the database as one statement (`round.rs`), which applies the unkeyed ones
+//! and those whose idempotency key is new, and says of every other one whether it repeats its
+//! key's first request or reuses the key for another.
+//!
+//! Rust handles what one statement cannot:
+//! - **The same key twice in a round** (a client retried before its first attempt was
+//!   answered): only the first occurrence goes into the statement; the later ones go into a
+//!   later pass, after the first is committed, and find its key there (a repeat, or refused
+//!   when their request differs). Inside one statement the two could not see each other.
+//! - **An overflow**: the round's statement aborts with nothing applied; then every batch is
+//!   written alone (with its own key), so that only the guilty ones fail.
+//! - **A key that vanished** between the statement and the look-up of its row (pruned at the
+//!   end of its retention in between): that batch is written again alone, a few times at most.
 
-use std::collections::BTreeMap;
+use std::collections::HashSet;
 
-use crate::store::{Batch, StoreError};
+use crate::store::{Batch, Key, StoreError};
 
-/// Applies the batches of a round with `apply_one` and returns one result per batch, in order:
-/// a lone batch as is; several merged into one call; one by one when merging overflows (in
-/// memory or in the database).
-pub(super) fn apply_group(
-    group: &[Batch],
-    apply_one: impl Fn(&Batch) -> Result<(), StoreError>,
-) -> Vec<Result<(), StoreError>> {
-    if let [batch] = group {
-        return vec![apply_one(batch)];
-    }
-    let one_by_one = || group.iter().map(&apply_one).collect();
-    let Some(merged) = merge(group) else {
-        return one_by_one();
-    };
-    match apply_one(&merged) {
-        Ok(()) => vec![Ok(()); group.len()],
-        Err(StoreError::Overflow { .. }) => one_by_one(),
-        Err(e) => vec![Err(e); group.len()],
+/// One submitted write: a batch and its idempotency key.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Entry {
+    pub(super) batch: Batch,
+    pub(super) key: Option<Key>,
+}
+
+impl Entry {
+    /// The combiner's weight of an entry: its metrics (a keyed empty batch still weighs one).
+    pub(super) fn weight(&self) -> usize {
+        self.batch.len().max(1)
     }
 }
 
-/// The batches as one, in order: counter deltas add up, the last gauge value wins. `None` when
-/// a sum overflows (the batches are then applied one by one).
-fn merge(group: &[Batch]) -> Option<Batch> {
-    let mut gauges = BTreeMap::new();
-    let mut counters: BTreeMap<&str, i64> = BTreeMap::new();
-    for batch in group {
-        for (name, value) in &batch.gauges {
-            gauges.insert(name.as_str(), *value);
+/// What a round's statement did with one of its batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// Applied (now, or by an earlier attempt of the same statement that had committed).
+    Applied,
+    /// Its key had been applied before with the same request: nothing applied.
+    Repeat,
+    /// Its key had been applied before with another request: nothing applied.
+    Reused,
+    /// Its key was taken when the statement ran but gone when its row was read: nothing
+    /// applied, to be written again.
+    Vanished,
+}
+
+/// The result of one round's statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Round {
+    /// One outcome per batch, in order.
+    Done(Vec<Outcome>),
+    /// A counter left the `bigint` range; nothing was applied (only for rounds of several
+    /// batches: a lone batch's overflow is its error, naming the counter).
+    Overflowed,
+}
+
+/// What a write is answered: whether it was a repeat, or why it failed.
+pub(super) type Answer = Result<bool, StoreError>;
+
+/// Times a batch whose key vanished is written again before the write fails.
+const VANISHED_RETRIES: usize = 3;
+
+/// Writes the entries of a round with `round` (one call per statement) and answers each, in
+/// order.
+pub(super) fn apply_group(
+    group: &[Entry],
+    round: impl Fn(&[&Entry]) -> Result<Round, StoreError>,
+) -> Vec<Answer> {
+    let mut answers: Vec<Option<Answer>> = vec![None; group.len()];
+    let mut pending: Vec<usize> = (0..group.len()).collect();
+    while !pending.is_empty() {
+        // The first occurrence of each key now, the others in a later pass.
+        let mut seen = HashSet::new();
+        let (now, later): (Vec<usize>, Vec<usize>) = pending.iter().partition(|&&i| {
+            group[i]
+                .key
+                .as_ref()
+                .is_none_or(|key| seen.insert(key.text.as_str()))
+        });
+        pass(group, &now, &round, &mut answers);
+        pending = later;
+    }
+    answers
+        .into_iter()
+        .map(|a| a.expect("every entry is answered"))
+        .collect()
+}
+
+/// One statement for the entries `at` (distinct keys), then the fallbacks it calls for.
+fn pass(
+    group: &[Entry],
+    at: &[usize],
+    round: &impl Fn(&[&Entry]) -> Result<Round, StoreError>,
+    answers: &mut [Option<Answer>],
+) {
+    let entries: Vec<&Entry> = at.iter().map(|&i| &group[i]).collect();
+    let alone = |i: usize| write_alone(&group[i], round);
+    match round(&entries) {
+        Ok(Round::Done(outcomes)) => {
+            for (&i, outcome) in at.iter().zip(outcomes) {
+                answers[i] = Some(match answer(&group[i], outcome) {
+                    Some(answer) => answer,
+                    None => alone(i),
+                });
+            }
         }
-        for (name, delta) in &batch.counters {
-            let sum = counters.entry(name.as_str()).or_insert(0);
-            *sum = sum.checked_add(*delta)?;
+        Ok(Round::Overflowed) => {
+            for &i in at {
+                answers[i] = Some(alone(i));
+            }
+        }
+        Err(e) => {
+            for &i in at {
+                answers[i] = Some(Err(e.clone()));
+            }
         }
     }
-    Some(Batch {
-        gauges: gauges.into_iter().map(|(n, v)| (n.to_owned(), v)).collect(),
-        counters: counters
-            .into_iter()
-            .map(|(n, d)| (n.to_owned(), d))
-            .collect(),
-    })
+}
+
+/// One batch in a statement of its own, again while its key vanishes.
+fn write_alone(entry: &Entry, round: &impl Fn(&[&Entry]) -> Result<Round, StoreError>) -> Answer {
+    for _ in 0..VANISHED_RETRIES {
+        match round(&[entry]) {
+            Ok(Round::Done(outcomes)) => match outcomes.first() {
+                Some(&outcome) => match answer(entry, outcome) {
+                    Some(answer) => return answer,
+                    None => continue,
+                },
+                None => break,
+            },
+            Ok(Round::Overflowed) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::Unavailable(format!(
+        "the idempotency key {:?} kept vanishing while it was checked; nothing was applied",
+        entry.key.as_ref().map_or("", |k| k.text.as_str())
+    )))
+}
+
+/// The answer of an outcome; `None` when the batch must be written again.
+fn answer(entry: &Entry, outcome: Outcome) -> Option<Answer> {
+    match outcome {
+        Outcome::Applied => Some(Ok(false)),
+        Outcome::Repeat => Some(Ok(true)),
+        Outcome::Reused => Some(Err(StoreError::KeyReused {
+            key: entry
+                .key
+                .as_ref()
+                .map(|k| k.text.clone())
+                .unwrap_or_default(),
+        })),
+        Outcome::Vanished => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
     use std::sync::Mutex;
 
-    fn batch(gauges: &[(&str, f64)], counters: &[(&str, i64)]) -> Batch {
-        Batch {
-            gauges: gauges.iter().map(|(n, v)| ((*n).to_owned(), *v)).collect(),
-            counters: counters
-                .iter()
-                .map(|(n, d)| ((*n).to_owned(), *d))
-                .collect(),
+    fn entry(counters: &[(&str, i64)], key: Option<(&str, &[u8])>) -> Entry {
+        Entry {
+            batch: Batch {
+                gauges: vec![],
+                counters: counters
+                    .iter()
+                    .map(|(n, d)| ((*n).to_owned(), *d))
+                    .collect(),
+            },
+            key: key.map(|(text, body)| Key::new(text, "updates", "/updates/", body)),
         }
     }
 
-    #[test]
-    fn merging_adds_deltas_keeps_the_last_gauge_and_sorts() {
-        let merged = merge(&[
-            batch(&[("x", 1.0), ("b", 2.0)], &[("c", 1)]),
-            batch(&[("x", 3.0)], &[("c", 2), ("a", 5)]),
-        ])
-        .unwrap();
-        assert_eq!(
-            merged,
-            batch(&[("b", 2.0), ("x", 3.0)], &[("a", 5), ("c", 3)])
-        );
-        assert_eq!(
-            merge(&[batch(&[], &[("c", i64::MAX)]), batch(&[], &[("c", 1)])]),
-            None
-        );
-    }
-
-    /// A fake database: totals in memory, an overflow names the counter, every call recorded.
+    /// A database in memory that answers rounds as the statement does: keys first, then the
+    /// live batches' counters summed, an overflow aborting everything.
     struct Fake {
         totals: Mutex<BTreeMap<String, i64>>,
-        calls: Mutex<Vec<Batch>>,
+        keys: Mutex<BTreeMap<String, [u8; 16]>>,
+        /// The sizes of the rounds, in order.
+        rounds: Mutex<Vec<usize>>,
+        /// Rounds (by number) in which a not-fresh key is reported vanished.
+        vanish: Vec<usize>,
     }
 
     impl Fake {
         fn new(totals: &[(&str, i64)]) -> Self {
             Self {
-                totals: Mutex::new(totals.iter().map(|(n, t)| ((*n).to_owned(), *t)).collect()),
-                calls: Mutex::new(Vec::new()),
+                totals: Mutex::new(totals.iter().map(|(n, t)| ((*n).into(), *t)).collect()),
+                keys: Mutex::default(),
+                rounds: Mutex::default(),
+                vanish: vec![],
             }
         }
 
-        fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
-            self.calls.lock().unwrap().push(batch.clone());
-            let mut totals = self.totals.lock().unwrap();
-            let mut next = totals.clone();
-            for (name, delta) in &batch.counters {
-                let total = next.entry(name.clone()).or_insert(0);
-                *total = total
-                    .checked_add(*delta)
-                    .ok_or_else(|| StoreError::Overflow { name: name.clone() })?;
+        fn round(&self, entries: &[&Entry]) -> Result<Round, StoreError> {
+            let number = {
+                let mut rounds = self.rounds.lock().unwrap();
+                rounds.push(entries.len());
+                rounds.len() - 1
+            };
+            let mut keys = self.keys.lock().unwrap().clone();
+            let mut outcomes = Vec::new();
+            for e in entries {
+                outcomes.push(match &e.key {
+                    None => Outcome::Applied,
+                    Some(k) => match keys.get(&k.text) {
+                        None => {
+                            keys.insert(k.text.clone(), k.fingerprint);
+                            Outcome::Applied
+                        }
+                        Some(_) if self.vanish.contains(&number) => Outcome::Vanished,
+                        Some(f) if *f == k.fingerprint => Outcome::Repeat,
+                        Some(_) => Outcome::Reused,
+                    },
+                });
             }
-            *totals = next;
-            Ok(())
+            let mut totals = self.totals.lock().unwrap().clone();
+            for (e, o) in entries.iter().zip(&outcomes) {
+                if *o != Outcome::Applied {
+                    continue;
+                }
+                for (name, delta) in &e.batch.counters {
+                    let total = totals.entry(name.clone()).or_insert(0);
+                    match total.checked_add(*delta) {
+                        Some(sum) => *total = sum,
+                        None if entries.len() > 1 => return Ok(Round::Overflowed),
+                        None => return Err(StoreError::Overflow { name: name.clone() }),
+                    }
+                }
+            }
+            *self.totals.lock().unwrap() = totals;
+            *self.keys.lock().unwrap() = keys;
+            Ok(Round::Done(outcomes))
+        }
+
+        fn total(&self, name: &str) -> i64 {
+            self.totals.lock().unwrap()[name]
         }
     }
 
     #[test]
-    fn a_lone_batch_is_applied_as_is() {
+    fn a_round_is_one_statement_and_repeats_apply_nothing() {
         let fake = Fake::new(&[]);
-        let lone = batch(&[("g", 1.0)], &[("c", 1)]);
+        let group = [
+            entry(&[("c", 1)], None),
+            entry(&[("c", 2)], Some(("k", b"a"))),
+            entry(&[("c", 4)], Some(("j", b"b"))),
+        ];
         assert_eq!(
-            apply_group(std::slice::from_ref(&lone), |b| fake.apply(b)),
-            [Ok(())]
+            apply_group(&group, |e| fake.round(e)),
+            [Ok(false), Ok(false), Ok(false)]
         );
-        assert_eq!(*fake.calls.lock().unwrap(), [lone]);
+        assert_eq!(*fake.rounds.lock().unwrap(), [3]);
+        // The keyed ones again, and one key with another body.
+        let again = [group[1].clone(), entry(&[("c", 8)], Some(("j", b"other")))];
+        assert_eq!(
+            apply_group(&again, |e| fake.round(e)),
+            [Ok(true), Err(StoreError::KeyReused { key: "j".into() })]
+        );
+        assert_eq!(fake.total("c"), 7);
     }
 
     #[test]
-    fn several_batches_are_one_call() {
+    fn the_same_key_twice_in_a_round_is_applied_once() {
         let fake = Fake::new(&[]);
-        let group = [batch(&[], &[("c", 1)]), batch(&[], &[("c", 2), ("d", 1)])];
-        assert_eq!(apply_group(&group, |b| fake.apply(b)), [Ok(()), Ok(())]);
-        assert_eq!(fake.calls.lock().unwrap().len(), 1);
-        assert_eq!(fake.totals.lock().unwrap()["c"], 3);
+        let group = [
+            entry(&[("c", 1)], Some(("k", b"a"))),
+            entry(&[("c", 1)], Some(("k", b"a"))),
+            entry(&[("c", 10)], None),
+            entry(&[("c", 100)], Some(("k", b"other"))),
+            entry(&[("c", 1)], Some(("k", b"a"))),
+        ];
+        assert_eq!(
+            apply_group(&group, |e| fake.round(e)),
+            [
+                Ok(false),
+                Ok(true),
+                Ok(false),
+                Err(StoreError::KeyReused { key: "k".into() }),
+                Ok(true)
+            ]
+        );
+        assert_eq!(fake.total("c"), 11);
+        assert_eq!(*fake.rounds.lock().unwrap(), [2, 1, 1, 1]);
     }
 
     #[test]
-    fn an_overflow_fails_only_the_guilty_batch() {
-        // The merged batch overflows in the database: one by one, only the second fails.
+    fn an_overflow_fails_only_the_guilty_batch_and_records_only_the_others_keys() {
         let fake = Fake::new(&[("c", i64::MAX - 5)]);
         let group = [
-            batch(&[], &[("c", 2)]),
-            batch(&[], &[("c", 10)]),
-            batch(&[], &[("d", 1)]),
+            entry(&[("c", 2)], Some(("a", b""))),
+            entry(&[("c", 10)], Some(("b", b""))),
+            entry(&[("d", 1)], None),
+            entry(&[("c", 3)], Some(("a", b""))),
         ];
         let overflow = Err(StoreError::Overflow { name: "c".into() });
         assert_eq!(
-            apply_group(&group, |b| fake.apply(b)),
-            [Ok(()), overflow, Ok(())]
+            apply_group(&group, |e| fake.round(e)),
+            [Ok(false), overflow, Ok(false), Ok(true)]
         );
-        assert_eq!(fake.calls.lock().unwrap().len(), 4, "merged, then 3 alone");
-        assert_eq!(fake.totals.lock().unwrap()["c"], i64::MAX - 3);
-
-        // The sum overflows already in memory: one by one without a merged call.
-        let fake = Fake::new(&[]);
-        let group = [batch(&[], &[("c", i64::MAX)]), batch(&[], &[("c", 1)])];
-        let overflow = Err(StoreError::Overflow { name: "c".into() });
-        assert_eq!(apply_group(&group, |b| fake.apply(b)), [Ok(()), overflow]);
-        assert_eq!(fake.calls.lock().unwrap().len(), 2);
+        assert_eq!(
+            *fake.rounds.lock().unwrap(),
+            [3, 1, 1, 1, 1],
+            "the round, its 3 batches alone, then the duplicate"
+        );
+        assert_eq!(fake.total("c"), i64::MAX - 3);
+        let keys = fake.keys.lock().unwrap();
+        assert!(keys.contains_key("a") && !keys.contains_key("b"));
     }
 
     #[test]
     fn another_error_fails_the_whole_round() {
-        let group = [batch(&[("g", 1.0)], &[]), batch(&[("h", 1.0)], &[])];
+        let group = [entry(&[("c", 1)], None), entry(&[], Some(("k", b"")))];
         let down = StoreError::Unavailable("down".into());
         let calls = Mutex::new(0);
         let results = apply_group(&group, |_| {
@@ -167,5 +322,32 @@ mod tests {
         });
         assert_eq!(results, [Err(down.clone()), Err(down)]);
         assert_eq!(*calls.lock().unwrap(), 1, "not retried one by one");
+    }
+
+    #[test]
+    fn a_vanished_key_is_written_again_alone_a_few_times() {
+        let mut fake = Fake::new(&[]);
+        fake.keys.lock().unwrap().insert(
+            "k".into(),
+            Key::new("k", "updates", "/updates/", b"").fingerprint,
+        );
+        fake.vanish = vec![0, 1];
+        let group = [
+            entry(&[("c", 1)], None),
+            entry(&[("c", 1)], Some(("k", b""))),
+        ];
+        assert_eq!(
+            apply_group(&group, |e| fake.round(e)),
+            [Ok(false), Ok(true)]
+        );
+        assert_eq!(*fake.rounds.lock().unwrap(), [2, 1, 1]);
+
+        fake.vanish = (0..10).collect();
+        fake.rounds.lock().unwrap().clear();
+        let answers = apply_group(&group[1..], |e| fake.round(e));
+        assert!(
+            matches!(&answers[..], [Err(StoreError::Unavailable(why))] if why.contains("vanishing")),
+            "{answers:?}"
+        );
     }
 }

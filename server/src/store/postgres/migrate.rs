@@ -24,6 +24,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "applied_batches",
         sql: include_str!("../migrations/002_applied_batches.sql"),
     },
+    Migration {
+        version: 3,
+        name: "idempotency_keys",
+        sql: include_str!("../migrations/003_idempotency_keys.sql"),
+    },
 ];
 
 /// Key of the transaction-level advisory lock that serializes migrations ("golectra" in ASCII).

@@ -13,11 +13,16 @@
 //!   transaction); counters are incremented by the database, so concurrent servers never lose
 //!   an increment.
 //! - `tokens.rs` — write tokens, so that a retried write applies at most once.
+//! - `keys.rs` — idempotency keys in `golectra_idempotency_keys`: keyed single-metric writes
+//!   (the key claimed in the same statement or transaction as the write), the retention (an
+//!   older key counts as absent) and pruning.
 //! - `retry.rs` — which failures are transient, the retry schedule (1 s, 3 s, 5 s by default,
 //!   then [`StoreError::Unavailable`]) and its counters.
-//! - `combiner.rs` — the group commit: batches of concurrent requests applied as one round
-//!   while the database is busy; `group.rs` — how one round is written (merged, or one by one
-//!   when the merged batch overflows).
+//! - `combiner.rs` — the group commit: batches of concurrent requests, keyed or not, applied
+//!   as one round while the database is busy; `round.rs` — the one statement of a round (keys
+//!   claimed, then the batches whose key is new or absent applied, aggregated in SQL);
+//!   `group.rs` — what Rust adds: the same key twice in a round, the fallback to one batch at
+//!   a time when a round overflows.
 //!
 //! The schema: `golectra_gauges(name, value double precision)` and
 //! `golectra_counters(name, delta bigint)`, each keyed by name — the table is the type, so a
@@ -28,10 +33,12 @@
 
 mod combiner;
 mod group;
+mod keys;
 mod migrate;
 mod open;
 mod pool;
 mod retry;
+mod round;
 mod sql;
 mod statements;
 mod tokens;
@@ -41,8 +48,12 @@ use std::time::Duration;
 
 use golectra_common::metric::{MetricKind, Update};
 
-use super::{Batch, Key, Reading, Store, StoreError, StoreKind, Value, Written};
+use super::{
+    Batch, Durable, Key, KeyOptions, Reading, Store, StoreError, StoreKind, Value, Written,
+};
 use combiner::Combiner;
+use group::{Answer, Entry, Round};
+use keys::Retention;
 use pool::{Conn, ConnectionPool};
 use retry::{Failure, Retries};
 
@@ -71,6 +82,9 @@ pub struct PostgresOptions {
     /// Longest wait for a pooled connection (reached only while the database is unreachable).
     /// Default 2 s.
     pub checkout_timeout: Duration,
+    /// How long idempotency keys are held (`retention`; `max_keys` is the memory store's and
+    /// not used here). Default 1 h.
+    pub keys: KeyOptions,
 }
 
 impl PostgresOptions {
@@ -83,6 +97,7 @@ impl PostgresOptions {
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(30),
             checkout_timeout: Duration::from_secs(2),
+            keys: KeyOptions::default(),
         }
     }
 }
@@ -91,8 +106,9 @@ impl PostgresOptions {
 pub struct PostgresStore {
     pool: ConnectionPool,
     tokens: tokens::Tokens,
-    combiner: Combiner<Batch, Result<(), StoreError>>,
+    combiner: Combiner<Entry, Answer>,
     retries: Retries,
+    retention: Retention,
     /// `host:port/dbname`, for messages.
     target: String,
 }
@@ -126,8 +142,9 @@ impl PostgresStore {
         Ok(Arc::new(Self {
             pool,
             tokens: tokens::Tokens::new(),
-            combiner: Combiner::new(FLUSHERS, GROUP_ITEMS, Batch::len),
+            combiner: Combiner::new(FLUSHERS, GROUP_ITEMS, Entry::weight),
             retries: Retries::new(options.retry_delays.clone()),
+            retention: Retention::new(options.keys.retention),
             target,
         }))
     }
@@ -147,13 +164,22 @@ impl PostgresStore {
         })
     }
 
-    /// Applies one batch in one statement, under one write token for all attempts.
-    fn apply_one(&self, batch: &Batch) -> Result<(), StoreError> {
-        let columns = sql::BatchColumns::new(batch);
+    /// Writes the batches of one round in one statement, under one write token for all
+    /// attempts.
+    fn write_round(&self, entries: &[&Entry]) -> Result<Round, StoreError> {
+        let columns = round::Columns::new(entries);
         let mut races = 0;
         let (token, prune) = self.tokens.next();
         self.run("batch write", |conn| {
-            sql::write_batch(conn, &columns, token, prune, &mut races)
+            round::write(
+                conn,
+                entries,
+                &columns,
+                token,
+                self.retention,
+                prune,
+                &mut races,
+            )
         })
     }
 }
@@ -161,7 +187,18 @@ impl PostgresStore {
 impl Store for PostgresStore {
     /// Committed on return.
     fn update(&self, update: &Update, key: Option<&Key>) -> Result<Written<Value>, StoreError> {
-        let _ = key; // TODO(keys): recorded in the same transaction
+        if let Some(key) = key {
+            // The key guards retries; the token tells a retry its own earlier claim.
+            let (token, prune) = self.tokens.next();
+            let (value, repeat) = self.run("keyed update", |conn| {
+                keys::update(conn, update, key, token, self.retention, prune)
+            })?;
+            return Ok(Written {
+                value,
+                durable: Durable::Now,
+                repeat,
+            });
+        }
         let value = match update {
             Update::Gauge { name, value } => {
                 self.run("gauge update", |conn| sql::update_gauge(conn, name, *value))
@@ -169,6 +206,7 @@ impl Store for PostgresStore {
             Update::Counter { name, delta } => {
                 let (token, prune) = self.tokens.next();
                 self.run("counter update", |conn| {
+                    let prune = prune.then_some(self.retention);
                     sql::update_counter(conn, name, *delta, token, prune)
                 })
             }
@@ -176,23 +214,31 @@ impl Store for PostgresStore {
         Ok(Written::now(value))
     }
 
-    /// Joins the batches of concurrent requests into one statement (see `combiner.rs`).
-    /// Committed on return.
+    /// Joins the batches of concurrent requests, keyed or not, into one statement (see
+    /// `combiner.rs`, `round.rs`). Committed on return.
     fn apply(&self, batch: &Batch, key: Option<&Key>) -> Result<Written<()>, StoreError> {
-        let _ = key; // TODO(keys): recorded in the same transaction
-        if batch.is_empty() {
+        if batch.is_empty() && key.is_none() {
             return Ok(Written::now(()));
         }
-        self.combiner
-            .submit(batch.clone(), |group| {
-                group::apply_group(&group, |b| self.apply_one(b))
+        let entry = Entry {
+            batch: batch.clone(),
+            key: key.cloned(),
+        };
+        let repeat = self
+            .combiner
+            .submit(entry, |group| {
+                group::apply_group(&group, |entries| self.write_round(entries))
             })
             .unwrap_or_else(|_| {
                 Err(StoreError::Unavailable(
                     "internal error while writing".into(),
                 ))
-            })
-            .map(Written::now)
+            })?;
+        Ok(Written {
+            value: (),
+            durable: Durable::Now,
+            repeat,
+        })
     }
 
     fn get(&self, kind: MetricKind, name: &str) -> Result<Option<Value>, StoreError> {

@@ -70,13 +70,18 @@ pub(super) fn describe(e: &postgres::Error) -> String {
     }
 }
 
+/// Whether a write failed because a counter total (or a sum of deltas) left the `bigint` range.
+pub(super) fn is_overflow(e: &postgres::Error) -> bool {
+    e.code() == Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE)
+}
+
 /// Maps an error of a counter write: `bigint` out of range is the client's overflow, named by
 /// `name` (which may fail in turn).
 pub(super) fn overflow_or(
     e: postgres::Error,
     name: impl FnOnce() -> Result<String, Failure>,
 ) -> Failure {
-    if e.code() == Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE) {
+    if is_overflow(&e) {
         match name() {
             Ok(name) => Failure::Store(StoreError::Overflow { name }),
             Err(failure) => failure,

@@ -1,46 +1,25 @@
-//! The SQL of reads and writes, and the calls that run it on one connection (the caller adds
-//! retries). A batch is one statement: one `INSERT … SELECT FROM UNNEST(…) ON CONFLICT … DO
-//! UPDATE` per metric type, joined as data-modifying CTEs and guarded by a write token — one
-//! round trip, one implicit transaction. Counters are incremented by the database, so
-//! concurrent servers never lose an increment; a `bigint` overflow aborts the statement
-//! (nothing applied) and a follow-up query names the counter.
+//! The SQL of reads and of unkeyed single-metric writes, and the calls that run it on one
+//! connection (the caller adds retries). Batches are written by `round.rs`, keyed single
+//! writes by `keys.rs`. Counters are incremented by the database, so concurrent servers never
+//! lose an increment; a `bigint` overflow aborts the statement (nothing applied) and a
+//! follow-up query ([`find_overflow`]) names the counter.
 
 use std::time::SystemTime;
 
 use golectra_common::metric::MetricKind;
 use postgres::Row;
 
+use super::keys::{self, Retention};
 use super::pool::Conn;
 use super::retry::{Failure, overflow_or};
 use super::statements::prepared;
-use super::tokens;
-use crate::store::{Batch, Reading, Value};
-
-/// The whole batch, guarded by its write token: when the token is already recorded (a retry of
-/// an attempt that did commit), nothing is applied and the statement returns 0.
-const APPLY_BATCH: &str = "\
-WITH once AS (
-    INSERT INTO golectra_applied_batches (token) VALUES ($5)
-    ON CONFLICT (token) DO NOTHING
-    RETURNING token
-), g AS (
-    INSERT INTO golectra_gauges AS t (name, value)
-    SELECT u.name, u.value FROM UNNEST($1::text[], $2::float8[]) AS u(name, value)
-    WHERE EXISTS (SELECT FROM once)
-    ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = now()
-), c AS (
-    INSERT INTO golectra_counters AS t (name, delta)
-    SELECT u.name, u.delta FROM UNNEST($3::text[], $4::int8[]) AS u(name, delta)
-    WHERE EXISTS (SELECT FROM once)
-    ON CONFLICT (name) DO UPDATE SET delta = t.delta + excluded.delta, updated_at = now()
-)
-SELECT count(*) FROM once";
+use crate::store::{Reading, Value};
 
 const UPDATE_GAUGE: &str = "\
 INSERT INTO golectra_gauges AS t (name, value) VALUES ($1, $2)
 ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = now()";
 
-/// One counter, guarded by its write token like [`APPLY_BATCH`]; no row means "already applied".
+/// One counter, guarded by its write token (see `tokens.rs`); no row means "already applied".
 const UPDATE_COUNTER: &str = "\
 WITH once AS (
     INSERT INTO golectra_applied_batches (token) VALUES ($3)
@@ -80,20 +59,20 @@ pub(super) fn update_gauge(conn: &mut Conn, name: &str, value: f64) -> Result<Va
 }
 
 /// Adds `delta` under `token` and returns the new total (also when an earlier attempt with the
-/// same token had committed).
+/// same token had committed); with `prune`, then deletes expired tokens and keys.
 pub(super) fn update_counter(
     conn: &mut Conn,
     name: &str,
     delta: i64,
     token: i64,
-    prune: bool,
+    prune: Option<Retention>,
 ) -> Result<Value, Failure> {
     let statement = prepared(conn, UPDATE_COUNTER)?;
     let row = conn
         .query_opt(&statement, &[&name, &delta, &token])
         .map_err(|e| overflow_or(e, || Ok(name.to_owned())))?;
-    if prune {
-        tokens::prune(conn);
+    if let Some(retention) = prune {
+        keys::prune(conn, retention);
     }
     match row {
         Some(row) => Ok(Value::Counter(row.get(0))),
@@ -106,72 +85,28 @@ pub(super) fn update_counter(
     }
 }
 
-/// A batch as the arrays its statement binds, built once for all attempts.
-pub(super) struct BatchColumns<'a> {
-    gauge_names: Vec<&'a str>,
-    gauge_values: Vec<f64>,
-    counter_names: Vec<&'a str>,
-    counter_deltas: Vec<i64>,
-}
-
-impl<'a> BatchColumns<'a> {
-    pub(super) fn new(batch: &'a Batch) -> Self {
-        Self {
-            gauge_names: batch.gauges.iter().map(|(n, _)| n.as_str()).collect(),
-            gauge_values: batch.gauges.iter().map(|(_, v)| *v).collect(),
-            counter_names: batch.counters.iter().map(|(n, _)| n.as_str()).collect(),
-            counter_deltas: batch.counters.iter().map(|(_, d)| *d).collect(),
-        }
-    }
-}
-
-/// Applies a batch in one statement under `token`. `races` counts the overflows seen by the
-/// statement but not by the follow-up query (another server moved the total in between): the
-/// batch is then tried again, a few times.
-pub(super) fn write_batch(
+/// After an overflow aborted a write of `names` and `deltas`: the counter it would push out of
+/// range. `races` counts the overflows seen by the statement but not by this query (another
+/// server moved the total in between): the write is then tried again, a few times.
+pub(super) fn find_overflow(
     conn: &mut Conn,
-    batch: &BatchColumns<'_>,
-    token: i64,
-    prune: bool,
+    names: &[&str],
+    deltas: &[i64],
     races: &mut u32,
-) -> Result<(), Failure> {
-    let statement = prepared(conn, APPLY_BATCH)?;
-    let e = match conn.query_one(
-        &statement,
-        &[
-            &batch.gauge_names,
-            &batch.gauge_values,
-            &batch.counter_names,
-            &batch.counter_deltas,
-            &token,
-        ],
-    ) {
-        Ok(row) => {
-            if row.get::<_, i64>(0) == 0 {
-                log::info!("a retried batch had already been committed; not applied twice");
-            }
-            if prune {
-                tokens::prune(conn);
-            }
-            return Ok(());
+) -> Result<String, Failure> {
+    let find = prepared(conn, FIND_OVERFLOW)?;
+    match conn.query_opt(&find, &[&names, &deltas])? {
+        Some(row) => Ok(row.get(0)),
+        None if *races < 3 => {
+            *races += 1;
+            Err(Failure::Transient(
+                "a counter total changed while an overflow was being located".into(),
+            ))
         }
-        Err(e) => e,
-    };
-    Err(overflow_or(e, || {
-        let find = prepared(conn, FIND_OVERFLOW)?;
-        match conn.query_opt(&find, &[&batch.counter_names, &batch.counter_deltas])? {
-            Some(row) => Ok(row.get(0)),
-            None if *races < 3 => {
-                *races += 1;
-                Err(Failure::Transient(
-                    "a counter total changed while an overflow was being located".into(),
-                ))
-            }
-            None => Err(Failure::Permanent(
-                "bigint out of range, but no counter of the batch overflows".into(),
-            )),
-        }
-    }))
+        None => Err(Failure::Permanent(
+            "bigint out of range, but no counter of the batch overflows".into(),
+        )),
+    }
 }
 
 pub(super) fn get(conn: &mut Conn, kind: MetricKind, name: &str) -> Result<Option<Value>, Failure> {
