@@ -27,9 +27,9 @@ pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 /// Time allowed to open a TCP connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Time allowed for the server to answer once the request is sent.
-pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Upper bound of one whole request, connection to last byte.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(35);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(65);
 /// Largest response body read (and discarded) so that the connection can be reused.
 const MAX_RESPONSE: u64 = 64 << 10;
 

@@ -77,7 +77,8 @@ pub struct PostgresOptions {
     pub retry_delays: Vec<Duration>,
     /// TCP connect timeout, unless the DSN sets `connect_timeout`. Default 5 s.
     pub connect_timeout: Duration,
-    /// Server-side limit of one statement (`statement_timeout`). Default 30 s.
+    /// Server-side limit of one statement (`statement_timeout`). Default 10 s: with the retry
+    /// budget it bounds a write's time below the agent's response timeout.
     pub statement_timeout: Duration,
     /// Longest wait for a pooled connection (reached only while the database is unreachable).
     /// Default 2 s.
@@ -95,7 +96,7 @@ impl PostgresOptions {
             pool_size: u32::try_from(pool_size.max(1)).unwrap_or(u32::MAX),
             retry_delays: retry::DEFAULT_DELAYS.to_vec(),
             connect_timeout: Duration::from_secs(5),
-            statement_timeout: Duration::from_secs(30),
+            statement_timeout: Duration::from_secs(10),
             checkout_timeout: Duration::from_secs(2),
             keys: KeyOptions::default(),
         }

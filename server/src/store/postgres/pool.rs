@@ -209,7 +209,7 @@ mod tests {
         let config = session_config(&options).unwrap();
         assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(5)));
         assert_eq!(config.get_application_name(), Some("golectra-server"));
-        assert_eq!(config.get_options(), Some("-c statement_timeout=30000"));
+        assert_eq!(config.get_options(), Some("-c statement_timeout=10000"));
 
         let options = PostgresOptions::new(
             "host=h connect_timeout=9 application_name=mine options='-c work_mem=8MB'",
@@ -220,7 +220,7 @@ mod tests {
         assert_eq!(config.get_application_name(), Some("mine"));
         assert_eq!(
             config.get_options(),
-            Some("-c work_mem=8MB -c statement_timeout=30000")
+            Some("-c work_mem=8MB -c statement_timeout=10000")
         );
 
         let err = session_config(&PostgresOptions::new("host=h port=x", 1)).unwrap_err();

@@ -1,9 +1,11 @@
 //! Error classification and retries: which PostgreSQL failures are worth repeating, the retry
-//! schedule (1 s, 3 s, 5 s by default), and the counters of retried and failed calls.
+//! schedule (1 s, 3 s, 5 s by default) within a budget (no retry starts later than
+//! [`RETRY_BUDGET`] after the first attempt, which bounds a write's time: docs/postgresql.md,
+//! "How long one write can take"), and the counters of retried and failed calls.
 
 use std::error::Error as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use postgres::error::SqlState;
 
@@ -16,6 +18,9 @@ pub(super) const DEFAULT_DELAYS: [Duration; 3] = [
     Duration::from_secs(3),
     Duration::from_secs(5),
 ];
+
+/// No retry starts later than this after the first attempt of a call began.
+pub(super) const RETRY_BUDGET: Duration = Duration::from_secs(20);
 
 /// Why an attempt failed.
 pub(super) enum Failure {
@@ -94,6 +99,8 @@ pub(super) fn overflow_or(
 /// The retry policy of calls while the server runs, and what it has counted.
 pub(super) struct Retries {
     delays: Vec<Duration>,
+    /// No retry starts later than this after the first attempt.
+    budget: Duration,
     /// Transient failures that were retried (`golectra_postgres_retries_total`).
     retried: AtomicU64,
     /// Calls that failed for good after their retries, answered 503.
@@ -104,8 +111,14 @@ pub(super) struct Retries {
 
 impl Retries {
     pub(super) fn new(delays: Vec<Duration>) -> Self {
+        Self::with_budget(delays, RETRY_BUDGET)
+    }
+
+    /// Retries after `delays`, none starting later than `budget` after the first attempt.
+    pub(super) fn with_budget(delays: Vec<Duration>, budget: Duration) -> Self {
         Self {
             delays,
+            budget,
             retried: AtomicU64::new(0),
             unavailable: AtomicU64::new(0),
             permanent: AtomicU64::new(0),
@@ -113,8 +126,9 @@ impl Retries {
     }
 
     /// Calls `attempt` with the number of earlier attempts until it succeeds, fails for good,
-    /// or has failed transiently once more than there are delays. `what` names the call in
-    /// logs, `target` the database in the error.
+    /// or has failed transiently once more than there are delays (or when the next retry would
+    /// start past the budget). `what` names the call in logs, `target` the database in the
+    /// error.
     pub(super) fn run<T>(
         &self,
         what: &str,
@@ -122,6 +136,7 @@ impl Retries {
         mut attempt: impl FnMut(usize) -> Result<T, Failure>,
     ) -> Result<T, StoreError> {
         let mut done = 0;
+        let started = Instant::now();
         loop {
             match attempt(done) {
                 Ok(value) => return Ok(value),
@@ -132,7 +147,15 @@ impl Retries {
                     return Err(StoreError::Unavailable(format!("PostgreSQL {what}: {why}")));
                 }
                 Err(Failure::Transient(why)) => {
-                    let Some(delay) = self.delays.get(done).copied() else {
+                    let next = self.delays.get(done).copied();
+                    let Some(delay) = next.filter(|d| started.elapsed() + *d <= self.budget) else {
+                        let why = match next {
+                            Some(_) => format!(
+                                "{why} (no retry starts later than {:?} after the first attempt)",
+                                self.budget
+                            ),
+                            None => why,
+                        };
                         self.unavailable.fetch_add(1, Ordering::Relaxed);
                         log::error!(
                             "PostgreSQL {what} failed after {} attempts: {why}",
@@ -235,6 +258,33 @@ mod tests {
         });
         assert_eq!(result, Err(overflow));
         assert_eq!(counts(&retries), [0, 0, 1]);
+    }
+
+    #[test]
+    fn no_retry_starts_past_the_budget() {
+        let retries = Retries::with_budget(
+            vec![Duration::from_millis(50); 3],
+            Duration::from_millis(120),
+        );
+        let mut calls = Vec::new();
+        let result: Result<(), _> = retries.run("batch write", "h:1/db", |attempt| {
+            calls.push(attempt);
+            // The second attempt itself is slow: a third would start past the budget.
+            if attempt == 1 {
+                std::thread::sleep(Duration::from_millis(60));
+            }
+            Err(Failure::Transient("gone".into()))
+        });
+        assert_eq!(calls, [0, 1]);
+        match result {
+            Err(StoreError::Unavailable(why)) => {
+                assert!(
+                    why.contains("after 2 attempts: gone (no retry starts later than"),
+                    "{why}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
