@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Load benchmark of golectra-server against the nginx ceiling, in one run on this machine.
 #
-#   bench/run.sh [--duration 10s] [--connections 32] [--threads 2] [--only NULL,S1,S1K,S1LAT,S2,S2K,S3,SYNC,PG,BIG]
+#   bench/run.sh [--duration 10s] [--connections 32] [--threads 2] [--only NULL,S1,S1X,S1K,S1LAT,S2,S2X,S2K,S3,SYNC,PG,PGK,BIG]
 #
 # For every scenario it starts a fresh release server, warms up, runs wrk with keep-alive and
 # prints req/s, samples/s, p50/p99 latency, the server's CPU time per request and per sample
@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-duration=10s; connections=32; threads=2; only="NGINX,NULL,S1,S1K,S1LAT,S2,S2K,S3,SYNC,PG,BIG"
+duration=10s; connections=32; threads=2; only="NGINX,NULL,S1,S1X,S1K,S1LAT,S2,S2X,S2K,S3,SYNC,PG,PGK,BIG"
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration=$2; shift 2;;
@@ -130,6 +130,11 @@ fi
 # Keyed variants: every request carries a fresh Idempotency-Key. The key table is allowed to
 # hold them all, so the RSS difference to S1/S2 over the keys held is the memory per key.
 keys_held() { curl -s "http://127.0.0.1:$port/metrics" | awk '$1=="golectra_idempotency_keys" {print $2}'; }
+if want S1X; then  # S1K's control: the same requests, the key under a header the server ignores
+  start_server
+  KEY_HEADER=X-Bench-Id run_wrk S1X "$server_pid" "http://127.0.0.1:$port" bench/lua/update-text-keyed.lua 1
+  stop_pid "$server_pid"
+fi
 if want S1K; then
   start_server --idempotency-max-keys 100000000
   run_wrk S1K "$server_pid" "http://127.0.0.1:$port" bench/lua/update-text-keyed.lua 1
@@ -144,6 +149,11 @@ fi
 if want S2; then
   start_server
   run_wrk S2 "$server_pid" "http://127.0.0.1:$port" bench/lua/gzip-batch.lua 100
+  stop_pid "$server_pid"
+fi
+if want S2X; then  # S2K's control
+  start_server
+  KEY_HEADER=X-Bench-Id run_wrk S2X "$server_pid" "http://127.0.0.1:$port" bench/lua/gzip-batch-keyed.lua 100
   stop_pid "$server_pid"
 fi
 if want S2K; then
@@ -166,6 +176,11 @@ fi
 if want PG; then
   start_server -d "$dsn"
   run_wrk PG "$server_pid" "http://127.0.0.1:$port" bench/lua/gzip-batch.lua 100
+  stop_pid "$server_pid"
+fi
+if want PGK; then
+  start_server -d "$dsn"
+  run_wrk PGK "$server_pid" "http://127.0.0.1:$port" bench/lua/gzip-batch-keyed.lua 100
   stop_pid "$server_pid"
 fi
 if want BIG; then

@@ -9,6 +9,6 @@ request = function()
   return wrk.format("POST", "/updates/", {
     ["Content-Type"] = "application/json",
     ["Content-Encoding"] = "gzip",
-    ["Idempotency-Key"] = next_key(),
+    [key_header] = next_key(),
   }, body)
 end

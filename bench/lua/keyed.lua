@@ -1,5 +1,8 @@
 -- Shared by the keyed scenarios: a distinct Idempotency-Key per request, unique across wrk's
--- threads (each thread has its own Lua state; `setup` numbers them).
+-- threads (each thread has its own Lua state; `setup` numbers them). KEY_HEADER renames the
+-- header: the control scenarios (S1X, S2X) send the same bytes under a header the server
+-- ignores, so that the client's cost of formatting each request is the same on both sides.
+key_header = os.getenv("KEY_HEADER") or "Idempotency-Key"
 local threads = 0
 function setup(thread)
   threads = threads + 1

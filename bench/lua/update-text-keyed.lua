@@ -6,5 +6,5 @@ local counter = 0
 request = function()
   counter = counter + 1
   return wrk.format("POST", "/update/gauge/m" .. (counter % 1000) .. "/" .. (counter * 0.25),
-    { ["Idempotency-Key"] = next_key() })
+    { [key_header] = next_key() })
 end

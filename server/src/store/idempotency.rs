@@ -4,7 +4,14 @@
 //! A client sends `Idempotency-Key: <opaque, 1–255 bytes>` on a write. The HTTP layer turns it
 //! into a [`Key`]: the text, a 16-byte digest of the text (what the memory store indexes, so a
 //! held key costs the same whatever its length) and a [`Fingerprint`] of the request (route,
-//! path and uncompressed body). The store checks and records the key in the same atomic step
+//! path and uncompressed body).
+//!
+//! The key's digest is SHA-256: nobody can make another key collide with a client's key and so
+//! be taken for it. The fingerprint is XXH3-128, a fast non-cryptographic hash (an S2 body of
+//! 5 KB costs 0.3 µs instead of 3 µs): it only tells one client's requests under one key apart,
+//! and whoever knows a client's key can already spoil that key by using it first, so a
+//! collision-resistant fingerprint would protect nothing more. Both are fixed functions, so
+//! servers sharing a PostgreSQL database agree on them. The store checks and records the key in the same atomic step
 //! as the write it protects: a known key with the same fingerprint is a repeat (nothing
 //! applied, the first result returned, see [`Written::repeat`](super::Written)); a known key
 //! with another fingerprint is [`StoreError::KeyReused`](super::StoreError) (422, nothing
@@ -18,11 +25,12 @@
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+use xxhash_rust::xxh3::Xxh3Default;
 
 /// The first 16 bytes of a SHA-256: 128 bits, collision-free for any realistic key count.
 pub type Digest16 = [u8; 16];
 
-/// What identifies the request a key was first used with.
+/// What identifies the request a key was first used with (XXH3-128).
 pub type Fingerprint = Digest16;
 
 /// Longest key accepted, in bytes (the draft standard's recommendation is far below).
@@ -38,7 +46,7 @@ pub struct Key {
     pub text: String,
     /// 16 bytes of SHA-256 over the text: what the memory store indexes.
     pub digest: Digest16,
-    /// 16 bytes of SHA-256 over the request the key came with.
+    /// XXH3-128 of the request the key came with.
     pub fingerprint: Fingerprint,
 }
 
@@ -46,16 +54,16 @@ impl Key {
     /// The key `text` (already checked by [`check`]) for a request to `route` (a fixed name of
     /// the endpoint), `path` and uncompressed `body`.
     pub fn new(text: &str, route: &str, path: &str, body: &[u8]) -> Self {
-        let mut request = Sha256::new();
+        let mut request = Xxh3Default::new();
         for part in [route.as_bytes(), path.as_bytes()] {
-            request.update((part.len() as u64).to_le_bytes());
+            request.update(&(part.len() as u64).to_le_bytes());
             request.update(part);
         }
         request.update(body);
         Self {
             text: text.to_owned(),
-            digest: digest16(text.as_bytes()),
-            fingerprint: first16(request.finalize().into()),
+            digest: first16(Sha256::digest(text.as_bytes()).into()),
+            fingerprint: request.digest128().to_le_bytes(),
         }
     }
 }
@@ -94,10 +102,6 @@ impl Default for KeyOptions {
             max_keys: 1_000_000,
         }
     }
-}
-
-fn digest16(bytes: &[u8]) -> Digest16 {
-    first16(Sha256::digest(bytes).into())
 }
 
 fn first16(full: [u8; 32]) -> Digest16 {
