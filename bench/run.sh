@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Load benchmark of golectra-server against the nginx ceiling, in one run on this machine.
 #
-#   bench/run.sh [--duration 10s] [--connections 32] [--threads 2] [--only NULL,S1,S1X,S1K,S1LAT,S2,S2X,S2K,S3,SYNC,PG,PGK,BIG]
+#   bench/run.sh [--duration 10s] [--connections 32] [--threads 2] [--only NULL,S1,S1X,S1K,S1LAT,S2,S2X,S2K,S3,SYNC,SYNCK,PG,PGK,BIG]
 #
 # For every scenario it starts a fresh release server, warms up, runs wrk with keep-alive and
 # prints req/s, samples/s, p50/p99 latency, the server's CPU time per request and per sample
@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-duration=10s; connections=32; threads=2; only="NGINX,NULL,S1,S1X,S1K,S1LAT,S2,S2X,S2K,S3,SYNC,PG,PGK,BIG"
+duration=10s; connections=32; threads=2; only="NGINX,NULL,S1,S1X,S1K,S1LAT,S2,S2X,S2K,S3,SYNC,SYNCK,PG,PGK,BIG"
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration=$2; shift 2;;
@@ -171,6 +171,11 @@ fi
 if want SYNC; then
   start_server -i 0
   run_wrk SYNC "$server_pid" "http://127.0.0.1:$port" bench/lua/update-text.lua 1
+  stop_pid "$server_pid"
+fi
+if want SYNCK; then  # SYNC with a key on every write: the key file is written with each snapshot
+  start_server -i 0 --idempotency-max-keys 100000000
+  run_wrk SYNCK "$server_pid" "http://127.0.0.1:$port" bench/lua/update-text-keyed.lua 1
   stop_pid "$server_pid"
 fi
 if want PG; then

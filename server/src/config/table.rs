@@ -188,14 +188,14 @@ pub static IDEMPOTENCY_RETENTION: Setting = Setting {
     help: "how long an applied Idempotency-Key is remembered (a retry within it is answered, not applied), 10m to 7d",
 };
 
-/// Most Idempotency-Keys held at once (about 110 bytes each in memory); when full, new keyed writes get 503.
+/// Most Idempotency-Keys held at once (about 160 bytes each in memory); when full, new keyed writes get 503.
 pub static IDEMPOTENCY_MAX_KEYS: Setting = Setting {
     env: "IDEMPOTENCY_MAX_KEYS",
     short: None,
     long: "idempotency-max-keys",
     default: Value("1000000"),
     arity: Arity::Value,
-    help: "most Idempotency-Keys the memory store holds (about 110 bytes each); when full, new keyed writes get 503",
+    help: "most Idempotency-Keys the memory store holds (about 160 bytes each); when full, new keyed writes get 503",
 };
 
 /// Time between samples of the in-memory history behind the dashboard's sparklines, 10ms to 24h.

@@ -77,7 +77,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Update>, LoadError> {
 pub struct Restored {
     /// Its metrics.
     pub metrics: Vec<Update>,
-    /// Its bytes, when a valid file was read (they name its key file).
+    /// Its bytes, when a valid file was read (their hash names its records in the key log).
     pub content: Option<Vec<u8>>,
 }
 

@@ -1,13 +1,13 @@
-//! Writing the tables to the snapshot file and its key file: one writer at a time (periodic,
+//! Writing the tables to the snapshot file and its key log: one writer at a time (periodic,
 //! group-commit and final snapshots all come here), the version each snapshot made durable,
 //! and the outcomes exported to `/metrics`. The snapshot's format and the crash-safe write are
-//! [`crate::store::snapshot`]; the key file and the order of the two writes are `keyfile.rs`.
+//! [`crate::store::snapshot`]; the key log and the order of the two writes are `keylog.rs`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::keyfile;
+use super::keylog::{self, Log};
 use super::tables::Tables;
 use crate::exposition::{Exposition, FamilyType};
 use crate::store::snapshot;
@@ -16,9 +16,17 @@ use crate::store::snapshot;
 pub(super) struct SnapshotFile {
     path: PathBuf,
     tables: Arc<RwLock<Tables>>,
-    /// Serializes file writes; holds the version of the last snapshot written.
-    written: Mutex<u64>,
+    /// Serializes file writes; holds the version of the last snapshot written and the state
+    /// of the key log.
+    written: Mutex<Writer>,
     stats: Mutex<SnapshotStats>,
+}
+
+/// What the one writer keeps between snapshots.
+struct Writer {
+    /// The version of the last snapshot written.
+    version: u64,
+    log: Log,
 }
 
 /// What one snapshot write did.
@@ -41,11 +49,12 @@ struct SnapshotStats {
 }
 
 impl SnapshotFile {
-    pub(super) fn new(path: PathBuf, tables: Arc<RwLock<Tables>>) -> Self {
+    /// The snapshot file at `path` of `tables`, whose key log is in the state `log`.
+    pub(super) fn new(path: PathBuf, tables: Arc<RwLock<Tables>>, log: Log) -> Self {
         Self {
             path,
             tables,
-            written: Mutex::new(0),
+            written: Mutex::new(Writer { version: 0, log }),
             stats: Mutex::default(),
         }
     }
@@ -57,25 +66,56 @@ impl SnapshotFile {
     /// Whether the tables changed since the last snapshot written (or none was written yet and
     /// no file exists).
     pub(super) fn changed(&self) -> bool {
-        let written = *self.written.lock().expect("poisoned");
+        let written = self.written.lock().expect("poisoned").version;
         self.tables.read().expect("poisoned").version != written || !self.path.exists()
     }
 
-    /// Serializes the tables under the read lock and writes them crash-safely: the key file of
-    /// the new content first, then the snapshot, then the old key files go (see `keyfile.rs`).
+    /// Serializes the tables under the read lock and writes them crash-safely: the key log's
+    /// record of the new content first, then the snapshot, then (now and then) the log
+    /// rewritten without expired keys (see `keylog.rs`).
     pub(super) fn write(&self) -> Written {
-        let mut written = self.written.lock().expect("poisoned");
+        let mut writer = self.written.lock().expect("poisoned");
         let started = Instant::now();
-        let (version, bytes, count, keys) = {
+        let (version, bytes, count, new_keys, live, all_keys) = {
             let tables = self.tables.read().expect("poisoned");
-            let keys = tables.keys.entries();
-            (tables.version, tables.encode(), tables.len(), keys)
+            let live = tables.keys.len();
+            // A rewrite must hold the keys as of this snapshot: read them under this lock.
+            let all_keys = (live > 0 && keylog::wants_rewrite(&writer.log, live))
+                .then(|| tables.keys.entries());
+            let new_keys = tables.keys.since(writer.log.logged);
+            let encoded = tables.encode();
+            (
+                tables.version,
+                encoded,
+                tables.len(),
+                new_keys,
+                live,
+                all_keys,
+            )
         };
-        let key_file = keyfile::path_for(&self.path, &bytes);
-        let result = snapshot::write_atomic(&key_file, &keyfile::encode(&bytes, &keys))
-            .and_then(|()| snapshot::write_atomic(&self.path, &bytes));
+        let hash = keylog::content_hash(&bytes);
+        let logged = if live > 0 {
+            keylog::append(&self.path, &mut writer.log, &hash, &new_keys)
+        } else {
+            Ok(())
+        };
+        if logged.is_ok() && live > 0 {
+            writer.log.logged = version;
+        }
+        let result = logged.and_then(|()| snapshot::write_atomic(&self.path, &bytes));
         if result.is_ok() {
-            keyfile::remove_others(&self.path, Some(&key_file));
+            // No key held: the log goes (no record means no keys); too large: rewritten.
+            let rewritten = match (&all_keys, live) {
+                (_, 0) => keylog::rewrite(&self.path, &mut writer.log, None, &[]),
+                (Some(all), _) => keylog::rewrite(&self.path, &mut writer.log, Some(&hash), all),
+                (None, _) => Ok(()),
+            };
+            if let Err(e) = rewritten {
+                log::warn!(
+                    "cannot rewrite key log {}: {e}; it keeps growing until a rewrite succeeds",
+                    keylog::path_for(&self.path).display()
+                );
+            }
         }
         let mut stats = self.stats.lock().expect("poisoned");
         let result = match result {
@@ -83,7 +123,7 @@ impl SnapshotFile {
                 stats.last_success = Some((SystemTime::now(), started.elapsed()));
                 stats.last_count = count;
                 stats.written += 1;
-                *written = version;
+                writer.version = version;
                 Ok(count)
             }
             Err(e) => {
@@ -96,7 +136,7 @@ impl SnapshotFile {
 
     /// Writes a snapshot if the tables changed since the last one; logs the outcome.
     pub(super) fn write_if_changed(&self, why: &str) {
-        let written = *self.written.lock().expect("poisoned");
+        let written = self.written.lock().expect("poisoned").version;
         if self.tables.read().expect("poisoned").version == written {
             return;
         }

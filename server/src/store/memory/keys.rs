@@ -4,7 +4,7 @@
 //! step, and a snapshot captures metrics and keys at the same version.
 //!
 //! Memory: a held key costs one hash-map entry (16-byte digest, 16-byte fingerprint, the
-//! stored value, the write's version and time: about 110 bytes with the map's slack and the
+//! stored value, the write's version and time: about 160 bytes with the map's slack and the
 //! expiry queue), whatever the key's length. At most `max_keys` are held.
 
 use std::collections::{HashMap, VecDeque};
@@ -43,7 +43,7 @@ impl KeyTable {
         }
     }
 
-    /// A table holding `restored` keys (from the key file), minus those expired at `now`.
+    /// A table holding `restored` keys (from the key log), minus those expired at `now`.
     pub(crate) fn restored(
         options: KeyOptions,
         mut restored: Vec<(Digest16, Held)>,
@@ -129,7 +129,21 @@ impl KeyTable {
         self.held.len()
     }
 
-    /// Every held key, oldest first: what the key file records.
+    /// The keys recorded after the write that brought the tables to `version`, oldest first:
+    /// what the next record of the key log holds. Costs the keys returned, not the table.
+    pub(crate) fn since(&self, version: u64) -> Vec<(Digest16, Held)> {
+        let mut out: Vec<(Digest16, Held)> = self
+            .expiry
+            .iter()
+            .rev()
+            .filter_map(|(_, digest)| self.held.get(digest).map(|held| (*digest, *held)))
+            .take_while(|(_, held)| held.version > version)
+            .collect();
+        out.reverse();
+        out
+    }
+
+    /// Every held key, oldest first: what a rewritten key log holds.
     pub(crate) fn entries(&self) -> Vec<(Digest16, Held)> {
         self.expiry
             .iter()

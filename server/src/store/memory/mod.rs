@@ -26,13 +26,14 @@
 //! The keys of applied writes (`keys.rs`) live in the tables, under the same lock: a keyed
 //! write is checked, applied and recorded in one step, and a repeat returns the recorded
 //! result with the durability of the first write (in sync mode: the ticket of its version, so
-//! a repeat of a write not yet on disk is acknowledged only once it is). Every snapshot writes
-//! the keys to a key file named after the snapshot's content, before the snapshot itself
-//! (`keyfile.rs` explains why no crash can double-apply or drop a retried key).
+//! a repeat of a write not yet on disk is acknowledged only once it is). Before every snapshot
+//! the keys applied since the last one are appended to the key log under the hash of the
+//! snapshot's content (`keylog.rs` explains why no crash can double-apply or drop a retried
+//! key).
 
 mod file;
 mod group_commit;
-mod keyfile;
+mod keylog;
 mod keys;
 mod periodic;
 mod tables;
@@ -110,20 +111,18 @@ impl MemoryStore {
     pub fn open(options: SnapshotOptions) -> std::io::Result<Arc<Self>> {
         let path = options.path;
         snapshot::remove_stale_temp_files(&path);
+        snapshot::remove_stale_temp_files(&keylog::path_for(&path));
+        let mut log = keylog::Log::default();
         let tables = if options.restore {
             let started = Instant::now();
             let restored = snapshot::restore(&path)?;
             let count = restored.metrics.len();
-            let held = keyfile::load(&path, restored.content.as_deref());
+            let held = keylog::load(&path, restored.content.as_deref());
             let keys = KeyTable::restored(options.keys, held, unix_now());
-            keyfile::remove_others(
-                &path,
-                restored
-                    .content
-                    .as_deref()
-                    .map(|content| keyfile::path_for(&path, content))
-                    .as_deref(),
-            );
+            // The log holds exactly the restored keys from now on: records of snapshots that
+            // were never in place must not join a later snapshot's keys.
+            let hash = restored.content.as_deref().map(keylog::content_hash);
+            keylog::rewrite(&path, &mut log, hash.as_ref(), &keys.entries())?;
             let tables = Tables::restored(restored.metrics, keys);
             log::info!(
                 "restored {count} metrics and {} idempotency keys from {} in {:?}",
@@ -139,7 +138,7 @@ impl MemoryStore {
                     path.display()
                 );
             }
-            keyfile::remove_others(&path, None);
+            keylog::rewrite(&path, &mut log, None, &[])?;
             Tables {
                 keys: KeyTable::new(options.keys),
                 ..Tables::default()
@@ -147,7 +146,7 @@ impl MemoryStore {
         };
         file::check_writable(&path)?;
         let tables = Arc::new(RwLock::new(tables));
-        let file = Arc::new(SnapshotFile::new(path, tables.clone()));
+        let file = Arc::new(SnapshotFile::new(path, tables.clone(), log));
         let persistence = if options.interval.is_zero() {
             let commit = Committer::start({
                 let file = file.clone();

@@ -371,20 +371,22 @@ fn keys_are_restored_with_the_snapshot_they_belong_to() {
     assert!(matches!(repeat.durable, Durable::Now) || ack_of(repeat) == Ok(()));
     assert_eq!(total(&again, "c"), Some(4));
     again.close().unwrap();
-    // Exactly one key file is left: the current snapshot's.
-    let key_files: Vec<_> = std::fs::read_dir(dir.path())
+    // One key log beside the snapshot, and no temporary file.
+    let mut names: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().contains(".keys-"))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(key_files.len(), 1, "{key_files:?}");
+    names.sort();
+    assert_eq!(names, ["db.json", "db.json.keys"]);
 }
 
 /// The files of a directory: `(name, bytes)`, sorted by name.
 type Files = Vec<(String, Vec<u8>)>;
 
 /// Every moment a `kill -9` can hit a snapshot write, rebuilt from the files two successive
-/// snapshots leave: whatever is restored, retrying both keyed writes gives the exact total.
+/// snapshots leave (the key log only grows between them): whatever is restored, retrying both
+/// keyed writes gives the exact total.
 #[test]
 fn every_crash_point_of_a_snapshot_write_restores_consistent_keys() {
     let dir = tempfile::tempdir().unwrap();
@@ -420,25 +422,36 @@ fn every_crash_point_of_a_snapshot_write_restores_consistent_keys() {
             .1
             .clone()
     };
-    let key_file_of = |set: &Files| {
+    let log_of = |set: &Files| {
         set.iter()
-            .find(|(n, _)| n.contains(".keys-"))
-            .expect("a key file")
+            .find(|(n, _)| n == "db.json.keys")
+            .expect("a key log")
+            .1
             .clone()
     };
-    let crash_points: [(&str, Files); 3] = [
-        ("before the new key file", a.clone()),
-        ("new key file in place, old snapshot", {
-            let mut set = a.clone();
-            set.push(key_file_of(&b));
-            set
-        }),
-        ("new snapshot in place, old key file not yet removed", {
-            let mut set = vec![("db.json".to_owned(), snapshot_of(&b))];
-            set.push(key_file_of(&a));
-            set.push(key_file_of(&b));
-            set
-        }),
+    let with = |snapshot: Vec<u8>, log: Vec<u8>| -> Files {
+        vec![
+            ("db.json".to_owned(), snapshot),
+            ("db.json.keys".to_owned(), log),
+        ]
+    };
+    let (log_a, log_b) = (log_of(&a), log_of(&b));
+    assert!(
+        log_b.starts_with(&log_a),
+        "the second snapshot appended to the log"
+    );
+    let torn = log_b[..log_a.len() + (log_b.len() - log_a.len()) / 2].to_vec();
+    let crash_points: [(&str, Files); 4] = [
+        ("before the new record", a.clone()),
+        (
+            "in the middle of the record's append",
+            with(snapshot_of(&a), torn),
+        ),
+        (
+            "record appended, old snapshot",
+            with(snapshot_of(&a), log_b.clone()),
+        ),
+        ("new snapshot in place", b.clone()),
     ];
     for (moment, set) in crash_points {
         let crashed = tempfile::tempdir().unwrap();
@@ -555,4 +568,39 @@ mod interleavings {
             prop_assert_eq!(stored, expected);
         }
     }
+}
+
+#[test]
+fn the_key_log_grows_by_the_new_keys_only_and_not_without_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("db.json.keys");
+    let key_files = || usize::from(log.exists());
+    let store = MemoryStore::open(options(dir.path(), Duration::ZERO, false)).unwrap();
+    assert_eq!(
+        ack_of(store.update(&counter("c", 1), None).unwrap()),
+        Ok(())
+    );
+    assert_eq!(key_files(), 0, "unkeyed writes pay for no key log");
+    assert_eq!(
+        ack_of(
+            store
+                .update(&counter("c", 1), Some(&key("k", b"")))
+                .unwrap()
+        ),
+        Ok(())
+    );
+    assert_eq!(key_files(), 1);
+    // Every later snapshot appends only the keys applied since the one before.
+    let sizes: Vec<u64> = (0..3u8)
+        .map(|i| {
+            let k = key(&format!("n:{i}"), b"");
+            assert_eq!(
+                ack_of(store.update(&counter("c", 1), Some(&k)).unwrap()),
+                Ok(())
+            );
+            std::fs::metadata(&log).unwrap().len()
+        })
+        .collect();
+    assert_eq!(sizes[1] - sizes[0], sizes[2] - sizes[1], "{sizes:?}");
+    store.close().unwrap();
 }
