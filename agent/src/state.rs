@@ -14,8 +14,8 @@
 //! Polls made after the last write are counted by the poll journal ([`crate::journal`]).
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -350,7 +350,7 @@ pub fn check_writable(path: &Path) -> Result<(), String> {
     if path.file_name().is_none() {
         return Err("not a file name".into());
     }
-    let dir = parent_dir(path);
+    let dir = golectra_common::atomic_file::parent_dir(path);
     tempfile::Builder::new()
         .prefix(&temp_prefix(path))
         .tempfile_in(dir)
@@ -360,14 +360,7 @@ pub fn check_writable(path: &Path) -> Result<(), String> {
 
 /// Writes `bytes` to `path` crash-safely (temp file, fsync, rename, fsync directory).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = parent_dir(path);
-    let mut temp = tempfile::Builder::new()
-        .prefix(&temp_prefix(path))
-        .tempfile_in(dir)?;
-    temp.write_all(bytes)?;
-    temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|e| e.error)?;
-    File::open(dir)?.sync_all()
+    golectra_common::atomic_file::write(path, bytes, &temp_prefix(path))
 }
 
 fn temp_prefix(path: &Path) -> String {
@@ -375,13 +368,6 @@ fn temp_prefix(path: &Path) -> String {
         ".{}.tmp-",
         path.file_name().unwrap_or_default().to_string_lossy()
     )
-}
-
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
 }
 
 #[cfg(test)]

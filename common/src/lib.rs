@@ -1,9 +1,10 @@
 //! Code shared by `golectra-server` and `golectra-agent`: the wire model of a metric, the
 //! `HashSHA256` signature, gzip with size limits, the settings parser (env > flag > default),
-//! logging set-up and build information.
+//! logging set-up, build information and crash-safe file replacement.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod atomic_file;
 pub mod gzip;
 pub mod logging;
 pub mod metric;

@@ -6,11 +6,12 @@
 //! fsynced, renamed over the old snapshot, and the directory is fsynced. A `kill -9` at any
 //! moment leaves the old or the new snapshot, never a torn or empty one.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use golectra_common::atomic_file;
 use golectra_common::metric::{Metric, Update};
 
 /// Temporary files are named `.<snapshot name>.golectra-tmp-<random>`, so that leftovers of a
@@ -127,28 +128,14 @@ fn corrupt_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
 /// Writes `bytes` to `path` crash-safely (temp file, fsync, rename, fsync directory).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = parent_dir(path);
-    let mut temp = tempfile::Builder::new()
-        .prefix(&temp_prefix(path))
-        .tempfile_in(dir)?;
-    temp.write_all(bytes)?;
-    temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|e| e.error)?;
-    File::open(dir)?.sync_all()
+    atomic_file::write(path, bytes, &temp_prefix(path))
 }
 
 /// Removes temporary files a crash may have left next to the snapshot.
 pub fn remove_stale_temp_files(path: &Path) {
-    let Ok(entries) = fs::read_dir(parent_dir(path)) else {
+    let Ok(entries) = fs::read_dir(atomic_file::parent_dir(path)) else {
         return;
     };
     let prefix = temp_prefix(path);
