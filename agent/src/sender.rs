@@ -8,10 +8,10 @@
 //! `/update/`, metric `i` keyed `<key>.<i>`, and a re-send resumes after the last metric that
 //! got a definite answer.
 //!
-//! Timeouts: 3 s to connect, 30 s for the answer, 35 s for the whole request. The answer may
+//! Timeouts: 3 s to connect, 60 s for the answer, 65 s for the whole request. The answer may
 //! take long because the server answers only once the write is durable, and its own worst case
-//! for a write (PostgreSQL retries included, docs/postgresql.md) is shorter than 30 s: giving
-//! up earlier would leave reports in doubt that were merely slow.
+//! for a batch write (PostgreSQL retries included: 52 s, docs/postgresql.md) is shorter than
+//! 60 s: giving up earlier would leave reports in doubt that were merely slow.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
