@@ -182,6 +182,11 @@ impl HttpStats {
         totals
     }
 
+    /// Counts a keyed write answered as a repeat: nothing was applied again.
+    pub fn repeat(&self) {
+        self.repeats.fetch_add(1, Relaxed);
+    }
+
     /// Counts samples written to the store (batch items before aggregation).
     pub fn ingested(&self, gauges: usize, counters: usize) {
         if gauges > 0 {
@@ -190,13 +195,6 @@ impl HttpStats {
         if counters > 0 {
             self.counters_ingested.fetch_add(counters as u64, Relaxed);
         }
-    }
-}
-
-impl HttpStats {
-    /// Counts a keyed write answered as a repeat: nothing was applied again.
-    pub fn repeat(&self) {
-        self.repeats.fetch_add(1, Relaxed);
     }
 }
 

@@ -293,6 +293,26 @@ impl ServerProcess {
         Self::launch(&[], dir, &[&["-a", listen], args].concat(), env)
     }
 
+    /// [`ServerProcess::start`] in a private mount namespace, after `script` (a `sh -c`
+    /// script that sets up mounts, then `exec "$0" "$@"`) ran in it (needs root and `unshare`).
+    pub fn start_in_private_mounts(
+        script: &str,
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let wrapper = [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+        ];
+        Self::start_wrapped(&wrapper, dir, args, env)
+    }
+
     /// [`ServerProcess::start`] under a wrapper (see [`Daemon::spawn_wrapped`]).
     pub fn start_wrapped(
         wrapper: &[&str],

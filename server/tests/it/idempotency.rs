@@ -211,16 +211,8 @@ fn a_full_disk_in_sync_mode_loses_and_doubles_nothing() {
         "mount -t tmpfs -o size=256k golectra-test {} && exec \"$0\" \"$@\"",
         data.display()
     );
-    let wrapper = [
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        &mount,
-    ];
-    let server = golectra_testkit::ServerProcess::start_wrapped(&wrapper, dir.path(), &[], &env);
+    let server =
+        golectra_testkit::ServerProcess::start_in_private_mounts(&mount, dir.path(), &[], &env);
     let c = server.client();
     // The server's view of its data directory: the tmpfs.
     let inside = std::path::PathBuf::from(format!("/proc/{}/root", server.pid()))

@@ -498,16 +498,8 @@ fn process_metrics_survive_a_hidden_proc_stat() {
     let dir = tempfile::tempdir().unwrap();
     let hide =
         "mount --bind /dev/null /proc/stat && ! grep -q btime /proc/stat && exec \"$0\" \"$@\"";
-    let server = ServerProcess::start_wrapped(
-        &[
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            hide,
-        ],
+    let server = ServerProcess::start_in_private_mounts(
+        hide,
         dir.path(),
         &[],
         &[("RUST_LOG", "info,golectra_server::process=debug")],

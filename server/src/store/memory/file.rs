@@ -192,10 +192,7 @@ impl SnapshotFile {
 
 /// Fails with the path in the message if no file can be created next to `path`.
 pub(super) fn check_writable(path: &Path) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let dir = golectra_common::atomic_file::parent_dir(path);
     tempfile::Builder::new()
         .prefix(".golectra-write-check-")
         .tempfile_in(dir)

@@ -36,6 +36,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use golectra_common::atomic_file::parent_dir;
 use sha2::{Digest, Sha256};
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -221,7 +222,7 @@ pub(super) fn append(
         file.write_all(&record)?;
         file.sync_data()?;
         if created {
-            File::open(parent(snapshot))?.sync_all()?;
+            File::open(parent_dir(snapshot))?.sync_all()?;
         }
         Ok(())
     })();
@@ -265,7 +266,7 @@ pub(super) fn rewrite(
     let path = path_for(snapshot);
     match hash.filter(|_| !keys.is_empty()) {
         None => match fs::remove_file(&path) {
-            Ok(()) => File::open(parent(snapshot))?.sync_all()?,
+            Ok(()) => File::open(parent_dir(snapshot))?.sync_all()?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         },
@@ -280,13 +281,6 @@ pub(super) fn rewrite(
     log.len = 0;
     log.compact = false;
     Ok(())
-}
-
-fn parent(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
 }
 
 #[cfg(test)]

@@ -216,12 +216,12 @@ impl MemoryStore {
         result: impl FnOnce(Option<Value>) -> Result<T, StoreError>,
     ) -> Result<Written<T>, StoreError> {
         self.refuse_while_failing()?;
-        let now = key.map(|_| unix_now());
+        let keyed = key.map(|key| (key, unix_now()));
         let (version, value, repeat) = {
             let mut tables = self.tables.write().expect("poisoned");
-            let earlier = match (key, now) {
-                (Some(key), Some(now)) => tables.keys.check(key, now)?,
-                _ => None,
+            let earlier = match keyed {
+                Some((key, now)) => tables.keys.check(key, now)?,
+                None => None,
             };
             match earlier {
                 Some(held) => (held.version, held.stored, true),
@@ -229,7 +229,7 @@ impl MemoryStore {
                     tables.apply(batch)?;
                     let value = stored(&tables);
                     let version = tables.version;
-                    if let (Some(key), Some(now)) = (key, now) {
+                    if let Some((key, now)) = keyed {
                         tables.keys.record(key, value, version, now);
                     }
                     (version, value, false)
