@@ -21,6 +21,8 @@
 //! - [`proxy`]: a TCP fault proxy between a client and a server (responses delayed, dropped or
 //!   replaced by a 503 after the request went through, connections refused), switched at run
 //!   time, per HTTP exchange.
+//! - [`tls`]: a certificate authority made at test time, issuing server and client
+//!   certificates as PEM files.
 //!
 //! # Why the agent's settings are a list here
 //!
@@ -38,6 +40,7 @@ pub mod http;
 pub mod process;
 pub mod proxy;
 pub mod require;
+pub mod tls;
 mod wait;
 
 pub use database::{DSN_ENV, TestDatabase, fresh_postgres_dsn};

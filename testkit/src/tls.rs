@@ -1,0 +1,104 @@
+//! Test certificates: a certificate authority generated at test time ([`TestCa`]) that issues
+//! server and client identities ([`Identity`]), written as PEM files where a daemon's settings
+//! point. Nothing is checked in: every run has fresh keys (ECDSA P-256, through `rcgen` on ring).
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+
+/// A private certificate authority.
+pub struct TestCa {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+/// A certificate (with its chain up to, not including, the CA) and its private key, as PEM.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Where [`Identity::write`] put an identity's files.
+#[derive(Clone, Debug)]
+pub struct IdentityFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TestCa {
+    /// A new CA whose subject is `name`.
+    pub fn new(name: &str) -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = KeyPair::generate().expect("CA key");
+        let issuer = CertifiedIssuer::self_signed(params, key).expect("CA certificate");
+        Self { issuer }
+    }
+
+    /// The CA's certificate, PEM (what `CA_FILE` / `TLS_CLIENT_CA_FILE` point at).
+    pub fn cert_pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// Writes the CA's certificate to `dir/<stem>.pem`.
+    pub fn write_cert(&self, dir: &Path, stem: &str) -> PathBuf {
+        let path = dir.join(format!("{stem}.pem"));
+        std::fs::write(&path, self.cert_pem()).expect("write CA certificate");
+        path
+    }
+
+    /// A server certificate for these DNS names and IP addresses (e.g. `localhost`, `127.0.0.1`).
+    pub fn server(&self, names: &[&str]) -> Identity {
+        self.issue(
+            names,
+            names.first().copied().unwrap_or("server"),
+            ExtendedKeyUsagePurpose::ServerAuth,
+        )
+    }
+
+    /// A client certificate whose common name is `name`.
+    pub fn client(&self, name: &str) -> Identity {
+        self.issue(&[], name, ExtendedKeyUsagePurpose::ClientAuth)
+    }
+
+    fn issue(&self, names: &[&str], common_name: &str, usage: ExtendedKeyUsagePurpose) -> Identity {
+        let sans: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(sans).expect("certificate parameters");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.is_ca = IsCa::NoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![usage];
+        let key = KeyPair::generate().expect("key");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("sign certificate");
+        Identity {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+}
+
+impl Identity {
+    /// Writes `dir/<stem>.crt` and `dir/<stem>.key`.
+    pub fn write(&self, dir: &Path, stem: &str) -> IdentityFiles {
+        let files = IdentityFiles {
+            cert: dir.join(format!("{stem}.crt")),
+            key: dir.join(format!("{stem}.key")),
+        };
+        std::fs::write(&files.cert, &self.cert_pem).expect("write certificate");
+        std::fs::write(&files.key, &self.key_pem).expect("write key");
+        files
+    }
+}
