@@ -13,6 +13,11 @@
 //! a crash loop, because the server refuses to start without its database. That state is
 //! reported in `STATUS=` and in the log instead.
 //!
+//! Over TLS the probe speaks HTTPS to the same listener without verifying the certificate: it
+//! connects to its own process's port on loopback (the certificate names the public host, not
+//! `127.0.0.1`) and sends nothing secret. Under mTLS it presents the in-memory identity the
+//! server's client verifier accepts ([`crate::tls`]).
+//!
 //! Each tick also counts the stored metrics for `STATUS=`, which takes the store's read lock:
 //! a store whose lock never comes free stops the pings too.
 
@@ -24,6 +29,7 @@ use golectra_common::notify::Notifier;
 
 use crate::store::Store;
 use crate::ticker::{FirstRun, Ticker};
+use crate::tls::ProbeIdentity;
 
 /// How often `STATUS=` is refreshed when systemd asked for no watchdog.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(30);
@@ -37,11 +43,42 @@ pub enum Health {
     StoreUnavailable(String),
 }
 
-/// Asks the server listening on `listen` for `GET /ping`, allowing `timeout` in all. `Err` says
-/// why no usable answer came back (connection refused, timeout, an unexpected status).
+/// Where the probe asks: the listener's address, and whether it speaks TLS.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The listen address (a wildcard address is probed on loopback).
+    pub addr: SocketAddr,
+    /// `None`: plain HTTP. `Some(None)`: HTTPS. `Some(Some(identity))`: HTTPS with this client
+    /// certificate (mTLS).
+    pub tls: Option<Option<ProbeIdentity>>,
+}
+
+impl Target {
+    /// A plain HTTP listener.
+    pub fn plain(addr: SocketAddr) -> Self {
+        Self { addr, tls: None }
+    }
+
+    /// `http://` or `https://`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+}
+
+/// Asks the plain HTTP server listening on `listen` for `GET /ping` ([`check`]).
 pub fn probe(listen: SocketAddr, timeout: Duration) -> Result<Health, String> {
-    let target = reachable(listen);
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+    check(&Target::plain(listen), timeout)
+}
+
+/// Asks the server at `target` for `GET /ping`, allowing `timeout` in all. `Err` says why no
+/// usable answer came back (connection refused, timeout, an unexpected status).
+pub fn check(server: &Target, timeout: Duration) -> Result<Health, String> {
+    let target = reachable(server.addr);
+    let mut config = ureq::Agent::config_builder();
+    if let Some(identity) = &server.tls {
+        config = config.tls_config(probe_tls(identity.as_ref()));
+    }
+    let agent: ureq::Agent = config
         .timeout_global(Some(timeout))
         .http_status_as_error(false)
         .max_redirects(0)
@@ -49,7 +86,7 @@ pub fn probe(listen: SocketAddr, timeout: Duration) -> Result<Health, String> {
         .user_agent("golectra-watchdog")
         .build()
         .into();
-    let url = format!("http://{target}/ping");
+    let url = format!("{}://{target}/ping", server.scheme());
     let mut answer = agent
         .get(&url)
         .header("Connection", "close")
@@ -79,6 +116,25 @@ pub fn probe(listen: SocketAddr, timeout: Duration) -> Result<Health, String> {
     }
 }
 
+/// The probe's TLS: no certificate verification (see the module doc), its own identity under
+/// mTLS.
+fn probe_tls(identity: Option<&ProbeIdentity>) -> ureq::tls::TlsConfig {
+    use ureq::tls::{Certificate, ClientCert, PrivateKey, TlsConfig, TlsProvider};
+    let client = identity.and_then(|id| {
+        let key = PrivateKey::from_pem(id.key_pem.as_bytes()).ok()?;
+        Some(ClientCert::new_with_certs(
+            &[Certificate::from_der(&id.cert_der).to_owned()],
+            key,
+        ))
+    });
+    TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(crate::tls::provider())
+        .disable_verification(true)
+        .client_cert(client)
+        .build()
+}
+
 fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or("")
 }
@@ -97,17 +153,18 @@ fn reachable(listen: SocketAddr) -> SocketAddr {
 }
 
 /// The `STATUS=` line: where the server serves and how many metrics it holds.
-pub fn status_line(listen: SocketAddr, store: &dyn Store) -> String {
+pub fn status_line(server: &Target, store: &dyn Store) -> String {
+    let (scheme, listen) = (server.scheme(), server.addr);
     match store.count() {
         Ok((gauges, counters)) => {
             let n = gauges + counters;
             format!(
-                "serving on http://{listen}, {} store, {n} metric{}",
+                "serving on {scheme}://{listen}, {} store, {n} metric{}",
                 store.kind(),
                 if n == 1 { "" } else { "s" }
             )
         }
-        Err(e) => format!("serving on http://{listen}, {e}"),
+        Err(e) => format!("serving on {scheme}://{listen}, {e}"),
     }
 }
 
@@ -121,7 +178,7 @@ impl Watchdog {
     /// Starts the thread if `notifier` talks to a service manager; `None` otherwise.
     pub fn spawn(
         notifier: Arc<Notifier>,
-        listen: SocketAddr,
+        server: Target,
         store: Arc<dyn Store>,
     ) -> std::io::Result<Option<Self>> {
         if !notifier.is_enabled() {
@@ -131,7 +188,7 @@ impl Watchdog {
         let interval = pinging.unwrap_or(STATUS_INTERVAL);
         let mut last_problem: Option<String> = None;
         let ticker = Ticker::spawn("watchdog", interval, FirstRun::AfterInterval, move || {
-            let (alive, problem) = match probe(listen, interval) {
+            let (alive, problem) = match check(&server, interval) {
                 Ok(Health::Serving) => (true, None),
                 Ok(Health::StoreUnavailable(why)) => {
                     (true, Some(format!("degraded: /ping answers 503: {why}")))
@@ -152,7 +209,7 @@ impl Watchdog {
             }
             match &problem {
                 Some(p) => notifier.status(p),
-                None => notifier.status(&status_line(listen, store.as_ref())),
+                None => notifier.status(&status_line(&server, store.as_ref())),
             }
             last_problem = problem;
         })?;

@@ -16,6 +16,7 @@ pub mod process;
 pub mod store;
 pub mod summary;
 pub mod ticker;
+pub mod tls;
 pub mod traffic;
 
 use std::fmt;
@@ -48,6 +49,8 @@ pub enum StartError {
     },
     /// An audit sink could not be set up.
     Audit(String),
+    /// A TLS file is unusable (a configuration error: `main` exits 2).
+    Tls(tls::TlsError),
 }
 
 impl fmt::Display for StartError {
@@ -57,6 +60,7 @@ impl fmt::Display for StartError {
             Self::Postgres(e) => write!(f, "cannot open the store: {e}"),
             Self::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
             Self::Audit(why) => write!(f, "cannot set up the audit trail: {why}"),
+            Self::Tls(e) => write!(f, "cannot set up TLS: {e}"),
         }
     }
 }
@@ -69,11 +73,17 @@ pub struct Server {
     app: Arc<App>,
     sampler: Option<Sampler>,
     summary: Option<summary::Summary>,
+    tls: Option<Arc<tls::Tls>>,
 }
 
 impl Server {
     /// Opens the store and starts serving.
     pub fn start(config: &Config) -> Result<Self, StartError> {
+        // The TLS files first: a bad one is a configuration error, found before anything opens.
+        let tls = match &config.tls {
+            None => None,
+            Some(files) => Some(Arc::new(tls::Tls::load(files).map_err(StartError::Tls)?)),
+        };
         let store = open_store(config)?;
         let audit = match audit::Audit::start(&config.audit()) {
             Ok(audit) => audit,
@@ -108,6 +118,7 @@ impl Server {
             config.listen,
             config.workers,
             &config.connections,
+            tls.as_ref().map(|t| t.acceptor()),
             app.clone(),
         ) {
             Ok(http) => http,
@@ -134,7 +145,29 @@ impl Server {
             app,
             sampler,
             summary,
+            tls,
         })
+    }
+
+    /// Re-reads the TLS files (`SIGHUP`): new connections get the new certificate, established
+    /// ones keep theirs. `Ok(false)`: the server speaks no TLS. On error nothing changes.
+    pub fn reload_tls(&self) -> Result<bool, tls::TlsError> {
+        match &self.tls {
+            None => Ok(false),
+            Some(tls) => tls.reload().map(|()| true),
+        }
+    }
+
+    /// How the watchdog reaches this server's `/ping` (scheme, and the probe's identity under
+    /// mTLS).
+    pub fn probe_target(&self) -> health::Target {
+        health::Target {
+            addr: self.local_addr(),
+            tls: self.tls.as_ref().map(|t| {
+                t.requires_client_certificates()
+                    .then(|| t.probe_identity().clone())
+            }),
+        }
     }
 
     /// The address the server listens on (useful with port 0).
@@ -228,8 +261,19 @@ pub fn describe(config: &Config) -> String {
         }
         Storage::Postgres { dsn, .. } => format!("PostgreSQL store at {}", mask_dsn(dsn)),
     };
+    let tls = match &config.tls {
+        None => "TLS off".to_owned(),
+        Some(files) => format!(
+            "TLS on (certificate {}, {})",
+            files.cert.display(),
+            match &files.client_ca {
+                Some(ca) => format!("client certificates signed by {} required", ca.display()),
+                None => "no client certificates".to_owned(),
+            }
+        ),
+    };
     format!(
-        "{storage}; key {}{}; {} workers; body limit {} B on the wire, {} B inflated, {} items per batch; {}; audit file {}, audit URL {}, trusted proxies {}; history {}",
+        "{storage}; {tls}; key {}{}; {} workers; body limit {} B on the wire, {} B inflated, {} items per batch; {}; audit file {}, audit URL {}, trusted proxies {}; history {}",
         if config.key.is_some() {
             "set (hidden)"
         } else {

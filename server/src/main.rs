@@ -12,9 +12,10 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use golectra_common::notify::Notifier;
+use golectra_server::StartError;
 use golectra_server::config::Config;
 use golectra_server::health;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 fn main() -> ExitCode {
     let parsed = Config::from_sources(std::env::args_os().skip(1), |k| std::env::var(k).ok());
@@ -28,6 +29,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e:#}");
+            // An unusable TLS file is a configuration error, like any other: exit 2.
+            if let Some(StartError::Tls(tls)) = e.downcast_ref::<StartError>() {
+                notifier.status(&format!("failed: {tls}"));
+                return ExitCode::from(2);
+            }
             notifier.status(&format!("failed: {e:#}"));
             ExitCode::FAILURE
         }
@@ -36,7 +42,7 @@ fn main() -> ExitCode {
 
 fn run(config: &Config, notifier: &Arc<Notifier>) -> anyhow::Result<()> {
     // Signals are registered before any thread exists, so every thread inherits the mask.
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .context("cannot register signal handlers")?;
     log::info!(
         "{} starting: {}",
@@ -44,14 +50,20 @@ fn run(config: &Config, notifier: &Arc<Notifier>) -> anyhow::Result<()> {
         golectra_server::describe(config)
     );
     let server = golectra_server::Server::start(config)?;
-    let addr = server.local_addr();
-    log::info!("listening on http://{addr}");
+    let target = server.probe_target();
+    log::info!("listening on {}://{}", target.scheme(), target.addr);
     // The listener is bound and the workers run: connections are accepted from here on.
-    notifier.ready(&health::status_line(addr, server.store().as_ref()));
-    let watchdog = health::Watchdog::spawn(notifier.clone(), addr, server.store().clone())
+    notifier.ready(&health::status_line(&target, server.store().as_ref()));
+    let watchdog = health::Watchdog::spawn(notifier.clone(), target, server.store().clone())
         .context("cannot start the watchdog thread")?;
 
-    let signal = signals.forever().next().unwrap_or(SIGTERM);
+    // SIGHUP re-reads the TLS files (certificate renewals); SIGTERM and SIGINT stop.
+    let signal = loop {
+        match signals.forever().next().unwrap_or(SIGTERM) {
+            SIGHUP => reload_tls(&server),
+            other => break other,
+        }
+    };
     // A second signal ends the process at once, without the final snapshot.
     for sig in [SIGTERM, SIGINT] {
         signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::new(AtomicBool::new(true)))
@@ -69,6 +81,14 @@ fn run(config: &Config, notifier: &Arc<Notifier>) -> anyhow::Result<()> {
     server.shutdown().context("shutdown")?;
     log::info!("stopped");
     Ok(())
+}
+
+fn reload_tls(server: &golectra_server::Server) {
+    match server.reload_tls() {
+        Ok(true) => log::info!("SIGHUP: TLS certificate and key re-read; new connections use them"),
+        Ok(false) => log::info!("SIGHUP: nothing to reload (TLS is off)"),
+        Err(e) => log::error!("SIGHUP: {e}; keeping the certificate in use"),
+    }
 }
 
 fn signal_name(signal: i32) -> &'static str {

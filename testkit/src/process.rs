@@ -280,6 +280,8 @@ pub struct ServerProcess {
     pub daemon: Daemon,
     /// Where it listens (from its "listening on" line).
     pub addr: SocketAddr,
+    /// `http` or `https` (from the same line).
+    pub scheme: &'static str,
 }
 
 impl ServerProcess {
@@ -325,19 +327,30 @@ impl ServerProcess {
 
     fn launch(wrapper: &[&str], dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut daemon = Daemon::spawn_wrapped(wrapper, server_binary(), dir, args, env);
-        let line = daemon.wait_for_line("listening on http://", Duration::from_secs(60));
-        let addr = line
-            .split("listening on http://")
+        // "listening on http://ADDR" or "listening on https://ADDR".
+        let line = daemon.wait_for_line("listening on http", Duration::from_secs(60));
+        let rest = line.split("listening on ").nth(1).unwrap_or_default();
+        let scheme = if rest.starts_with("https://") {
+            "https"
+        } else {
+            "http"
+        };
+        let addr = rest
+            .split("://")
             .nth(1)
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|addr| addr.parse().ok())
             .unwrap_or_else(|| panic!("no socket address in {line:?}:\n{}", daemon.log()));
-        Self { daemon, addr }
+        Self {
+            daemon,
+            addr,
+            scheme,
+        }
     }
 
-    /// `http://ADDR` (no trailing slash).
+    /// `http://ADDR` or `https://ADDR` (no trailing slash).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// A client of this server.

@@ -77,11 +77,26 @@ pub struct Connections {
     pub body_buffer_budget: usize,
 }
 
+/// The files of HTTPS on the listener (docs/configuration.md, "TLS"); read by [`crate::tls`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain, leaf first (`TLS_CERT_FILE`).
+    pub cert: PathBuf,
+    /// PEM private key (`TLS_KEY_FILE`).
+    pub key: PathBuf,
+    /// PEM CA certificates that sign client certificates (`TLS_CLIENT_CA_FILE`); `None`: no
+    /// client certificate is asked for.
+    pub client_ca: Option<PathBuf>,
+}
+
 /// The server's configuration, immutable once parsed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Listen address (`ADDRESS`, default `:8080` = 0.0.0.0:8080).
     pub listen: SocketAddr,
+    /// HTTPS on the listener (`TLS_CERT_FILE`, `TLS_KEY_FILE`, `TLS_CLIENT_CA_FILE`; default
+    /// none: plain HTTP).
+    pub tls: Option<TlsFiles>,
     /// Memory or PostgreSQL store.
     pub storage: Storage,
     /// Signing key (`KEY`, default none).
@@ -195,8 +210,14 @@ impl Config {
                 })?),
             };
             let trusted_proxies = values.parse(&TRUSTED_PROXIES, client_addr::parse_list)?;
+            let tls = tls_files(
+                optional(&TLS_CERT_FILE),
+                optional(&TLS_KEY_FILE),
+                optional(&TLS_CLIENT_CA_FILE),
+            )?;
             Ok(Box::new(Config {
                 listen,
+                tls,
                 storage,
                 key,
                 require_signature: values.bool(&REQUIRE_SIGNATURE)?,
@@ -250,6 +271,38 @@ impl Config {
             summary_interval: Duration::ZERO,
             ..Self::defaults()
         }
+    }
+}
+
+/// Both files or neither; a client CA only with them. The files are read at start
+/// ([`crate::tls::Tls::load`]), so an unreadable one is an error naming its setting too.
+fn tls_files(
+    cert: Option<String>,
+    key: Option<String>,
+    client_ca: Option<String>,
+) -> Result<Option<TlsFiles>, ConfigError> {
+    let path = |s: String| PathBuf::from(s.trim());
+    match (cert, key) {
+        (None, None) => match client_ca {
+            None => Ok(None),
+            Some(ca) => Err(TLS_CLIENT_CA_FILE.invalid(
+                &ca,
+                "client certificates need TLS: set TLS_CERT_FILE and TLS_KEY_FILE too",
+            )),
+        },
+        (Some(cert), None) => Err(TLS_KEY_FILE.invalid(
+            "",
+            &format!("TLS_CERT_FILE is set ({cert}): its private key is required too"),
+        )),
+        (None, Some(key)) => Err(TLS_CERT_FILE.invalid(
+            "",
+            &format!("TLS_KEY_FILE is set ({key}): its certificate is required too"),
+        )),
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+            cert: path(cert),
+            key: path(key),
+            client_ca: client_ca.map(path),
+        })),
     }
 }
 

@@ -12,6 +12,9 @@ use golectra_common::settings::{
 /// Every server setting. The order is the order of `--help`.
 pub static SETTINGS: &[&Setting] = &[
     &ADDRESS,
+    &TLS_CERT_FILE,
+    &TLS_KEY_FILE,
+    &TLS_CLIENT_CA_FILE,
     &FILE_STORAGE_PATH,
     &DATABASE_DSN,
     &KEY,
@@ -46,6 +49,36 @@ pub static ADDRESS: Setting = Setting {
     default: Value(":8080"),
     arity: Arity::Value,
     help: "listen address: host:port, :port (all IPv4 interfaces), port, or http://host:port",
+};
+
+/// PEM certificate chain: with TLS_KEY_FILE, the listener speaks HTTPS (re-read on SIGHUP).
+pub static TLS_CERT_FILE: Setting = Setting {
+    env: "TLS_CERT_FILE",
+    short: None,
+    long: "tls-cert-file",
+    default: Value(""),
+    arity: Arity::Value,
+    help: "PEM certificate chain: with TLS_KEY_FILE, the listener speaks HTTPS (re-read on SIGHUP)",
+};
+
+/// PEM private key of TLS_CERT_FILE.
+pub static TLS_KEY_FILE: Setting = Setting {
+    env: "TLS_KEY_FILE",
+    short: None,
+    long: "tls-key-file",
+    default: Value(""),
+    arity: Arity::Value,
+    help: "PEM private key of TLS_CERT_FILE",
+};
+
+/// PEM CA certificates: clients must present a certificate signed by one of them (mTLS).
+pub static TLS_CLIENT_CA_FILE: Setting = Setting {
+    env: "TLS_CLIENT_CA_FILE",
+    short: None,
+    long: "tls-client-ca-file",
+    default: Value(""),
+    arity: Arity::Value,
+    help: "PEM CA certificates: clients must present a certificate signed by one of them (mTLS)",
 };
 
 /// Snapshot file of the memory store (ignored with a DSN).

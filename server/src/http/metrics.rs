@@ -132,6 +132,12 @@ fn export_connections(out: &mut Exposition, c: &tiny_http::ConnectionStats) {
     )
     .sample(&[], c.evicted_idle);
     out.family(
+        "golectra_tls_failures_total",
+        "TLS connections that failed: handshake refused (e.g. no or unknown client certificate), corrupt record, or plain HTTP sent to the TLS port.",
+        Counter,
+    )
+    .sample(&[], c.tls_failed);
+    out.family(
         "golectra_requests_rejected_total",
         "Requests answered by the connection layer before any worker saw them, by reason.",
         Counter,

@@ -60,13 +60,17 @@ impl HttpServer {
         listen: SocketAddr,
         workers: usize,
         connections: &Connections,
+        tls: Option<Arc<tiny_http::TlsAcceptor>>,
         app: Arc<App>,
     ) -> std::io::Result<Self> {
         let listener = bind(listen)?;
         let addr = listener.local_addr()?;
         let server = tiny_http::Server::from_listener_with_policy(
             listener,
-            policy(connections, &app.limits),
+            tiny_http::ConnectionPolicy {
+                tls,
+                ..policy(connections, &app.limits)
+            },
         )
         .map_err(|e| std::io::Error::other(format!("cannot start the HTTP server: {e}")))?;
         let server = Arc::new(server);
@@ -138,5 +142,6 @@ fn policy(connections: &Connections, limits: &Limits) -> tiny_http::ConnectionPo
         max_head_bytes: 64 << 10,
         prefetch_limit: limits.max_body,
         prefetch_budget: connections.body_buffer_budget,
+        tls: None,
     }
 }

@@ -17,3 +17,4 @@ mod postgres;
 mod quickstart;
 mod real_systemd;
 mod resilience;
+mod tls;

@@ -113,6 +113,8 @@ pub use policy::{ConnectionPolicy, ConnectionStats};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
+// golectra: TLS on the listener (rustls, driven by the reactor).
+pub use tls::TlsAcceptor;
 
 mod common;
 mod conn;
@@ -123,6 +125,7 @@ mod reactor;
 mod request;
 mod response;
 mod test;
+mod tls;
 mod util;
 
 /// The main class of this library.

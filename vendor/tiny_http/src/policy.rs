@@ -39,6 +39,11 @@ pub struct ConnectionPolicy {
     /// Most body bytes buffered across all connections (being read or handled). A body that
     /// cannot get its share within its body deadline gets `503`.
     pub prefetch_budget: usize,
+    /// golectra: TLS on this listener, when set: every connection is a TLS session whose
+    /// configuration is taken from the acceptor at accept time (so replacing it reaches new
+    /// connections only). The handshake must be complete within `header_timeout` of the
+    /// accept, else the connection is closed.
+    pub tls: Option<Arc<crate::tls::TlsAcceptor>>,
 }
 
 impl Default for ConnectionPolicy {
@@ -54,6 +59,7 @@ impl Default for ConnectionPolicy {
             max_head_bytes: 64 << 10,
             prefetch_limit: 4 << 20,
             prefetch_budget: 256 << 20,
+            tls: None,
         }
     }
 }
@@ -79,6 +85,10 @@ pub struct ConnectionStats {
     pub bad_request: u64,
     /// Requests answered `503` because the body buffer budget stayed exhausted.
     pub budget_exhausted: u64,
+    /// golectra: TLS connections that failed: a handshake refused (unknown or missing client
+    /// certificate, no common protocol version or cipher), a corrupt record, or plain HTTP
+    /// sent to the TLS port (answered `400`).
+    pub tls_failed: u64,
     /// Body bytes buffered right now (prefetching or waiting for a worker).
     pub body_buffer_bytes: usize,
 }
@@ -92,6 +102,7 @@ pub(crate) struct Counters {
     pub header_too_large: AtomicU64,
     pub bad_request: AtomicU64,
     pub budget_exhausted: AtomicU64,
+    pub tls_failed: AtomicU64,
 }
 
 impl Counters {

@@ -171,6 +171,27 @@ impl Machine {
         self.phase
     }
 
+    /// golectra: a TLS connection: its handshake must be over by the header deadline (a slow
+    /// handshake is closed like an idle connection, silently: no response can reach it).
+    pub fn expect_handshake(&mut self, now: Instant, env: &Env) {
+        self.deadline = Some(now + env.policy.header_timeout);
+    }
+
+    /// golectra: the TLS handshake is over; a connection with no request yet waits for one
+    /// like any fresh connection.
+    pub fn handshake_done(&mut self, now: Instant, env: &Env) {
+        if self.phase == Phase::Idle && self.input.is_empty() {
+            self.idle_since = now;
+            self.deadline = Some(now + env.policy.idle_timeout);
+        }
+    }
+
+    /// golectra: refuses the connection's input outright, before any request was parsed
+    /// (plain HTTP on a TLS port); the connection lingers after the answer.
+    pub fn refuse_now(&mut self, status: u16, message: &str, now: Instant, env: &Env) -> Step {
+        self.refuse(status, message, now, env)
+    }
+
     /// Bytes the client sent.
     pub fn feed(&mut self, bytes: &[u8], now: Instant) {
         self.input.extend_from_slice(bytes);

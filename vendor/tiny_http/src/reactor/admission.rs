@@ -69,20 +69,41 @@ impl Reactor {
         let live = self.slab().live;
         if live >= self.env.policy.max_connections.max(1) && !self.evict_idle() {
             Counters::bump(&self.counters.refused);
-            refuse_over_capacity(&socket);
+            // golectra: a TLS client could not read a plain-text answer: it is just closed.
+            if self.env.policy.tls.is_none() {
+                refuse_over_capacity(&socket);
+            }
             return;
         }
         if socket.set_nonblocking(true).is_err() {
             return;
         }
         socket.set_nodelay();
-        let m = Machine::new(Instant::now(), &self.env);
+        let now = Instant::now();
+        let mut m = Machine::new(now, &self.env);
+        let tls = match &self.env.policy.tls {
+            None => None,
+            Some(acceptor) => match acceptor.session() {
+                Ok(session) => {
+                    m.expect_handshake(now, &self.env);
+                    Some(Box::new(session))
+                }
+                Err(e) => {
+                    log::warn!("cannot start a TLS session: {e}");
+                    return;
+                }
+            },
+        };
         let conn = self.slab().insert(|token| {
             Arc::new(Conn {
                 token,
                 peer,
                 socket,
-                state: Mutex::new(ConnState { m, alarm: None }),
+                state: Mutex::new(ConnState {
+                    m,
+                    alarm: None,
+                    tls,
+                }),
             })
         });
         let mut st = conn.lock();

@@ -41,15 +41,18 @@ use crate::connection::Connection;
 use crate::gate::Gate;
 use crate::policy::{BufferedBody, ConnectionPolicy, ConnectionStats, Counters};
 use crate::request::buffered_request;
+use crate::tls::TlsSession;
 use crate::Request;
 
 mod admission;
 mod deadlines;
 mod slab;
+mod transport;
 mod writing;
 
 use deadlines::Deadlines;
 use slab::Slab;
+use transport::Input;
 use writing::ResponseSink;
 
 /// The epoll token of the wake-up eventfd (shutdown and `unblock`).
@@ -61,6 +64,8 @@ struct ConnState {
     /// The time of this connection's entry in the deadline heap, if it has one. The entry is
     /// never later than the machine's next deadline; it is moved only when that comes earlier.
     alarm: Option<Instant>,
+    /// golectra: the TLS session, when the listener speaks TLS (see `transport.rs`).
+    tls: Option<Box<TlsSession>>,
 }
 
 struct Conn {
@@ -134,6 +139,7 @@ impl Reactor {
             header_too_large: load(&c.header_too_large),
             bad_request: load(&c.bad_request),
             budget_exhausted: load(&c.budget_exhausted),
+            tls_failed: load(&c.tls_failed),
             body_buffer_bytes: self.env.budget.used(),
         }
     }
@@ -233,7 +239,7 @@ impl Reactor {
             match st.m.poll(Instant::now(), &self.env) {
                 Step::NeedInput => {}
                 Step::Continue => {
-                    if !self.send_continue(conn) {
+                    if !self.send_continue(conn, st) {
                         self.close(conn, st);
                         return None;
                     }
@@ -251,11 +257,25 @@ impl Reactor {
                     return None;
                 }
             }
-            match fill(&conn.socket, |bytes| st.m.feed(bytes, Instant::now())) {
-                Ok(0) => st.m.feed_eof(),
-                Ok(_) => {}
+            match self.read_input(conn, st) {
+                Ok(Input::Eof) => st.m.feed_eof(),
+                Ok(Input::Data) => {}
+                Ok(Input::NotTls) => {
+                    let step =
+                        st.m.refuse_now(400, transport::NOT_TLS, Instant::now(), &self.env);
+                    if let Step::Refuse(status) = step {
+                        self.count_refusal(status);
+                    }
+                    self.flush(conn, st);
+                    return None;
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    self.arm(conn, st, epoll::EventFlags::IN);
+                    // A TLS handshake may have output the socket did not take yet.
+                    let mut interest = epoll::EventFlags::IN;
+                    if Self::output_waits(st) {
+                        interest |= epoll::EventFlags::OUT;
+                    }
+                    self.arm(conn, st, interest);
                     return None;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -336,7 +356,7 @@ impl Reactor {
 
 thread_local! {
     /// Each thread's read buffer (reads are copied out of it, so idle connections hold none).
-    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+    pub(super) static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
 }
 
 /// Reads once from `socket` and hands what arrived to `take`.

@@ -24,28 +24,24 @@ impl Reactor {
 
     /// Writes what the socket takes; then keeps the connection alive, closes or lingers.
     pub(super) fn flush(&self, conn: &Conn, st: &mut ConnState) {
-        loop {
-            let out = st.m.unwritten();
-            if out.is_empty() {
-                break;
+        match self.write_output(conn, st) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                return self.arm(conn, st, epoll::EventFlags::OUT);
             }
-            match (&conn.socket).write(out) {
-                Ok(0) => return self.close(conn, st),
-                Ok(n) => st.m.wrote(n, Instant::now()),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    return self.arm(conn, st, epoll::EventFlags::OUT);
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return self.close(conn, st),
-            }
+            Err(_) => return self.close(conn, st),
         }
         match st.m.finish_writing(Instant::now(), &self.env) {
             Next::Read => self.arm(conn, st, epoll::EventFlags::IN),
             // A pipelined request already buffered (or an end of input already seen) is driven
             // again at once: the socket is writable.
             Next::Drive => self.arm(conn, st, epoll::EventFlags::OUT),
-            Next::Close => self.close(conn, st),
+            Next::Close => {
+                self.say_goodbye(conn, st);
+                self.close(conn, st);
+            }
             Next::Linger => {
+                self.say_goodbye(conn, st);
                 let _ = conn.socket.shutdown(Shutdown::Write);
                 self.drain(conn, st);
             }
@@ -71,8 +67,8 @@ impl Reactor {
     }
 
     /// Writes `100 Continue`; a connection's send buffer takes these 25 bytes at once.
-    pub(super) fn send_continue(&self, conn: &Conn) -> bool {
-        (&conn.socket).write_all(CONTINUE).is_ok()
+    pub(super) fn send_continue(&self, conn: &Conn, st: &mut ConnState) -> bool {
+        self.write_interim(conn, st, CONTINUE)
     }
 }
 

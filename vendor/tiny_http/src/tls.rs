@@ -1,0 +1,179 @@
+//! golectra: TLS on the listener — the acceptor a server's connections take their rustls
+//! configuration from (replaceable at run time, for certificate renewals), and one connection's
+//! TLS session as the reactor drives it without blocking: ciphertext read from the socket goes
+//! through `read_tls` / `process_new_packets` and comes out as the plaintext the connection's
+//! state machine is fed; plaintext to send goes in through `writer()` and out by `write_tls`.
+//!
+//! The state machine never knows TLS is there. The reactor asks the session for two things:
+//! "read what the socket has" ([`TlsSession::read`]) and "write what is pending"
+//! ([`TlsSession::write_pending`]); both return `WouldBlock` like a socket would.
+//!
+//! A connection whose first byte is not a TLS handshake record (`0x16`) is answered, in plain
+//! text, with a `400` saying the port speaks HTTPS — a plain `http://` client gets a clear
+//! failure at once instead of a hang or a TLS alert it cannot read.
+
+use std::fmt;
+use std::io::{self, ErrorKind, Read, Write};
+use std::sync::{Arc, RwLock};
+
+use rustls::{ServerConfig, ServerConnection};
+
+use crate::connection::Connection;
+
+/// Most plaintext queued inside a session before `write_pending` must take some out.
+const SEND_BUFFER: usize = 64 << 10;
+/// The first byte of a TLS record carrying a handshake message (RFC 8446 §5.1).
+const HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Where new connections take their TLS configuration from. [`TlsAcceptor::replace`] changes
+/// it for connections accepted from then on; established ones keep theirs.
+pub struct TlsAcceptor {
+    config: RwLock<Arc<ServerConfig>>,
+}
+
+impl fmt::Debug for TlsAcceptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsAcceptor").finish_non_exhaustive()
+    }
+}
+
+impl TlsAcceptor {
+    pub fn new(config: Arc<ServerConfig>) -> Self {
+        Self {
+            config: RwLock::new(config),
+        }
+    }
+
+    /// New connections use `config` from now on (e.g. after a renewed certificate was read).
+    pub fn replace(&self, config: Arc<ServerConfig>) {
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = config;
+    }
+
+    pub(crate) fn session(&self) -> io::Result<TlsSession> {
+        let config = self
+            .config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut conn = ServerConnection::new(config).map_err(io::Error::other)?;
+        conn.set_buffer_limit(Some(SEND_BUFFER));
+        Ok(TlsSession {
+            conn,
+            first_byte_seen: false,
+            handshake_reported: false,
+        })
+    }
+}
+
+/// What [`TlsSession::read`] found besides plaintext.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum TlsRead {
+    /// Ciphertext was read (maybe no plaintext yet: a handshake in progress).
+    Progress,
+    /// The socket or the TLS session (close_notify) ended the client's input.
+    Eof,
+    /// The first byte was not a TLS handshake: a plain HTTP client on a TLS port.
+    NotTls,
+}
+
+/// One connection's TLS session.
+pub(crate) struct TlsSession {
+    conn: ServerConnection,
+    first_byte_seen: bool,
+    handshake_reported: bool,
+}
+
+impl TlsSession {
+    /// Reads once from the socket, decrypts, and hands the plaintext to `take`. A TLS error
+    /// (bad handshake, unknown client certificate, corrupt record) is an `InvalidData` error;
+    /// the alert rustls queued for it is written by `write_pending`, best effort.
+    pub fn read(
+        &mut self,
+        socket: &Connection,
+        scratch: &mut [u8],
+        plain: &mut [u8],
+        mut take: impl FnMut(&[u8]),
+    ) -> io::Result<TlsRead> {
+        let n = (&*socket).read(scratch)?;
+        if n == 0 {
+            return Ok(TlsRead::Eof);
+        }
+        if !self.first_byte_seen {
+            self.first_byte_seen = true;
+            if scratch[0] != HANDSHAKE_RECORD {
+                return Ok(TlsRead::NotTls);
+            }
+        }
+        let mut ciphertext = &scratch[..n];
+        let mut ended = false;
+        while !ciphertext.is_empty() {
+            self.conn.read_tls(&mut ciphertext)?;
+            let state = self
+                .conn
+                .process_new_packets()
+                .map_err(|e| io::Error::new(ErrorKind::InvalidData, e))?;
+            ended |= state.peer_has_closed();
+            loop {
+                match self.conn.reader().read(plain) {
+                    Ok(0) => {
+                        ended = true;
+                        break;
+                    }
+                    Ok(k) => take(&plain[..k]),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    // The peer closed the socket without close_notify.
+                    Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
+                        ended = true;
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(if ended {
+            TlsRead::Eof
+        } else {
+            TlsRead::Progress
+        })
+    }
+
+    /// True once, when the handshake has just completed.
+    pub fn handshake_completed(&mut self) -> bool {
+        if self.handshake_reported || self.conn.is_handshaking() {
+            return false;
+        }
+        self.handshake_reported = true;
+        true
+    }
+
+    /// Queues plaintext to send; returns how much was taken (less than all when the session's
+    /// send buffer is full: write what is pending first).
+    pub fn queue(&mut self, bytes: &[u8]) -> usize {
+        self.conn.writer().write(bytes).unwrap_or(0)
+    }
+
+    /// Whether ciphertext is waiting for the socket.
+    pub fn has_pending(&self) -> bool {
+        self.conn.wants_write()
+    }
+
+    /// Writes pending ciphertext until none is left (`Ok`) or the socket is full
+    /// (`WouldBlock`).
+    pub fn write_pending(&mut self, socket: &Connection) -> io::Result<()> {
+        while self.conn.wants_write() {
+            let mut out = socket;
+            match self.conn.write_tls(&mut out) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues the close_notify alert (before the connection is closed or half-closed).
+    pub fn close_notify(&mut self) {
+        self.conn.send_close_notify();
+    }
+}
