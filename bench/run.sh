@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Load benchmark of golectra-server against the nginx ceiling, in one run on this machine.
 #
-#   bench/run.sh [--duration 10s] [--connections 32] [--threads 2] [--only NULL,S1,S1X,S1K,S1LAT,S2,S2X,S2K,S3,SYNC,SYNCK,PG,PGK,BIG]
+#   bench/run.sh [--duration 10s] [--connections 32] [--threads 2] [--only NULL,S1,S1T,S1X,S1K,S1LAT,S2,S2T,S2X,S2K,S3,SYNC,SYNCK,PG,PGK,BIG]
 #
 # For every scenario it starts a fresh release server, warms up, runs wrk with keep-alive and
 # prints req/s, samples/s, p50/p99 latency, the server's CPU time per request and per sample
@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-duration=10s; connections=32; threads=2; only="NGINX,NULL,S1,S1X,S1K,S1LAT,S2,S2X,S2K,S3,SYNC,SYNCK,PG,PGK,BIG"
+duration=10s; connections=32; threads=2; only="NGINX,NULL,S1,S1T,S1X,S1K,S1LAT,S2,S2T,S2X,S2K,S3,SYNC,SYNCK,PG,PGK,BIG"
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration=$2; shift 2;;
@@ -56,12 +56,17 @@ open(sys.argv[1], "wb").write(gzip.compress(json.dumps(items).encode(), 6))
 PY
 export BODIES=$work/bodies
 
+# TLS scenarios (S1T, S2T): a self-signed ECDSA P-256 certificate made for this run.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+  -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+  -keyout "$work/tls.key" -out "$work/tls.crt" 2>/dev/null
+scheme=http
 start_server() { # args: extra server flags; sets server_pid, port
   port=$(free_port)
   local dir; dir=$(mktemp -d -p "$work")
   (cd "$dir" && exec "$server_bin" -a "127.0.0.1:$port" "$@" 2>"$dir/server.log") &
   server_pid=$!; pids+=("$server_pid")
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/ping" >/dev/null 2>&1 && return 0; sleep 0.05; done
+  for _ in $(seq 1 100); do curl -skf "$scheme://127.0.0.1:$port/ping" >/dev/null 2>&1 && return 0; sleep 0.05; done
   echo "server did not start:"; cat "$dir/server.log"; exit 1
 }
 stop_pid() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
@@ -130,6 +135,13 @@ fi
 # Keyed variants: every request carries a fresh Idempotency-Key. The key table is allowed to
 # hold them all, so the RSS difference to S1/S2 over the keys held is the memory per key.
 keys_held() { curl -s "http://127.0.0.1:$port/metrics" | awk '$1=="golectra_idempotency_keys" {print $2}'; }
+# Over TLS: the same requests on keep-alive HTTPS connections (one handshake per connection).
+tls_flags=(--tls-cert-file "$work/tls.crt" --tls-key-file "$work/tls.key")
+if want S1T; then
+  scheme=https start_server "${tls_flags[@]}"
+  run_wrk S1T "$server_pid" "https://127.0.0.1:$port" bench/lua/update-text.lua 1
+  stop_pid "$server_pid"
+fi
 if want S1X; then  # S1K's control: the same requests, the key under a header the server ignores
   start_server
   KEY_HEADER=X-Bench-Id run_wrk S1X "$server_pid" "http://127.0.0.1:$port" bench/lua/update-text-keyed.lua 1
@@ -149,6 +161,11 @@ fi
 if want S2; then
   start_server
   run_wrk S2 "$server_pid" "http://127.0.0.1:$port" bench/lua/gzip-batch.lua 100
+  stop_pid "$server_pid"
+fi
+if want S2T; then
+  scheme=https start_server "${tls_flags[@]}"
+  run_wrk S2T "$server_pid" "https://127.0.0.1:$port" bench/lua/gzip-batch.lua 100
   stop_pid "$server_pid"
 fi
 if want S2X; then  # S2K's control
