@@ -177,3 +177,77 @@ impl TlsSession {
         self.conn.send_close_notify();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::conn::{Env, Expiry, Machine, Phase, Step};
+    use crate::policy::ConnectionPolicy;
+
+    fn env() -> Env {
+        Env::new(ConnectionPolicy {
+            idle_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(10),
+            ..ConnectionPolicy::default()
+        })
+    }
+
+    #[test]
+    fn a_handshake_must_be_over_by_the_header_deadline() {
+        let env = env();
+        let t0 = Instant::now();
+        let mut m = Machine::new(t0, &env);
+        m.expect_handshake(t0, &env);
+        assert_eq!(
+            m.next_deadline(t0, &env),
+            Some(t0 + Duration::from_secs(10))
+        );
+        assert_eq!(m.expire(t0 + Duration::from_secs(9), &env), Expiry::Nothing);
+        // Missed: closed silently (no TLS session to answer in), like an idle connection.
+        assert_eq!(m.expire(t0 + Duration::from_secs(10), &env), Expiry::Close);
+    }
+
+    #[test]
+    fn after_the_handshake_a_connection_waits_for_its_first_request_like_any_other() {
+        let env = env();
+        let t0 = Instant::now();
+        let mut m = Machine::new(t0, &env);
+        m.expect_handshake(t0, &env);
+        let t1 = t0 + Duration::from_secs(2);
+        m.handshake_done(t1, &env);
+        assert_eq!(m.phase(), Phase::Idle);
+        assert_eq!(
+            m.next_deadline(t1, &env),
+            Some(t1 + Duration::from_secs(60))
+        );
+        assert_eq!(m.eviction_key(), Some((false, t1)));
+        assert_eq!(
+            m.expire(t0 + Duration::from_secs(30), &env),
+            Expiry::Nothing
+        );
+        // The first request's head then has the header deadline, as on a plain connection.
+        m.feed(b"GET / HTTP/1.1\r\n", t1);
+        assert!(matches!(m.poll(t1, &env), Step::NeedInput));
+        assert_eq!(
+            m.next_deadline(t1, &env),
+            Some(t1 + Duration::from_secs(10))
+        );
+    }
+
+    #[test]
+    fn plain_http_on_the_tls_port_is_refused_with_a_reason_and_connection_close() {
+        let env = env();
+        let t0 = Instant::now();
+        let mut m = Machine::new(t0, &env);
+        let step = m.refuse_now(400, crate::reactor::transport::NOT_TLS, t0, &env);
+        assert!(matches!(step, Step::Refuse(400)));
+        let out = String::from_utf8(m.unwritten().to_vec()).unwrap();
+        assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{out}");
+        assert!(out.contains("Connection: close\r\n"), "{out}");
+        assert!(
+            out.ends_with("this port speaks HTTPS: use an https:// address\n"),
+            "{out}"
+        );
+    }
+}

@@ -47,7 +47,7 @@ use crate::Request;
 mod admission;
 mod deadlines;
 mod slab;
-mod transport;
+pub(crate) mod transport;
 mod writing;
 
 use deadlines::Deadlines;

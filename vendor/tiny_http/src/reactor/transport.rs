@@ -13,7 +13,7 @@ use crate::policy::Counters;
 use crate::tls::TlsRead;
 
 /// The one line a plain HTTP client on a TLS port gets (with `400` and `Connection: close`).
-pub(super) const NOT_TLS: &str = "this port speaks HTTPS: use an https:// address";
+pub(crate) const NOT_TLS: &str = "this port speaks HTTPS: use an https:// address";
 
 /// What one read brought.
 pub(super) enum Input {
