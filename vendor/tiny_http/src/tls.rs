@@ -243,8 +243,8 @@ mod tests {
         let step = m.refuse_now(400, crate::reactor::transport::NOT_TLS, t0, &env);
         assert!(matches!(step, Step::Refuse(400)));
         let out = String::from_utf8(m.unwritten().to_vec()).unwrap();
-        assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{out}");
-        assert!(out.contains("Connection: close\r\n"), "{out}");
+        assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{}", out);
+        assert!(out.contains("Connection: close\r\n"), "{}", out);
         assert!(
             out.ends_with("this port speaks HTTPS: use an https:// address\n"),
             "{out}"
