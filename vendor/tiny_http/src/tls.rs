@@ -247,7 +247,8 @@ mod tests {
         assert!(out.contains("Connection: close\r\n"), "{}", out);
         assert!(
             out.ends_with("this port speaks HTTPS: use an https:// address\n"),
-            "{out}"
+            "{}",
+            out
         );
     }
 }
