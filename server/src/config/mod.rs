@@ -75,6 +75,15 @@ pub struct Connections {
     pub io_timeout: Duration,
     /// Request-body bytes buffered across all connections (`BODY_BUFFER_BUDGET`, default 256 MiB).
     pub body_buffer_budget: usize,
+    /// Slowest acceptable body, bytes per second after its first 5 s (`MIN_BODY_RATE`, default
+    /// 1 KiB/s; 0 = off).
+    pub min_body_rate: usize,
+    /// Most connections from one peer address (`MAX_CONNECTIONS_PER_PEER`, default 256; 0 = no
+    /// cap).
+    pub max_connections_per_peer: usize,
+    /// Body bytes buffered for one peer address (`MAX_BUFFERED_PER_PEER`, default 64 MiB; 0 = no
+    /// cap).
+    pub max_buffered_per_peer: usize,
 }
 
 /// The files of HTTPS on the listener (docs/configuration.md, "TLS"); read by [`crate::tls`].
@@ -191,15 +200,29 @@ impl Config {
                 body_buffer_budget: values.parse(&BODY_BUFFER_BUDGET, |s| {
                     at_least(settings::parse_bytes(s)?, 1)
                 })?,
+                min_body_rate: values.parse(&MIN_BODY_RATE, settings::parse_bytes)?,
+                max_connections_per_peer: values.number(&MAX_CONNECTIONS_PER_PEER, 0, 1 << 20)?
+                    as usize,
+                max_buffered_per_peer: values
+                    .parse(&MAX_BUFFERED_PER_PEER, settings::parse_bytes)?,
             };
-            if connections.body_buffer_budget < limits.max_body {
-                return Err(BODY_BUFFER_BUDGET.invalid(
-                    values.text(&BODY_BUFFER_BUDGET),
-                    &format!(
-                        "must be at least MAX_BODY_SIZE ({} bytes), or no body of the largest size could ever be buffered",
-                        limits.max_body
-                    ),
-                ));
+            for (setting, budget, zero) in [
+                (&BODY_BUFFER_BUDGET, connections.body_buffer_budget, ""),
+                (
+                    &MAX_BUFFERED_PER_PEER,
+                    connections.max_buffered_per_peer,
+                    "0 (no cap) or ",
+                ),
+            ] {
+                if budget != 0 && budget < limits.max_body {
+                    return Err(setting.invalid(
+                        values.text(setting),
+                        &format!(
+                            "must be {zero}at least MAX_BODY_SIZE ({} bytes), or no body of the largest size could ever be buffered",
+                            limits.max_body
+                        ),
+                    ));
+                }
             }
             let optional = |setting| Some(values.string(setting)).filter(|s| !s.trim().is_empty());
             let audit_url = match optional(&AUDIT_URL) {

@@ -39,6 +39,9 @@ pub static SETTINGS: &[&Setting] = &[
     &BODY_TIMEOUT,
     &IO_TIMEOUT,
     &BODY_BUFFER_BUDGET,
+    &MIN_BODY_RATE,
+    &MAX_CONNECTIONS_PER_PEER,
+    &MAX_BUFFERED_PER_PEER,
 ];
 
 /// Listen address: host:port, :port (all IPv4 interfaces), port, or http://host:port.
@@ -319,4 +322,34 @@ pub static BODY_BUFFER_BUDGET: Setting = Setting {
     default: Value("256MiB"),
     arity: Arity::Value,
     help: "most request-body bytes buffered across all connections; a body that cannot get its share in time gets 503",
+};
+
+/// Slowest acceptable request body, bytes per second on average after its first 5 s; slower gets 408.
+pub static MIN_BODY_RATE: Setting = Setting {
+    env: "MIN_BODY_RATE",
+    short: None,
+    long: "min-body-rate",
+    default: Value("1KiB"),
+    arity: Arity::Value,
+    help: "slowest acceptable request body, bytes per second on average after its first 5 s (slower gets 408); 0 turns it off",
+};
+
+/// Most open connections from one client address; over it an idle one of that client's makes room, or 503.
+pub static MAX_CONNECTIONS_PER_PEER: Setting = Setting {
+    env: "MAX_CONNECTIONS_PER_PEER",
+    short: None,
+    long: "max-connections-per-peer",
+    default: Value("256"),
+    arity: Arity::Value,
+    help: "most open connections from one client address (behind a reverse proxy every client is the proxy); over it an idle one of that client's is closed, or the newcomer gets 503; 0 = no cap",
+};
+
+/// Most request-body bytes buffered for one client address; a body that cannot get its share in time gets 503.
+pub static MAX_BUFFERED_PER_PEER: Setting = Setting {
+    env: "MAX_BUFFERED_PER_PEER",
+    short: None,
+    long: "max-buffered-per-peer",
+    default: Value("64MiB"),
+    arity: Arity::Value,
+    help: "most request-body bytes buffered for one client address (behind a reverse proxy every client is the proxy); a body that cannot get its share in time gets 503; 0 = no cap",
 };

@@ -40,6 +40,9 @@ fn defaults() {
             body_timeout: Duration::from_secs(30),
             io_timeout: Duration::from_secs(10),
             body_buffer_budget: 256 << 20,
+            min_body_rate: 1024,
+            max_connections_per_peer: 256,
+            max_buffered_per_peer: 64 << 20,
         }
     );
     assert_eq!(c.workers, default_workers());
@@ -258,6 +261,11 @@ fn connection_settings_env_beats_flag() {
         "1MiB",
         "--max-body-size",
         "1KiB",
+        "--min-body-rate",
+        "100",
+        "--max-connections-per-peer",
+        "0",
+        "--max-buffered-per-peer=0",
     ];
     let c = parse(&flags, &[]).unwrap();
     assert_eq!(
@@ -269,6 +277,9 @@ fn connection_settings_env_beats_flag() {
             body_timeout: Duration::from_secs(3),
             io_timeout: Duration::from_millis(500),
             body_buffer_budget: 1 << 20,
+            min_body_rate: 100,
+            max_connections_per_peer: 0,
+            max_buffered_per_peer: 0,
         }
     );
     let env = parse(
@@ -280,6 +291,9 @@ fn connection_settings_env_beats_flag() {
             ("BODY_TIMEOUT", "6s"),
             ("IO_TIMEOUT", "1s"),
             ("BODY_BUFFER_BUDGET", "2MiB"),
+            ("MIN_BODY_RATE", "0"),
+            ("MAX_CONNECTIONS_PER_PEER", "8"),
+            ("MAX_BUFFERED_PER_PEER", "1MiB"),
         ],
     )
     .unwrap();
@@ -292,6 +306,9 @@ fn connection_settings_env_beats_flag() {
             body_timeout: Duration::from_secs(6),
             io_timeout: Duration::from_secs(1),
             body_buffer_budget: 2 << 20,
+            min_body_rate: 0,
+            max_connections_per_peer: 8,
+            max_buffered_per_peer: 1 << 20,
         }
     );
 }
@@ -327,6 +344,29 @@ fn bad_values_name_the_setting() {
         (&["--io-timeout=0s"], &[], "IO_TIMEOUT"),
         (&["--body-buffer-budget", "0"], &[], "BODY_BUFFER_BUDGET"),
         (&["--body-buffer-budget", "1MiB"], &[], "BODY_BUFFER_BUDGET"),
+        (&["--min-body-rate", "fast"], &[], "MIN_BODY_RATE"),
+        (&[], &[("MIN_BODY_RATE", "-1")], "MIN_BODY_RATE"),
+        (
+            &["--max-connections-per-peer", "many"],
+            &[],
+            "MAX_CONNECTIONS_PER_PEER",
+        ),
+        (
+            &[],
+            &[("MAX_CONNECTIONS_PER_PEER", "-1")],
+            "MAX_CONNECTIONS_PER_PEER",
+        ),
+        (
+            &["--max-buffered-per-peer", "lots"],
+            &[],
+            "MAX_BUFFERED_PER_PEER",
+        ),
+        // Below MAX_BODY_SIZE (4 MiB): no body of the largest size could be buffered.
+        (
+            &["--max-buffered-per-peer", "1MiB"],
+            &[],
+            "MAX_BUFFERED_PER_PEER",
+        ),
         // Absurd intervals and timeouts: a spinning loop or an overflowing deadline.
         (&["-i", "1ns"], &[], "STORE_INTERVAL (-i)"),
         (&["-i", "6000000000000000000"], &[], "STORE_INTERVAL (-i)"),
@@ -345,6 +385,22 @@ fn bad_values_name_the_setting() {
         let err = parse(args, env).unwrap_err();
         assert!(err.0.contains(setting), "{args:?} {env:?}: {err}");
     }
+}
+
+#[test]
+fn a_per_peer_budget_is_0_or_holds_the_largest_body() {
+    let err = parse(&[], &[("MAX_BUFFERED_PER_PEER", "1MiB")]).unwrap_err();
+    assert!(
+        err.0.contains("MAX_BUFFERED_PER_PEER")
+            && err
+                .0
+                .contains("must be 0 (no cap) or at least MAX_BODY_SIZE (4194304 bytes)"),
+        "{err}"
+    );
+    let c = parse(&[], &[("MAX_BUFFERED_PER_PEER", "0")]).unwrap();
+    assert_eq!(c.connections.max_buffered_per_peer, 0);
+    let c = parse(&["--max-buffered-per-peer", "4MiB"], &[]).unwrap();
+    assert_eq!(c.connections.max_buffered_per_peer, 4 << 20);
 }
 
 /// `docs/configuration.md` has one row per setting, with its flags and this default, and no

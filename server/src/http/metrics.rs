@@ -126,8 +126,20 @@ fn export_connections(out: &mut Exposition, c: &tiny_http::ConnectionStats) {
     )
     .sample(&[], c.refused);
     out.family(
+        "golectra_connections_refused_per_peer_total",
+        "Connections refused with 503 at MAX_CONNECTIONS_PER_PEER because none of that address's was idle.",
+        Counter,
+    )
+    .sample(&[], c.refused_per_peer);
+    out.family(
+        "golectra_connection_peers",
+        "Client addresses with a connection open now (counted when a per-peer cap is set).",
+        Gauge,
+    )
+    .sample(&[], c.peers);
+    out.family(
         "golectra_connections_evicted_total",
-        "Idle keep-alive connections closed to make room at the cap.",
+        "Idle keep-alive connections closed to make room at the cap (or at one address's cap).",
         Counter,
     )
     .sample(&[], c.evicted_idle);
@@ -143,9 +155,14 @@ fn export_connections(out: &mut Exposition, c: &tiny_http::ConnectionStats) {
         Counter,
     )
     .sample(&[("reason", "timeout")], c.timed_out)
+    .sample(&[("reason", "body_too_slow")], c.too_slow)
     .sample(&[("reason", "header_too_large")], c.header_too_large)
     .sample(&[("reason", "bad_request")], c.bad_request)
-    .sample(&[("reason", "body_buffer_full")], c.budget_exhausted);
+    .sample(&[("reason", "body_buffer_full")], c.budget_exhausted)
+    .sample(
+        &[("reason", "peer_body_buffer_full")],
+        c.peer_budget_exhausted,
+    );
     out.family(
         "golectra_body_buffer_bytes",
         "Request-body bytes buffered now (BODY_BUFFER_BUDGET caps it).",

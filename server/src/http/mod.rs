@@ -2,15 +2,17 @@
 //! `vendor/tiny_http/PATCHES.md`) and a **fixed** pool of worker threads that drive the
 //! connections themselves. Slow or hostile clients cost a buffer, never a thread or a worker:
 //!
-//! 1. **Accept** (thread `http-accept`): under `MAX_CONNECTIONS` a connection is admitted into
-//!    one epoll set, non-blocking. At the cap an idle connection is closed to make room (one
-//!    that never sent a request first, else the one idle the longest); if none is idle the
-//!    newcomer gets a `503` with `Connection: close`.
+//! 1. **Accept** (thread `http-accept`): under `MAX_CONNECTIONS_PER_PEER` for its address and
+//!    `MAX_CONNECTIONS` in all, a connection is admitted into one epoll set, non-blocking. At a
+//!    cap an idle connection (of that address, at its cap) is closed to make room (one that
+//!    never sent a request first, else the one idle the longest); if none is idle the newcomer
+//!    gets a `503` with `Retry-After: 1` and `Connection: close`.
 //! 2. **Fixed workers** (`http-worker-N`) wait on the epoll set in [`tiny_http::Server::recv`]
 //!    (at most one poller per CPU; the others park). The worker woken by a ready connection
 //!    reads what arrived, parses the head within the head limits (`431`, `400`), answers
-//!    `Expect: 100-continue`, collects the body within `MAX_BODY_SIZE` and the global
-//!    `BODY_BUFFER_BUDGET` (a larger declared length is not read at all), re-arms the
+//!    `Expect: 100-continue`, collects the body within `MAX_BODY_SIZE`, the global
+//!    `BODY_BUFFER_BUDGET` and its address's `MAX_BUFFERED_PER_PEER` (a body holds what it sent,
+//!    not what it declared; a larger declared length is not read at all), re-arms the
 //!    connection and goes back to waiting until some connection holds a complete request.
 //! 3. The worker then serves it (`worker.rs`): [`request::intake`] (check the size, inflate,
 //!    verify the signature) → [`router::route`] under `catch_unwind` (a panic becomes a 500 and
@@ -23,12 +25,13 @@
 //! 4. **Respond**: the same worker writes the response without blocking; what the socket does
 //!    not take is finished by whichever worker next sees the connection writable, so a client
 //!    that does not read holds no worker. Pipelined requests are answered in order.
-//! 5. **Deadlines** (thread `http-timer`): `IDLE_TIMEOUT` (silent close), `HEADER_TIMEOUT` and
-//!    `BODY_TIMEOUT` (`408`), `IO_TIMEOUT` between reads or writes of a request in progress,
-//!    the body budget wait (`503`).
+//! 5. **Deadlines** (thread `http-timer`): `IDLE_TIMEOUT` (silent close), `HEADER_TIMEOUT`,
+//!    `BODY_TIMEOUT` and `MIN_BODY_RATE` (`408`), `IO_TIMEOUT` between reads or writes of a
+//!    request in progress, the body budget wait (`503`).
 //!
-//! Counters of this pipeline (open connections, cap, evictions, refusals, 408s, 431s) are
-//! available from [`HttpServer::connection_stats`].
+//! With a key, every refusal the engine writes itself carries `HashSHA256`, signed as replies
+//! are ([`reply::refusal_signer`]). Counters of this pipeline (open connections, caps,
+//! evictions, refusals, 408s, 431s) are available from [`HttpServer::connection_stats`].
 //!
 //! Shutdown: [`HttpServer::shutdown`] makes each worker's next `recv` fail; a worker finishes
 //! the request in its hands first.
@@ -43,6 +46,7 @@ mod worker;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::app::App;
 use crate::config::{Connections, Limits};
@@ -69,7 +73,7 @@ impl HttpServer {
             listener,
             tiny_http::ConnectionPolicy {
                 tls,
-                ..policy(connections, &app.limits)
+                ..policy(connections, &app.limits, app.key.as_deref())
             },
         )
         .map_err(|e| std::io::Error::other(format!("cannot start the HTTP server: {e}")))?;
@@ -97,7 +101,8 @@ impl HttpServer {
     }
 
     /// Connection counters for monitoring: open connections, the cap, accepted, refused over
-    /// the cap, idle connections evicted, 408s, 431s, 400s before dispatch, buffered body bytes.
+    /// the cap (the server's or an address's), idle connections evicted, 408s (deadlines and
+    /// `MIN_BODY_RATE`), 431s, 400s before dispatch, 503s for budget, buffered body bytes.
     pub fn connection_stats(&self) -> tiny_http::ConnectionStats {
         self.server.connection_stats()
     }
@@ -129,8 +134,13 @@ fn bind(listen: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 }
 
 /// The connection policy for the configured limits. Head limits are fixed: 8 KiB per line,
-/// 100 header fields, 64 KiB per head — far above what agents and browsers send.
-fn policy(connections: &Connections, limits: &Limits) -> tiny_http::ConnectionPolicy {
+/// 100 header fields, 64 KiB per head — far above what agents and browsers send; so is the
+/// 5 s grace before `MIN_BODY_RATE` applies. With a key, the engine's own refusals are signed.
+fn policy(
+    connections: &Connections,
+    limits: &Limits,
+    key: Option<&[u8]>,
+) -> tiny_http::ConnectionPolicy {
     tiny_http::ConnectionPolicy {
         max_connections: connections.max_connections,
         idle_timeout: connections.idle_timeout,
@@ -143,5 +153,10 @@ fn policy(connections: &Connections, limits: &Limits) -> tiny_http::ConnectionPo
         prefetch_limit: limits.max_body,
         prefetch_budget: connections.body_buffer_budget,
         tls: None,
+        min_body_rate: connections.min_body_rate,
+        body_rate_grace: Duration::from_secs(5),
+        max_connections_per_peer: connections.max_connections_per_peer,
+        max_buffered_per_peer: connections.max_buffered_per_peer,
+        refusal_signer: reply::refusal_signer(key),
     }
 }

@@ -83,7 +83,7 @@ impl Reply {
         let mut headers = Vec::with_capacity(self.headers.len() + 3);
         headers.push(header("Content-Type", self.content_type));
         if let Some(key) = key.filter(|_| !self.body.is_empty()) {
-            headers.push(header(signature::HEADER, &signature::sign(&self.body, key)));
+            headers.push(header(signature::HEADER, &sign_response(&self.body, key)));
         }
         for (name, value) in &self.headers {
             headers.push(header(name, value));
@@ -101,6 +101,21 @@ impl Reply {
         }
         response
     }
+}
+
+/// The `HashSHA256` value of a response body under `key`: how every response is signed.
+pub fn sign_response(body: &[u8], key: &[u8]) -> String {
+    signature::sign(body, key)
+}
+
+/// With a key, the engine signs the refusals it writes itself (`400`, `408`, `431`, `503`…
+/// before any handler saw the request) exactly as [`Reply::into_response`] signs a reply.
+pub fn refusal_signer(key: Option<&[u8]>) -> Option<tiny_http::RefusalSigner> {
+    let key = key?.to_vec();
+    Some(tiny_http::RefusalSigner::new(
+        signature::HEADER,
+        move |body: &[u8]| sign_response(body, &key),
+    ))
 }
 
 fn header(name: &str, value: &str) -> Header {

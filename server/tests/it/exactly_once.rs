@@ -35,10 +35,10 @@ use golectra_testkit::{
 
 /// The longest any single condition of these tests may take (the agent's re-sends of a batch
 /// in doubt come 1 s, 3 s and 5 s apart, then at each report).
-const WAIT: Duration = Duration::from_secs(30);
+pub(crate) const WAIT: Duration = Duration::from_secs(30);
 
 /// Short agent intervals that keep the tests fast.
-const FAST: &[&str] = &["-p", "100ms", "-r", "300ms"];
+pub(crate) const FAST: &[&str] = &["-p", "100ms", "-r", "300ms"];
 
 /// How many exchanges a transient fault spoils.
 const FAULTS: u64 = 3;
@@ -51,11 +51,11 @@ const KEY: &str = "Idempotency-Key";
 
 /// The agent's last info line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stopped {
+pub(crate) struct Stopped {
     /// Polls made in that run.
-    polls: i64,
+    pub polls: i64,
     /// `final report delivered`.
-    delivered: bool,
+    pub delivered: bool,
     pending: i64,
     in_doubt: i64,
     lost: i64,
@@ -147,7 +147,7 @@ fn the_agents_log_lines_parse() {
 
 /// Starts the agent in `dir` against `server` (with `STATE_FILE=state` when given) and waits
 /// for its first poll.
-fn start_agent(
+pub(crate) fn start_agent(
     bin: &Path,
     dir: &Path,
     server: &str,
@@ -163,7 +163,7 @@ fn start_agent(
 }
 
 /// SIGTERM, a clean exit and the final line.
-fn stop_agent(agent: &mut Daemon) -> Stopped {
+pub(crate) fn stop_agent(agent: &mut Daemon) -> Stopped {
     let code = agent.terminate();
     let log = agent.log();
     assert_eq!(code, 0, "agent log:\n{log}");
@@ -171,7 +171,7 @@ fn stop_agent(agent: &mut Daemon) -> Stopped {
 }
 
 /// The server's `PollCount` (0 before the first report).
-fn poll_count(server: &ServerProcess) -> i64 {
+pub(crate) fn poll_count(server: &ServerProcess) -> i64 {
     counter(server, "PollCount")
 }
 

@@ -102,6 +102,9 @@ pub struct Exchange {
     /// The upstream's status, `None` when it gave no (complete) response or the request was
     /// not forwarded.
     pub status: Option<u16>,
+    /// How long the upstream took: from the request read whole (`at`) to its whole response
+    /// read; `None` when it gave none.
+    pub answered_in: Option<Duration>,
 }
 
 impl Exchange {
@@ -409,6 +412,7 @@ fn serve(id: u64, client: TcpStream, shared: &Shared) {
             body: request.body.clone(),
             fault,
             status: None,
+            answered_in: None,
         };
         if fault == Fault::Refuse {
             shared.counters.refused.fetch_add(1, Ordering::SeqCst);
@@ -425,6 +429,7 @@ fn serve(id: u64, client: TcpStream, shared: &Shared) {
             break;
         };
         exchange.status = Some(response.status);
+        exchange.answered_in = Some(exchange.at.elapsed());
         shared.record(exchange);
         let counters = &shared.counters;
         let passed = match fault {

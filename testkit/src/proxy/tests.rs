@@ -6,7 +6,7 @@ use super::*;
 type Got = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 
 /// A tiny upstream: answers `ok <n>: <body>` to the n-th request (0-based), chunked for
-/// paths starting `/chunked`, and records what it got.
+/// paths starting `/chunked`, 300 ms late for paths starting `/slow`, and records what it got.
 struct Upstream {
     server: Arc<tiny_http::Server>,
     addr: SocketAddr,
@@ -31,6 +31,9 @@ impl Upstream {
                         got.push((path.clone(), body.clone()));
                         got.len() - 1
                     };
+                    if path.starts_with("/slow") {
+                        std::thread::sleep(Duration::from_millis(300));
+                    }
                     let text = format!("ok {n}: {}", String::from_utf8_lossy(&body));
                     let length = (!path.starts_with("/chunked")).then_some(text.len());
                     let response = tiny_http::Response::new(
@@ -209,6 +212,7 @@ fn refuse_closes_new_and_open_connections_without_forwarding() {
     assert_eq!((counts.refused, counts.forwarded), (2, 1), "{counts:?}");
     assert_eq!(proxy.exchanges()[1].fault, Fault::Refuse);
     assert_eq!(proxy.exchanges()[1].status, None);
+    assert_eq!(proxy.exchanges()[1].answered_in, None);
     proxy.set(Fault::None);
     let mut c = connect(&proxy);
     assert_eq!(
@@ -279,4 +283,17 @@ fn dropping_the_proxy_closes_everything_and_ends_delays() {
 fn eventually_true(mut probe: impl FnMut() -> bool) {
     crate::eventually(Duration::from_secs(10), || probe().then_some(()))
         .expect("condition within 10 s");
+}
+
+#[test]
+fn each_exchange_records_how_long_the_upstream_took() {
+    let up = Upstream::start();
+    let proxy = FaultProxy::start(up.addr);
+    let mut c = connect(&proxy);
+    assert!(exchange(&mut c, &post("/fast", "1")).is_some());
+    assert!(exchange(&mut c, &post("/slow", "2")).is_some());
+    let seen = proxy.exchanges();
+    let took: Vec<Duration> = seen.iter().map(|e| e.answered_in.unwrap()).collect();
+    assert!(took[0] < Duration::from_millis(300), "{took:?}");
+    assert!(took[1] >= Duration::from_millis(300), "{took:?}");
 }

@@ -109,7 +109,8 @@ pub use conn::fuzzing::{
     decode_chunked_for_fuzzing, drive_connection_for_fuzzing, parse_head_for_fuzzing,
 };
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
-pub use policy::{ConnectionPolicy, ConnectionStats};
+// golectra: the connection policy, its counters and the refusal signer.
+pub use policy::{ConnectionPolicy, ConnectionStats, RefusalSigner};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;

@@ -6,22 +6,25 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::policy::{Budget, ConnectionPolicy};
+use crate::policy::{Budget, ConnectionPolicy, Counters};
 
+pub(crate) mod body;
 pub(crate) mod chunked;
 pub(crate) mod fuzzing;
 pub(crate) mod head;
+pub(crate) mod refusal;
 pub(crate) mod state;
 #[cfg(test)]
 mod tests;
 
 pub(crate) use state::{Expiry, Machine, Next, Parsed, Phase, Step, CONTINUE, READ_CHUNK};
 
-/// What every connection of one server shares: its policy, the body buffer budget and the retry
-/// interval of a body waiting for budget.
+/// What every connection of one server shares: its policy, the body buffer budget, the retry
+/// interval of a body waiting for budget and (golectra) the counters its refusals bump.
 pub(crate) struct Env {
     pub policy: ConnectionPolicy,
     pub budget: Arc<Budget>,
+    pub counters: Counters,
     /// How often a connection waiting for budget tries again (1/8 of the shortest timeout,
     /// 5–100 ms); also how soon a deadline is looked at again when its connection was busy.
     pub retry: Duration,
@@ -40,8 +43,9 @@ impl Env {
         .min()
         .unwrap_or(Duration::from_secs(1));
         Self {
+            budget: Arc::new(Budget::new(policy.prefetch_budget)),
+            counters: Counters::default(),
             policy,
-            budget: Arc::new(Budget::default()),
             retry: (shortest / 8).clamp(Duration::from_millis(5), Duration::from_millis(100)),
         }
     }

@@ -4,13 +4,20 @@
 //! body framing and limits, `Expect`, keep-alive, pipelining, deadlines and lingering. It never
 //! touches a socket, so each rule is unit-tested with bytes and a fake clock (`conn/tests.rs`).
 
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::common::{HTTPVersion, Header, Method, StatusCode};
+use crate::common::{HTTPVersion, Header, Method};
+use crate::conn::body::{Framing, Pace, Pending};
 use crate::conn::chunked::ChunkDecoder;
 use crate::conn::head::{find_head_end, parse_head, Head, HeadLimits};
+use crate::conn::refusal::refusal;
 use crate::conn::Env;
-use crate::policy::Reservation;
+use crate::policy::{Budget, Counters, Reservation, Shortage};
+
+// golectra: the TLS handshake's part of the machine.
+mod handshake;
 
 /// Bytes read from a socket per call (also the slack a chunked body reserves for one read).
 pub(crate) const READ_CHUNK: usize = 16 << 10;
@@ -94,12 +101,6 @@ enum AfterWrite {
     Linger,
 }
 
-/// How the body of the request being read is framed.
-enum Framing {
-    Length(usize),
-    Chunked(ChunkDecoder),
-}
-
 /// A complete request, ready for a worker.
 #[derive(Debug)]
 pub(crate) struct Parsed {
@@ -111,17 +112,6 @@ pub(crate) struct Parsed {
     pub reservation: Option<Reservation>,
     /// The declared length, when the request had one (over the limit: the body is not read).
     pub body_length: Option<usize>,
-}
-
-/// A request whose head has been read and whose body is being collected.
-struct Pending {
-    head: Head,
-    framing: Framing,
-    body: Vec<u8>,
-    reservation: Option<Reservation>,
-    close_after: bool,
-    /// The client sent `Expect: 100-continue` and has not been told to go on yet.
-    continue_due: bool,
 }
 
 /// One connection's protocol state.
@@ -145,6 +135,8 @@ pub(crate) struct Machine {
     /// A request was received on this connection (evicted after those that never sent one).
     served: bool,
     lingered: usize,
+    /// The budget of this connection's peer, when its bodies are capped per peer.
+    peer_budget: Option<Arc<Budget>>,
 }
 
 impl Machine {
@@ -164,32 +156,17 @@ impl Machine {
             eof: false,
             served: false,
             lingered: 0,
+            peer_budget: None,
         }
+    }
+
+    /// Counts this connection's bodies against its peer's budget too.
+    pub fn set_peer_budget(&mut self, budget: Option<Arc<Budget>>) {
+        self.peer_budget = budget;
     }
 
     pub fn phase(&self) -> Phase {
         self.phase
-    }
-
-    /// golectra: a TLS connection: its handshake must be over by the header deadline (a slow
-    /// handshake is closed like an idle connection, silently: no response can reach it).
-    pub fn expect_handshake(&mut self, now: Instant, env: &Env) {
-        self.deadline = Some(now + env.policy.header_timeout);
-    }
-
-    /// golectra: the TLS handshake is over; a connection with no request yet waits for one
-    /// like any fresh connection.
-    pub fn handshake_done(&mut self, now: Instant, env: &Env) {
-        if self.phase == Phase::Idle && self.input.is_empty() {
-            self.idle_since = now;
-            self.deadline = Some(now + env.policy.idle_timeout);
-        }
-    }
-
-    /// golectra: refuses the connection's input outright, before any request was parsed
-    /// (plain HTTP on a TLS port); the connection lingers after the answer.
-    pub fn refuse_now(&mut self, status: u16, message: &str, now: Instant, env: &Env) -> Step {
-        self.refuse(status, message, now, env)
     }
 
     /// Bytes the client sent.
@@ -286,6 +263,8 @@ impl Machine {
             reservation: None,
             close_after,
             continue_due,
+            wire: 0,
+            pace: Pace::new(now, 0),
         };
         match framing {
             None => return self.dispatch(pending, None),
@@ -298,9 +277,6 @@ impl Machine {
             }
             Some(framing) => pending.framing = framing,
         }
-        if let Framing::Length(n) = pending.framing {
-            pending.body.reserve_exact(n);
-        }
         self.phase = Phase::Body;
         self.deadline = Some(now + env.policy.body_timeout);
         self.pending = Some(pending);
@@ -308,28 +284,18 @@ impl Machine {
         self.collect_body(now, env)
     }
 
-    /// Makes sure the pending body's reservation covers what it may hold next: the whole
-    /// declared length, or (chunked) what is decoded plus what is buffered.
-    fn reserve(&mut self, env: &Env) -> bool {
+    /// Makes sure the pending body's reservation covers what it may hold next
+    /// ([`Pending::reserve`]).
+    fn reserve(&mut self, env: &Env) -> Result<(), Shortage> {
         let input = self.input.len();
-        let Some(p) = self.pending.as_mut() else {
-            return true;
-        };
-        let needed = match &p.framing {
-            Framing::Length(n) => *n,
-            Framing::Chunked(_) => p.body.len() + input.max(READ_CHUNK),
-        };
-        let held = p.reservation.as_ref().map_or(0, Reservation::bytes);
-        needed <= held
-            || env.budget.grow(
-                &mut p.reservation,
-                needed - held,
-                env.policy.prefetch_budget,
-            )
+        match self.pending.as_mut() {
+            Some(p) => p.reserve(input, env, self.peer_budget.as_ref()),
+            None => Ok(()),
+        }
     }
 
     fn collect_body(&mut self, now: Instant, env: &Env) -> Step {
-        if !self.reserve(env) {
+        if self.reserve(env).is_err() {
             self.phase = Phase::BudgetWait;
             return Step::Wait;
         }
@@ -352,6 +318,7 @@ impl Machine {
                 let take = (n - p.body.len()).min(input_len);
                 p.body.extend_from_slice(&self.input[..take]);
                 self.input.drain(..take);
+                p.wire += take;
                 if p.body.len() < n {
                     return self.need_input();
                 }
@@ -362,6 +329,7 @@ impl Machine {
                 Err(_) => self.refuse(400, "invalid Content-Length or chunked framing", now, env),
                 Ok(used) => {
                     self.input.drain(..used);
+                    p.wire += used;
                     let over = p.body.len() > limit;
                     if !over && !decoder.is_done() {
                         return self.need_input();
@@ -409,11 +377,36 @@ impl Machine {
         })
     }
 
-    /// Queues a refusal of a request that never reached a worker; the connection lingers after.
+    /// Queues a refusal of a request that never reached a worker, counted by its status; the
+    /// connection lingers after.
     fn refuse(&mut self, status: u16, message: &str, now: Instant, env: &Env) -> Step {
+        let c = &env.counters;
+        let counter = match status {
+            400 => Some(&c.bad_request),
+            408 => Some(&c.timed_out),
+            431 => Some(&c.header_too_large),
+            503 => Some(&c.budget_exhausted),
+            _ => None,
+        };
+        self.refuse_counted(counter, status, message, now, env)
+    }
+
+    /// [`Machine::refuse`] bumping `counter`.
+    fn refuse_counted(
+        &mut self,
+        counter: Option<&AtomicU64>,
+        status: u16,
+        message: &str,
+        now: Instant,
+        env: &Env,
+    ) -> Step {
+        if let Some(counter) = counter {
+            Counters::bump(counter);
+        }
         self.pending = None;
         self.after_write = AfterWrite::Linger;
-        self.start_writing(refusal(status, message), now, env);
+        let signer = env.policy.refusal_signer.as_ref();
+        self.start_writing(refusal(status, message, &[], signer), now, env);
         Step::Refuse(status)
     }
 
@@ -487,8 +480,10 @@ impl Machine {
         let io = || self.progress_at + env.policy.io_timeout;
         match self.phase {
             Phase::Idle | Phase::Lingering => self.deadline,
-            Phase::Head | Phase::Body | Phase::Writing => {
-                Some(self.deadline.map_or_else(io, |d| d.min(io())))
+            Phase::Head | Phase::Writing => Some(self.deadline.map_or_else(io, |d| d.min(io()))),
+            Phase::Body => {
+                let d = self.deadline.map_or_else(io, |d| d.min(io()));
+                Some(self.pace_deadline(env).map_or(d, |pace| pace.min(d)))
             }
             Phase::BudgetWait => {
                 let retry = now + env.retry;
@@ -498,9 +493,16 @@ impl Machine {
         }
     }
 
+    /// When the body being read falls under `min_body_rate`, if the rule is on.
+    fn pace_deadline(&self, env: &Env) -> Option<Instant> {
+        let p = self.pending.as_ref()?;
+        p.pace_deadline(self.input.len(), env)
+    }
+
     /// Applies the deadlines at `now`: idle → close; head or body (or `io_timeout` without
-    /// progress) → `408`; budget still exhausted at the body deadline → `503`; a response not
-    /// written in time → close; lingering over → close.
+    /// progress) → `408`; a body under `min_body_rate` → `408`; budget (global or the peer's)
+    /// still exhausted at the body deadline → `503`; a response not written in time → close;
+    /// lingering over → close.
     pub fn expire(&mut self, now: Instant, env: &Env) -> Expiry {
         let io_deadline = self.progress_at + env.policy.io_timeout;
         let passed = |deadline: Option<Instant>| deadline.is_some_and(|d| now >= d);
@@ -511,19 +513,41 @@ impl Machine {
                 self.refuse(408, message, now, env);
                 Expiry::Refuse(408)
             }
-            Phase::BudgetWait => {
-                if self.reserve(env) {
+            Phase::Body if passed(self.pace_deadline(env)) => {
+                let message = format!(
+                    "request timeout: the request body came slower than {} bytes/s",
+                    env.policy.min_body_rate
+                );
+                self.refuse_counted(Some(&env.counters.too_slow), 408, &message, now, env);
+                Expiry::Refuse(408)
+            }
+            Phase::BudgetWait => match self.reserve(env) {
+                Ok(()) => {
                     self.phase = Phase::Body;
                     self.progress_at = now;
+                    // The wait does not count against the body's rate.
+                    if let Some(p) = self.pending.as_mut() {
+                        p.pace = Pace::new(now, p.wire);
+                    }
                     Expiry::Resume
-                } else if passed(self.deadline) {
-                    let message = "server busy: too many request bodies in flight, retry later";
-                    self.refuse(503, message, now, env);
-                    Expiry::Refuse(503)
-                } else {
-                    Expiry::Nothing
                 }
-            }
+                Err(short) if passed(self.deadline) => {
+                    let c = &env.counters;
+                    let (counter, message) = match short {
+                        Shortage::Global => (
+                            &c.budget_exhausted,
+                            "server busy: too many request bodies in flight, retry later",
+                        ),
+                        Shortage::Peer => (
+                            &c.peer_budget_exhausted,
+                            "server busy: too many request bodies in flight from this client, retry later",
+                        ),
+                    };
+                    self.refuse_counted(Some(counter), 503, message, now, env);
+                    Expiry::Refuse(503)
+                }
+                Err(_) => Expiry::Nothing,
+            },
             Phase::Writing if passed(self.deadline) || passed(Some(io_deadline)) => Expiry::Close,
             Phase::Lingering if passed(self.deadline) => Expiry::Close,
             _ => Expiry::Nothing,
@@ -567,17 +591,4 @@ fn header_value<'a>(headers: &'a [Header], name: &'static str) -> Option<&'a str
         .iter()
         .find(|h| h.field.equiv(name))
         .map(|h| h.value.as_str())
-}
-
-/// A refusal: one line of text, `Connection: close`.
-pub(crate) fn refusal(status: u16, message: &str) -> Vec<u8> {
-    let body = format!("{message}\n");
-    format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-        status,
-        StatusCode(status).default_reason_phrase(),
-        body.len(),
-        body
-    )
-    .into_bytes()
 }

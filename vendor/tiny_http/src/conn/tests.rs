@@ -1,12 +1,14 @@
 //! golectra: the connection state machine's rules, one test each, without sockets: bytes in,
 //! steps out, time from a fake clock.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::body::FIRST_SHARE;
 use super::state::LINGER_BYTES;
 use super::{Env, Expiry, Machine, Next, Parsed, Phase, Step};
-use crate::policy::{ConnectionPolicy, Reservation};
+use crate::policy::{Budget, ConnectionPolicy, RefusalSigner, Reservation, Shortage};
 
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -225,7 +227,11 @@ fn a_stalled_head_gets_408_after_io_timeout() {
 
 #[test]
 fn a_body_past_its_deadline_gets_408() {
-    let mut w = Wire::new();
+    // The body deadline alone: no minimum rate (it has its own tests below).
+    let mut w = Wire::with(ConnectionPolicy {
+        min_body_rate: 0,
+        ..policy()
+    });
     let head = b"POST /u HTTP/1.1\r\nContent-Length: 50\r\n\r\n";
     assert!(matches!(w.send(head, 0.0), Step::NeedInput));
     assert_eq!(w.m.phase(), Phase::Body);
@@ -437,7 +443,10 @@ fn a_body_without_budget_waits_then_resumes_or_gets_503() {
     let mut w = Wire::new();
     // Other bodies hold all but 40 bytes of the budget.
     let mut held: Option<Reservation> = None;
-    assert!(Arc::clone(&w.env.budget).grow(&mut held, BUDGET - 40, BUDGET));
+    assert_eq!(
+        Reservation::grow(&mut held, &w.env.budget, None, BUDGET - 40),
+        Ok(())
+    );
     let head = b"POST /u HTTP/1.1\r\nContent-Length: 50\r\n\r\n";
     assert!(matches!(w.send(head, 0.0), Step::Wait));
     assert_eq!(w.m.phase(), Phase::BudgetWait);
@@ -454,7 +463,10 @@ fn a_body_without_budget_waits_then_resumes_or_gets_503() {
 
     let mut w = Wire::new();
     let mut held: Option<Reservation> = None;
-    assert!(Arc::clone(&w.env.budget).grow(&mut held, BUDGET - 40, BUDGET));
+    assert_eq!(
+        Reservation::grow(&mut held, &w.env.budget, None, BUDGET - 40),
+        Ok(())
+    );
     assert!(matches!(w.send(head, 0.0), Step::Wait));
     assert_eq!(w.expire(BODY_TIMEOUT.as_secs_f64()), Expiry::Refuse(503));
     assert!(w.output_status().starts_with("HTTP/1.1 503 "));
@@ -531,4 +543,274 @@ fn a_closed_connection_takes_no_response() {
     assert!(w.m.close());
     assert!(!w.m.close());
     assert!(!w.m.respond(Vec::new(), w.t0, &w.env));
+}
+
+// ---- slow senders: the body's share follows what it sent, its pace, its peer's budget -----
+
+/// A policy where bodies up to 4 MiB are read, under a 1 MiB budget.
+fn large_bodies() -> ConnectionPolicy {
+    ConnectionPolicy {
+        prefetch_limit: 4 << 20,
+        prefetch_budget: 1 << 20,
+        io_timeout: Duration::from_secs(60),
+        ..policy()
+    }
+}
+
+const DECLARES_4_MIB: &[u8] = b"POST /updates HTTP/1.1\r\nContent-Length: 4194304\r\n\r\n";
+
+#[test]
+fn a_declared_length_holds_what_arrived_not_what_it_declares() {
+    let mut w = Wire::with(large_bodies());
+    assert!(matches!(w.send(DECLARES_4_MIB, 0.0), Step::NeedInput));
+    assert_eq!(w.env.budget.used(), FIRST_SHARE, "64 KiB of the 4 MiB");
+    assert!(matches!(w.send(b"[", 0.1), Step::NeedInput));
+    assert_eq!(w.env.budget.used(), FIRST_SHARE);
+    // 100 KiB arrived: the share doubles (at least what arrived).
+    assert!(matches!(w.send(&[b' '; 100 << 10], 0.2), Step::NeedInput));
+    assert_eq!(w.env.budget.used(), 2 * FIRST_SHARE);
+    // A body that fits in the budget only as it arrives is served whole; then it holds exactly
+    // its length.
+    let mut w = Wire::with(ConnectionPolicy {
+        prefetch_budget: 4 << 20,
+        ..large_bodies()
+    });
+    assert!(matches!(w.send(DECLARES_4_MIB, 0.0), Step::NeedInput));
+    let mut sent = 0;
+    let mut last = Step::NeedInput;
+    while sent < 4 << 20 {
+        last = w.send(&[b'x'; 16 << 10], 0.1);
+        sent += 16 << 10;
+    }
+    let parsed = dispatched(last);
+    assert_eq!(parsed.body.len(), 4 << 20);
+    assert_eq!(
+        parsed.reservation.as_ref().map(Reservation::bytes),
+        Some(4 << 20)
+    );
+    assert_eq!(w.env.budget.used(), 4 << 20);
+}
+
+#[test]
+fn bodies_that_only_declare_a_size_cannot_take_the_budget() {
+    // Sixteen connections declare 4 MiB each (64 MiB) under a 1 MiB budget and send a byte.
+    let env = Env::new(large_bodies());
+    let t0 = Instant::now();
+    let mut trickling = Vec::new();
+    for _ in 0..15 {
+        let mut m = Machine::new(t0, &env);
+        m.feed(DECLARES_4_MIB, t0);
+        m.feed(b"[", t0);
+        assert!(matches!(m.poll(t0, &env), Step::NeedInput));
+        trickling.push(m);
+    }
+    assert_eq!(env.budget.used(), 15 * FIRST_SHARE);
+    // A real body beside them gets its 64 KiB at once.
+    let mut m = Machine::new(t0, &env);
+    let mut bytes = b"POST /updates HTTP/1.1\r\nContent-Length: 65536\r\n\r\n".to_vec();
+    bytes.extend_from_slice(&[b' '; 65536]);
+    m.feed(&bytes, t0);
+    let served = dispatched(m.poll(t0, &env));
+    assert_eq!(served.body.len(), 65536);
+    assert_eq!(env.budget.used(), 1 << 20);
+    // While it is handled, a sixteenth trickler gets no share: it waits (and gets 503 at its
+    // body deadline).
+    let mut m = Machine::new(t0, &env);
+    m.feed(DECLARES_4_MIB, t0);
+    assert!(matches!(m.poll(t0, &env), Step::Wait));
+    assert_eq!(m.phase(), Phase::BudgetWait);
+    assert_eq!(m.expire(t0 + BODY_TIMEOUT, &env), Expiry::Refuse(503));
+    assert_eq!(env.counters.budget_exhausted.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn a_body_under_the_minimum_rate_gets_408_after_its_grace() {
+    let mut w = Wire::new();
+    assert_eq!(w.env.policy.min_body_rate, 1024);
+    assert_eq!(w.env.policy.body_rate_grace, Duration::from_secs(5));
+    assert!(matches!(
+        w.send(b"POST /u HTTP/1.1\r\nContent-Length: 60\r\n\r\n", 0.0),
+        Step::NeedInput
+    ));
+    // A byte every 2 s: within io_timeout (5 s) and the body deadline (30 s).
+    assert!(matches!(w.send(b"a", 2.0), Step::NeedInput));
+    assert!(matches!(w.send(b"b", 4.0), Step::NeedInput));
+    assert_eq!(w.expire(4.9), Expiry::Nothing);
+    // The grace, plus 2 bytes' worth at 1024 bytes/s.
+    let due = w.at(5.0) + Duration::from_secs_f64(2.0 / 1024.0);
+    assert_eq!(w.m.next_deadline(w.at(4.0), &w.env), Some(due));
+    assert_eq!(w.expire(5.001), Expiry::Nothing);
+    assert_eq!(w.expire(5.002), Expiry::Refuse(408));
+    let out = String::from_utf8_lossy(w.m.unwritten()).into_owned();
+    assert!(out.starts_with("HTTP/1.1 408 "), "{}", out);
+    assert!(
+        out.ends_with("the request body came slower than 1024 bytes/s\n"),
+        "{}",
+        out
+    );
+    assert_eq!(w.env.counters.too_slow.load(Ordering::Relaxed), 1);
+    assert_eq!(w.env.counters.timed_out.load(Ordering::Relaxed), 0);
+    assert_eq!(w.finish(5.002), Next::Linger);
+}
+
+#[test]
+fn a_body_at_the_minimum_rate_or_ahead_of_it_is_served() {
+    let mut w = Wire::with(large_bodies());
+    let head = b"POST /u HTTP/1.1\r\nContent-Length: 25000\r\n\r\n";
+    assert!(matches!(w.send(head, 0.0), Step::NeedInput));
+    // 1 100 bytes a second, for 22 s.
+    let mut last = Step::NeedInput;
+    for i in 1..=23 {
+        let secs = i as f64;
+        let left = 25000 - 1100 * (i - 1);
+        last = w.send(&vec![b'x'; left.min(1100)], secs);
+        assert_eq!(w.expire(secs + 0.99), Expiry::Nothing, "at {secs} s");
+    }
+    assert_eq!(dispatched(last).body.len(), 25000);
+    // 10 KiB at once, then 14 s of nothing: the bytes sent early count.
+    let mut w = Wire::with(large_bodies());
+    assert!(matches!(w.send(head, 0.0), Step::NeedInput));
+    assert!(matches!(w.send(&[b'x'; 10 << 10], 0.0), Step::NeedInput));
+    assert_eq!(w.expire(14.9), Expiry::Nothing);
+    assert_eq!(w.expire(15.0), Expiry::Refuse(408));
+    // Off at 0: only the body deadline applies.
+    let mut w = Wire::with(ConnectionPolicy {
+        min_body_rate: 0,
+        ..large_bodies()
+    });
+    assert!(matches!(w.send(head, 0.0), Step::NeedInput));
+    assert_eq!(w.m.next_deadline(w.at(0.0), &w.env), Some(w.at(30.0)));
+    assert_eq!(w.expire(29.9), Expiry::Nothing);
+    assert_eq!(w.expire(30.0), Expiry::Refuse(408));
+    assert_eq!(w.env.counters.timed_out.load(Ordering::Relaxed), 1);
+    assert_eq!(w.env.counters.too_slow.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn waiting_for_budget_does_not_count_against_the_rate() {
+    let mut w = Wire::new();
+    let mut held: Option<Reservation> = None;
+    Reservation::grow(&mut held, &w.env.budget, None, BUDGET - 40).unwrap();
+    let head = b"POST /u HTTP/1.1\r\nContent-Length: 50\r\n\r\n";
+    assert!(matches!(w.send(head, 0.0), Step::Wait));
+    assert_eq!(w.expire(9.0), Expiry::Nothing);
+    drop(held);
+    assert_eq!(w.expire(10.0), Expiry::Resume);
+    assert!(matches!(w.poll(10.0), Step::NeedInput));
+    // Measured from the resumption: the grace runs until 15 s (io_timeout is 5 s: a byte at 14).
+    assert!(matches!(w.send(b"x", 14.0), Step::NeedInput));
+    assert_eq!(w.expire(14.9), Expiry::Nothing);
+    assert_eq!(w.expire(15.001), Expiry::Refuse(408));
+    assert_eq!(w.env.counters.too_slow.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn a_peers_budget_caps_its_bodies_and_the_wait_ends_in_503() {
+    let mut w = Wire::new();
+    let peer = Arc::new(Budget::new(100));
+    w.m.set_peer_budget(Some(peer.clone()));
+    // The peer's other connections hold 80 of its 100 bytes.
+    let mut held: Option<Reservation> = None;
+    Reservation::grow(&mut held, &w.env.budget, Some(&peer), 80).unwrap();
+    let head = b"POST /u HTTP/1.1\r\nContent-Length: 50\r\n\r\n";
+    assert!(matches!(w.send(head, 0.0), Step::Wait));
+    assert_eq!(w.m.phase(), Phase::BudgetWait);
+    assert_eq!(w.expire(BODY_TIMEOUT.as_secs_f64()), Expiry::Refuse(503));
+    let out = String::from_utf8_lossy(w.m.unwritten()).into_owned();
+    assert!(out.ends_with("from this client, retry later\n"), "{}", out);
+    let c = &w.env.counters;
+    assert_eq!(c.peer_budget_exhausted.load(Ordering::Relaxed), 1);
+    assert_eq!(c.budget_exhausted.load(Ordering::Relaxed), 0);
+    // Another peer's body is not held back, and its bytes count against both budgets.
+    let mut w2 = Wire::new();
+    let other = Arc::new(Budget::new(100));
+    w2.m.set_peer_budget(Some(other.clone()));
+    let parsed = dispatched(w2.send(b"POST /u HTTP/1.1\r\nContent-Length: 50\r\n\r\n[]                                                ", 0.0));
+    assert_eq!(parsed.body.len(), 50);
+    assert_eq!((other.used(), w2.env.budget.used()), (50, 50));
+    drop(parsed);
+    assert_eq!((other.used(), w2.env.budget.used()), (0, 0));
+    // With room again the first peer's next body goes through.
+    drop(held);
+    assert_eq!(peer.used(), 0);
+    let mut held = None;
+    assert_eq!(
+        Reservation::grow(&mut held, &w.env.budget, Some(&peer), 101),
+        Err(Shortage::Peer)
+    );
+}
+
+#[test]
+fn every_refusal_before_dispatch_is_counted_by_its_cause() {
+    let env = Env::new(policy());
+    let t0 = Instant::now();
+    for bytes in [
+        &b"NONSENSE\r\n\r\n"[..],
+        b"GET / HTTP/2.0\r\n\r\n",
+        b"POST /u HTTP/1.1\r\nExpect: nope\r\n\r\n",
+    ] {
+        let mut m = Machine::new(t0, &env);
+        m.feed(bytes, t0);
+        assert!(matches!(m.poll(t0, &env), Step::Refuse(_)));
+    }
+    let mut m = Machine::new(t0, &env);
+    m.feed(
+        format!("GET /{} HTTP/1.1\r\n\r\n", "p".repeat(300)).as_bytes(),
+        t0,
+    );
+    assert!(matches!(m.poll(t0, &env), Step::Refuse(431)));
+    let mut m = Machine::new(t0, &env);
+    m.feed(b"GET / HTTP/1.1\r\n", t0);
+    assert!(matches!(m.poll(t0, &env), Step::NeedInput));
+    assert_eq!(m.expire(t0 + HEADER_TIMEOUT, &env), Expiry::Refuse(408));
+    let c = &env.counters;
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    assert_eq!(
+        (
+            load(&c.bad_request),
+            load(&c.header_too_large),
+            load(&c.timed_out)
+        ),
+        (1, 1, 1),
+        "417 and 505 have no counter"
+    );
+}
+
+#[test]
+fn refusals_carry_the_signers_header_over_their_body() {
+    let signer = RefusalSigner::new("X-Sig", |body: &[u8]| {
+        format!(
+            "{}:{}",
+            body.len(),
+            String::from_utf8_lossy(body).trim_end()
+        )
+    });
+    let mut w = Wire::with(ConnectionPolicy {
+        refusal_signer: Some(signer),
+        ..policy()
+    });
+    assert!(matches!(
+        w.send(b"NONSENSE\r\n\r\n", 0.0),
+        Step::Refuse(400)
+    ));
+    let out = String::from_utf8_lossy(w.m.unwritten()).into_owned();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    let expected = format!("\r\nX-Sig: {}:{}\r\n", body.len(), body.trim_end());
+    assert!(head.contains(&expected), "{}", out);
+    // A refusal at a deadline too.
+    let mut w = Wire::with(ConnectionPolicy {
+        refusal_signer: Some(RefusalSigner::new("X-Sig", |_: &[u8]| "s".into())),
+        ..policy()
+    });
+    assert!(matches!(
+        w.send(b"GET / HTTP/1.1\r\n", 0.0),
+        Step::NeedInput
+    ));
+    assert_eq!(w.expire(5.0), Expiry::Refuse(408));
+    let out = String::from_utf8_lossy(w.m.unwritten()).into_owned();
+    assert!(
+        out.contains("\r\nX-Sig: s\r\nConnection: close\r\n"),
+        "{}",
+        out
+    );
 }

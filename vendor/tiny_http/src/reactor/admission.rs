@@ -1,16 +1,19 @@
-//! golectra: admission — the `http-accept` thread, the connection cap, and which idle
-//! connection is evicted for a newcomer at the cap: one that never sent a request first (a
-//! flood of empty connections cannot push out clients using their keep-alive connections),
-//! oldest first, else the one idle the longest. With none idle the newcomer gets `503`.
+//! golectra: admission — the `http-accept` thread, the connection caps (the server's and each
+//! peer's), and which idle connection is evicted for a newcomer at a cap: one that never sent a
+//! request first (a flood of empty connections cannot push out clients using their keep-alive
+//! connections), oldest first, else the one idle the longest; at a peer's cap only that peer's
+//! connections are candidates. With none idle the newcomer gets `503` with `Retry-After: 1`.
 
 use std::io::Write;
-use std::net::{Shutdown, SocketAddr};
+use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustix::event::epoll;
 
+use super::peers::{AtCap, PeerSlot};
 use super::{Conn, ConnState, Reactor};
+use crate::conn::refusal::refusal;
 use crate::conn::Machine;
 use crate::connection::{Connection, Listener};
 use crate::policy::Counters;
@@ -63,16 +66,29 @@ impl Reactor {
         }
     }
 
-    /// Admits an accepted connection (evicting an idle one at the cap) or refuses it.
+    /// Admits an accepted connection (evicting an idle one at a cap) or refuses it. The peer's
+    /// cap is checked first: evicting one of its own connections also makes room under the
+    /// server's cap.
     fn admit(&self, socket: Connection, peer: Option<SocketAddr>) {
-        Counters::bump(&self.counters.accepted);
+        let c = &self.env.counters;
+        Counters::bump(&c.accepted);
+        let peer_slot = match self.peers.join(peer) {
+            Ok(slot) => slot,
+            Err(AtCap(ip)) => match self.evict_idle(Some(ip)).then(|| self.peers.join(peer)) {
+                Some(Ok(slot)) => slot,
+                _ => {
+                    Counters::bump(&c.refused_per_peer);
+                    let message = "server busy: too many connections from this client, retry later";
+                    self.refuse_over_capacity(&socket, message);
+                    return;
+                }
+            },
+        };
         let live = self.slab().live;
-        if live >= self.env.policy.max_connections.max(1) && !self.evict_idle() {
-            Counters::bump(&self.counters.refused);
-            // golectra: a TLS client could not read a plain-text answer: it is just closed.
-            if self.env.policy.tls.is_none() {
-                refuse_over_capacity(&socket);
-            }
+        if live >= self.env.policy.max_connections.max(1) && !self.evict_idle(None) {
+            Counters::bump(&c.refused);
+            let message = "server busy: too many connections, retry later";
+            self.refuse_over_capacity(&socket, message);
             return;
         }
         if socket.set_nonblocking(true).is_err() {
@@ -81,6 +97,7 @@ impl Reactor {
         socket.set_nodelay();
         let now = Instant::now();
         let mut m = Machine::new(now, &self.env);
+        m.set_peer_budget(peer_slot.as_ref().and_then(PeerSlot::budget));
         let tls = match &self.env.policy.tls {
             None => None,
             Some(acceptor) => match acceptor.session() {
@@ -98,6 +115,7 @@ impl Reactor {
             Arc::new(Conn {
                 token,
                 peer,
+                peer_slot,
                 socket,
                 state: Mutex::new(ConnState {
                     m,
@@ -116,15 +134,18 @@ impl Reactor {
     }
 
     /// Closes an idle connection (abortively: no `TIME_WAIT` left behind), if there is one, by
-    /// [`Victim`]. Connections a worker holds right now are skipped (`try_lock`).
-    fn evict_idle(&self) -> bool {
+    /// [`Victim`] — of the peer `only`, when given. Connections a worker holds right now are
+    /// skipped (`try_lock`).
+    fn evict_idle(&self, only: Option<IpAddr>) -> bool {
         // Scanned under the slab's lock, without cloning every connection: at the cap this
         // runs for each newcomer. Only `try_lock` is taken inside, so it never waits for a
         // worker (which may hold a connection and then want the slab to close it).
         let victim = {
             let slab = self.slab();
             let mut victim = Victim::new();
-            for conn in slab.iter() {
+            let theirs =
+                |conn: &Conn| only.is_none() || conn.peer_slot.as_ref().map(PeerSlot::ip) == only;
+            for conn in slab.iter().filter(|conn| theirs(conn)) {
                 let Ok(st) = conn.state.try_lock() else {
                     continue;
                 };
@@ -145,22 +166,23 @@ impl Reactor {
         }
         conn.socket.abort_on_close();
         self.close(&conn, &mut st);
-        Counters::bump(&self.counters.evicted_idle);
+        Counters::bump(&self.env.counters.evicted_idle);
         true
     }
 }
 
-/// A minimal `503` for a connection over the cap, written without waiting long.
-fn refuse_over_capacity(socket: &Connection) {
-    let _ = socket.set_write_timeout(Some(Duration::from_millis(100)));
-    let body = "server busy: too many connections, retry later\n";
-    let response = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{}",
-        body.len(),
-        body
-    );
-    let _ = (&*socket).write_all(response.as_bytes());
-    let _ = socket.shutdown(Shutdown::Both);
+impl Reactor {
+    /// A minimal `503` for a connection over a cap, written without waiting long. golectra: a
+    /// TLS client could not read a plain-text answer, so on a TLS listener it is just closed.
+    fn refuse_over_capacity(&self, socket: &Connection, message: &str) {
+        if self.env.policy.tls.is_none() {
+            let signer = self.env.policy.refusal_signer.as_ref();
+            let _ = socket.set_write_timeout(Some(Duration::from_millis(100)));
+            let response = refusal(503, message, &[("Retry-After", "1")], signer);
+            let _ = (&*socket).write_all(&response);
+        }
+        let _ = socket.shutdown(Shutdown::Both);
+    }
 }
 
 #[cfg(test)]

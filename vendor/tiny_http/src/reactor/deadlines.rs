@@ -218,10 +218,8 @@ impl Reactor {
         match st.m.expire(now, &self.env) {
             Expiry::Nothing => {}
             Expiry::Close => self.close(conn, st),
-            Expiry::Refuse(status) => {
-                self.count_refusal(status);
-                self.flush(conn, st);
-            }
+            // Counted by the machine.
+            Expiry::Refuse(_) => self.flush(conn, st),
             // Driven again at once: part of the body may be buffered already.
             Expiry::Resume => self.arm(conn, st, epoll::EventFlags::OUT),
         }

@@ -39,18 +39,20 @@ use rustix::event::{eventfd, EventfdFlags};
 use crate::conn::{Env, Machine, Parsed, Phase, Step, READ_CHUNK};
 use crate::connection::Connection;
 use crate::gate::Gate;
-use crate::policy::{BufferedBody, ConnectionPolicy, ConnectionStats, Counters};
+use crate::policy::{BufferedBody, ConnectionPolicy, ConnectionStats};
 use crate::request::buffered_request;
 use crate::tls::TlsSession;
 use crate::Request;
 
 mod admission;
 mod deadlines;
+mod peers;
 mod slab;
 pub(crate) mod transport;
 mod writing;
 
 use deadlines::Deadlines;
+use peers::{PeerSlot, Peers};
 use slab::Slab;
 use transport::Input;
 use writing::ResponseSink;
@@ -71,6 +73,8 @@ struct ConnState {
 struct Conn {
     token: u64,
     peer: Option<SocketAddr>,
+    /// golectra: its place in its peer's count (per-peer caps), left when the connection drops.
+    peer_slot: Option<PeerSlot>,
     socket: Connection,
     state: Mutex<ConnState>,
 }
@@ -89,7 +93,7 @@ pub(crate) struct Reactor {
     epoll: OwnedFd,
     wake: OwnedFd,
     env: Env,
-    counters: Counters,
+    peers: Arc<Peers>,
     conns: Mutex<Slab>,
     deadlines: Deadlines,
     gate: Arc<Gate>,
@@ -112,8 +116,11 @@ impl Reactor {
             id: NEXT_REACTOR_ID.fetch_add(1, Ordering::Relaxed),
             epoll,
             wake,
+            peers: Peers::new(
+                policy.max_connections_per_peer,
+                policy.max_buffered_per_peer,
+            ),
             env: Env::new(policy),
-            counters: Counters::default(),
             conns: Mutex::new(Slab::default()),
             deadlines: Deadlines::default(),
             gate: Arc::new(Gate::new(pollers)),
@@ -127,7 +134,7 @@ impl Reactor {
     }
 
     pub fn stats(&self) -> ConnectionStats {
-        let c = &self.counters;
+        let c = &self.env.counters;
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         ConnectionStats {
             current: self.slab().live,
@@ -141,6 +148,10 @@ impl Reactor {
             budget_exhausted: load(&c.budget_exhausted),
             tls_failed: load(&c.tls_failed),
             body_buffer_bytes: self.env.budget.used(),
+            too_slow: load(&c.too_slow),
+            refused_per_peer: load(&c.refused_per_peer),
+            peer_budget_exhausted: load(&c.peer_budget_exhausted),
+            peers: self.peers.count(),
         }
     }
 
@@ -246,8 +257,8 @@ impl Reactor {
                     continue;
                 }
                 Step::Dispatch(parsed) => return Some(self.request(conn, parsed)),
-                Step::Refuse(status) => {
-                    self.count_refusal(status);
+                // Counted by the machine (`Env::counters`).
+                Step::Refuse(_) => {
                     self.flush(conn, st);
                     return None;
                 }
@@ -261,11 +272,7 @@ impl Reactor {
                 Ok(Input::Eof) => st.m.feed_eof(),
                 Ok(Input::Data) => {}
                 Ok(Input::NotTls) => {
-                    let step =
-                        st.m.refuse_now(400, transport::NOT_TLS, Instant::now(), &self.env);
-                    if let Step::Refuse(status) = step {
-                        self.count_refusal(status);
-                    }
+                    st.m.refuse_now(400, transport::NOT_TLS, Instant::now(), &self.env);
                     self.flush(conn, st);
                     return None;
                 }
@@ -284,18 +291,6 @@ impl Reactor {
                     return None;
                 }
             }
-        }
-    }
-
-    /// The counter of a refusal before dispatch, by status.
-    fn count_refusal(&self, status: u16) {
-        let c = &self.counters;
-        match status {
-            400 => Counters::bump(&c.bad_request),
-            408 => Counters::bump(&c.timed_out),
-            431 => Counters::bump(&c.header_too_large),
-            503 => Counters::bump(&c.budget_exhausted),
-            _ => {}
         }
     }
 

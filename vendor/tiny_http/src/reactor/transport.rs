@@ -58,7 +58,7 @@ impl Reactor {
             Ok(read) => read,
             Err(e) => {
                 if e.kind() == ErrorKind::InvalidData {
-                    Counters::bump(&self.counters.tls_failed);
+                    Counters::bump(&self.env.counters.tls_failed);
                     log::debug!("TLS connection from {:?} failed: {e}", conn.peer);
                     // The alert rustls queued, best effort.
                     let _ = session.write_pending(&conn.socket);
@@ -74,7 +74,7 @@ impl Reactor {
             TlsRead::Progress => Input::Data,
             TlsRead::Eof => Input::Eof,
             TlsRead::NotTls => {
-                Counters::bump(&self.counters.tls_failed);
+                Counters::bump(&self.env.counters.tls_failed);
                 // The refusal goes out in plain text: the client speaks no TLS.
                 *tls = None;
                 Input::NotTls
