@@ -8,6 +8,7 @@ use std::time::Duration;
 use golectra_common::settings::{
     self, Arity, ConfigError, Fallback::Value, INTERVAL_BOUNDS, Setting,
 };
+use golectra_common::tls_client::{ClientTls, TlsSettings};
 
 /// Every agent setting. The order is the order of `--help`.
 pub static SETTINGS: &[&Setting] = &[
@@ -17,16 +18,19 @@ pub static SETTINGS: &[&Setting] = &[
     &POLL_INTERVAL,
     &RATE_LIMIT,
     &STATE_FILE,
+    &CA_FILE,
+    &TLS_CLIENT_CERT_FILE,
+    &TLS_CLIENT_KEY_FILE,
 ];
 
-/// Server to report to: `http://host[:port][/prefix]`, `host[:port]` or `:port` (localhost).
+/// Server to report to: `http[s]://host[:port][/prefix]`, `host[:port]` or `:port` (localhost).
 pub static ADDRESS: Setting = Setting {
     env: "ADDRESS",
     short: Some('a'),
     long: "address",
     default: Value("http://localhost:8080"),
     arity: Arity::Value,
-    help: "server to report to: http://host[:port][/prefix], host[:port] or :port (localhost)",
+    help: "server to report to: http[s]://host[:port][/prefix], host[:port] or :port (localhost)",
 };
 
 /// Signing key: adds HashSHA256 (SHA-256 of body and key) to every request.
@@ -80,6 +84,44 @@ pub static STATE_FILE: Setting = Setting {
     help: "file keeping the instance id, pending deltas and reports in doubt across restarts; empty = none",
 };
 
+/// With an `https://` address: verify the server against only the CA certificates of this PEM
+/// file; empty = the system trust store.
+pub static CA_FILE: Setting = Setting {
+    env: "CA_FILE",
+    short: None,
+    long: "ca-file",
+    default: Value(""),
+    arity: Arity::Value,
+    help: "https: trust only the CA certificates in this PEM file; empty = the system trust store",
+};
+
+/// With an `https://` address: the client certificate (PEM chain) for servers that require one.
+pub static TLS_CLIENT_CERT_FILE: Setting = Setting {
+    env: "TLS_CLIENT_CERT_FILE",
+    short: None,
+    long: "tls-client-cert-file",
+    default: Value(""),
+    arity: Arity::Value,
+    help: "https: client certificate (PEM) for mTLS, with TLS_CLIENT_KEY_FILE",
+};
+
+/// The private key (PEM) of `TLS_CLIENT_CERT_FILE`.
+pub static TLS_CLIENT_KEY_FILE: Setting = Setting {
+    env: "TLS_CLIENT_KEY_FILE",
+    short: None,
+    long: "tls-client-key-file",
+    default: Value(""),
+    arity: Arity::Value,
+    help: "https: private key (PEM) of TLS_CLIENT_CERT_FILE",
+};
+
+/// The agent's TLS settings, as the shared loader names them.
+pub static TLS: TlsSettings = TlsSettings {
+    ca_file: &CA_FILE,
+    client_cert: &TLS_CLIENT_CERT_FILE,
+    client_key: &TLS_CLIENT_KEY_FILE,
+};
+
 const INTRO: &str =
     "Golectra agent: samples process and host metrics and pushes them to a Golectra server.";
 
@@ -92,6 +134,10 @@ pub struct Config {
     /// Base URL of the server without a trailing slash (`ADDRESS`, default
     /// `http://localhost:8080`).
     pub server: String,
+    /// With an `https://` server: the trust roots (`CA_FILE`, default the system trust store)
+    /// and the client certificate (`TLS_CLIENT_CERT_FILE`, `TLS_CLIENT_KEY_FILE`), read at
+    /// start; `None` for `http://`.
+    pub tls: Option<ClientTls>,
     /// Signing key (`KEY`, default none).
     pub key: Option<Vec<u8>>,
     /// Time between reports (`REPORT_INTERVAL`, default 10 s).
@@ -114,8 +160,11 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Command, ConfigError> {
         settings::parse("golectra-agent", INTRO, SETTINGS, args, env, |values| {
+            let server = values.parse(&ADDRESS, parse_server)?;
+            let https = server.starts_with("https://");
             Ok(Config {
-                server: values.parse(&ADDRESS, parse_server)?,
+                tls: ClientTls::from_settings(values, &TLS, https, &ADDRESS)?,
+                server,
                 // Trimmed like the original, so a key with a stray newline or space signs
                 // exactly as a Go peer configured with the same file does.
                 key: Some(values.text(&KEY).trim().as_bytes().to_vec()).filter(|k| !k.is_empty()),
@@ -132,8 +181,11 @@ impl Config {
     /// One line for the start-up log; the key is masked.
     pub fn describe(&self) -> String {
         format!(
-            "server {}, report every {:?}, poll every {:?}, {} sender(s), signing {}, state file {}",
+            "server {}{}, report every {:?}, poll every {:?}, {} sender(s), signing {}, state file {}",
             self.server,
+            self.tls
+                .as_ref()
+                .map_or(String::new(), |tls| format!(" ({})", tls.describe())),
             self.report_interval,
             self.poll_interval,
             self.rate_limit,
@@ -154,18 +206,19 @@ impl Config {
 /// | `:port` | `http://localhost:port` |
 /// | `http://host`, `host` | `http://host` (port 80) |
 /// | `http://proxy:8080/golectra/` | `http://proxy:8080/golectra` (the prefix is kept) |
+/// | `https://host[:port][/prefix]` | `https://host[:port][/prefix]` (port 443 by default) |
 ///
-/// Surrounding whitespace is trimmed, as the original does. Only plain HTTP is supported (the
-/// agent is built without TLS), so `https://` is refused at start rather than failing at every
-/// report; so are other schemes, credentials, queries and fragments, which the original's
-/// endpoint building would not carry either.
+/// Surrounding whitespace is trimmed, as the original does. Only `https://` written out means
+/// TLS: a form without a scheme is plain HTTP, as in the original. Other schemes, credentials,
+/// queries and fragments are refused, which the original's endpoint building would not carry
+/// either.
 pub fn parse_server(text: &str) -> Result<String, String> {
-    const FORMS: &str = "expected http://host[:port][/prefix], host[:port] or :port";
+    const FORMS: &str = "expected http[s]://host[:port][/prefix], host[:port] or :port";
     let trimmed = text.trim();
-    if trimmed.starts_with("https://") {
-        return Err("https is not supported: use http:// (or a TLS-terminating proxy)".into());
-    }
-    let rest = trimmed.strip_prefix("http://").unwrap_or(trimmed);
+    let (scheme, rest) = match trimmed.strip_prefix("https://") {
+        Some(rest) => ("https", rest),
+        None => ("http", trimmed.strip_prefix("http://").unwrap_or(trimmed)),
+    };
     if rest.contains("://") {
         return Err(format!("unsupported scheme: {FORMS}"));
     }
@@ -196,7 +249,7 @@ pub fn parse_server(text: &str) -> Result<String, String> {
     if host.is_empty() {
         return Err(format!("no host: {FORMS}"));
     }
-    Ok(format!("http://{authority}{prefix}"))
+    Ok(format!("{scheme}://{authority}{prefix}"))
 }
 
 /// Splits `host[:port]`, where an IPv6 host is bracketed (`[::1]:80`, `[::1]`). `None` for an
@@ -222,6 +275,9 @@ fn split_host_port(authority: &str) -> Option<(&str, Option<&str>)> {
 
 #[cfg(test)]
 mod tests {
+    use golectra_common::tls_client::Trust;
+    use golectra_testkit::tls::TestCa;
+
     use super::*;
 
     fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -237,6 +293,7 @@ mod tests {
             parse(&[], &[]).unwrap(),
             Config {
                 server: "http://localhost:8080".into(),
+                tls: None,
                 key: None,
                 report_interval: Duration::from_secs(10),
                 poll_interval: Duration::from_secs(2),
@@ -264,6 +321,13 @@ mod tests {
             ("http://proxy:8080/golectra/", "http://proxy:8080/golectra"),
             ("proxy:8080/a/b", "http://proxy:8080/a/b"),
             ("http://proxy/golectra", "http://proxy/golectra"),
+            ("https://h:1", "https://h:1"),
+            ("https://metrics.example/", "https://metrics.example"),
+            (
+                "https://[::1]:8443/golectra/",
+                "https://[::1]:8443/golectra",
+            ),
+            (" https://127.0.0.1:8443 ", "https://127.0.0.1:8443"),
         ] {
             assert_eq!(parse_server(given).as_deref(), Ok(wanted), "{given}");
         }
@@ -273,7 +337,10 @@ mod tests {
             ":0",
             ":99999",
             "h:",
-            "https://h:1",
+            "https://",
+            "https://h:0",
+            "https://u@h:1",
+            "https://http://h:1",
             "ftp://h:1",
             "::1:80",
             "[]:80",
@@ -348,6 +415,46 @@ mod tests {
     }
 
     #[test]
+    fn tls_settings_env_beats_flag_and_are_read_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (env_ca, flag_ca) = (TestCa::new("env CA"), TestCa::new("flag CA"));
+        let env_path = env_ca.write_cert(dir.path(), "env");
+        let flag_path = flag_ca.write_cert(dir.path(), "flag");
+        let client = env_ca.client("agent").write(dir.path(), "client");
+        let (env_path, flag_path) = (env_path.to_str().unwrap(), flag_path.to_str().unwrap());
+        let c = parse(
+            &["-a", "https://h:1", "--ca-file", flag_path],
+            &[("CA_FILE", env_path)],
+        )
+        .unwrap();
+        let tls = c.tls.as_ref().unwrap();
+        assert_eq!(tls.trust(), &Trust::CaFile(env_path.into()));
+        assert_eq!(tls.client_cert_file(), None);
+        let c = parse(
+            &[
+                "-a=https://h:1",
+                "--ca-file",
+                flag_path,
+                "--tls-client-cert-file",
+                "/nonexistent.crt",
+                "--tls-client-key-file",
+                client.key.to_str().unwrap(),
+            ],
+            &[("TLS_CLIENT_CERT_FILE", client.cert.to_str().unwrap())],
+        )
+        .unwrap();
+        let tls = c.tls.as_ref().unwrap();
+        assert_eq!(tls.trust(), &Trust::CaFile(flag_path.into()));
+        assert_eq!(tls.client_cert_file(), Some(client.cert.as_path()));
+        assert!(c.describe().contains(&format!(
+            "server https://h:1 (verifying the peer against only the CAs in {flag_path}, client certificate {})",
+            client.cert.display()
+        )));
+        // Plain HTTP reads no TLS file at all.
+        assert_eq!(parse(&["-a", "http://h:1"], &[]).unwrap().tls, None);
+    }
+
+    #[test]
     fn bad_values_name_the_setting() {
         for (args, env, setting) in [
             (&["-r", "0"][..], &[][..], "REPORT_INTERVAL (-r)"),
@@ -366,7 +473,22 @@ mod tests {
             (&["-l", "many"], &[], "RATE_LIMIT (-l)"),
             (&["-a", "ftp://nowhere:1"], &[], "ADDRESS (-a)"),
             (&["-a", "nowhere:"], &[], "ADDRESS (-a)"),
-            (&[], &[("ADDRESS", "https://h:1")], "ADDRESS (-a)"),
+            (&[], &[("ADDRESS", "https://h:0")], "ADDRESS (-a)"),
+            (
+                &["-a", "http://h:1"],
+                &[("CA_FILE", "/etc/ca.pem")],
+                "CA_FILE (--ca-file)",
+            ),
+            (
+                &["-a", "https://h:1", "--tls-client-cert-file", "c.crt"],
+                &[],
+                "TLS_CLIENT_KEY_FILE (--tls-client-key-file)",
+            ),
+            (
+                &["-a", "https://h:1", "--ca-file", "/nonexistent/ca.pem"],
+                &[],
+                "CA_FILE (--ca-file)",
+            ),
         ] {
             let err = parse(args, env).unwrap_err();
             assert!(err.0.contains(setting), "{args:?} {env:?}: {err}");

@@ -75,6 +75,7 @@ impl Pipeline {
             &config.server,
             config.key.clone(),
             config.rate_limit,
+            config.tls.as_ref(),
         ));
         let schedule = Schedule::new(config.report_interval);
         let host = Host::new().map_err(anyhow::Error::msg)?;

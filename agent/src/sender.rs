@@ -8,14 +8,23 @@
 //! `/update/`, metric `i` keyed `<key>.<i>`, and a re-send resumes after the last metric that
 //! got a definite answer.
 //!
+//! An `https://` server is verified against the roots of [`ClientTls`] (`CA_FILE` or the system
+//! trust store), with the client certificate when one is configured; a plain `http://` server
+//! is reached without any TLS configuration at all. A TLS failure (the server's certificate
+//! does not verify, the server refuses the client's) is logged as an error naming its cause
+//! when it first happens and whenever its cause changes, and the report is treated like one in
+//! doubt: kept and re-sent with its key (docs/agent.md, "TLS").
+//!
 //! Timeouts: 3 s to connect, 60 s for the answer, 65 s for the whole request. The answer may
 //! take long because the server answers only once the write is durable, and its own worst case
 //! for a batch write (PostgreSQL retries included: 52 s, docs/postgresql.md) is shorter than
 //! 60 s: giving up earlier would leave reports in doubt that were merely slow.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use golectra_common::tls_client::ClientTls;
 use golectra_common::{gzip, signature};
 
 use crate::in_doubt::{Attempt, Transport};
@@ -65,12 +74,26 @@ pub struct HttpSender {
     agent: ureq::Agent,
     server: String,
     key: Option<Vec<u8>>,
+    tls: Option<ClientTls>,
     fallback_logged: AtomicBool,
+    /// The cause of the last TLS failure logged, until a request gets through again.
+    tls_failure: Mutex<Option<String>>,
 }
 
 impl HttpSender {
-    pub fn new(server: &str, key: Option<Vec<u8>>, workers: usize) -> Self {
-        let agent = ureq::Agent::config_builder()
+    /// A sender to `server` (a base URL from [`crate::config::parse_server`]); `tls` is `Some`
+    /// exactly for an `https://` server.
+    pub fn new(
+        server: &str,
+        key: Option<Vec<u8>>,
+        workers: usize,
+        tls: Option<&ClientTls>,
+    ) -> Self {
+        let mut config = ureq::Agent::config_builder();
+        if let Some(tls) = tls {
+            config = config.tls_config(tls.ureq_config());
+        }
+        let agent = config
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_connect(Some(CONNECT_TIMEOUT))
@@ -88,7 +111,37 @@ impl HttpSender {
             agent,
             server: server.to_owned(),
             key,
+            tls: tls.cloned(),
             fallback_logged: AtomicBool::new(false),
+            tls_failure: Mutex::new(None),
+        }
+    }
+
+    /// What a failed request means: with TLS, a TLS failure is logged (once per cause) and
+    /// named; the report stays in doubt either way.
+    fn failed(&self, url: &str, error: &ureq::Error) -> Reply {
+        let Some(cause) = self.tls.as_ref().and_then(|tls| tls.explain(error)) else {
+            return Reply::Unknown(format!("POST {url}: {error}"));
+        };
+        let mut last = self.tls_failure.lock().unwrap_or_else(|p| p.into_inner());
+        if last.as_deref() != Some(cause.as_str()) {
+            log::error!(
+                "TLS handshake with {} failed: {cause}; the report is kept and re-sent with the same key",
+                self.server
+            );
+            *last = Some(cause.clone());
+        }
+        Reply::Unknown(format!("POST {url}: TLS handshake failed: {cause}"))
+    }
+
+    /// A request got through: a TLS failure logged before is over.
+    fn got_through(&self) {
+        if self.tls.is_none() {
+            return;
+        }
+        let mut last = self.tls_failure.lock().unwrap_or_else(|p| p.into_inner());
+        if last.take().is_some() {
+            log::info!("TLS handshake with {} succeeds again", self.server);
         }
     }
 
@@ -150,8 +203,9 @@ impl HttpSender {
         }
         let mut response = match request.send(&compressed[..]) {
             Ok(response) => response,
-            Err(e) => return Reply::Unknown(format!("POST {url}: {e}")),
+            Err(e) => return self.failed(&url, &e),
         };
+        self.got_through();
         let status = response.status().as_u16();
         let answer = response
             .body_mut()
@@ -247,7 +301,7 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let sender = HttpSender::new(&format!("http://127.0.0.1:{port}"), None, 1);
+        let sender = HttpSender::new(&format!("http://127.0.0.1:{port}"), None, 1, None);
         let deadline = Instant::now() + Duration::from_millis(500);
         let attempt = sender.attempt(&report(), &mut Progress::default(), Some(deadline));
         assert!(matches!(attempt, Attempt::Unknown(_)), "{attempt:?}");
@@ -294,7 +348,7 @@ mod tests {
     #[test]
     fn a_connection_closed_after_the_body_was_sent_leaves_the_report_in_doubt() {
         let (url, server) = swallowing_server(2);
-        let sender = HttpSender::new(&url, None, 1);
+        let sender = HttpSender::new(&url, None, 1, None);
         let report = report();
         let mut progress = Progress::default();
         for _ in 0..2 {

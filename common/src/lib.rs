@@ -1,6 +1,7 @@
 //! Code shared by `golectra-server` and `golectra-agent`: the wire model of a metric, the
 //! `HashSHA256` signature, gzip with size limits, the settings parser (env > flag > default),
-//! logging set-up, build information and crash-safe file replacement.
+//! logging set-up, build information, crash-safe file replacement and the TLS of the HTTP
+//! clients.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -11,6 +12,7 @@ pub mod metric;
 pub mod notify;
 pub mod settings;
 pub mod signature;
+pub mod tls_client;
 pub mod version;
 
 pub use metric::{Metric, MetricKind, Update};

@@ -15,6 +15,9 @@ pub const AGENT_SETTINGS: &[&str] = &[
     "POLL_INTERVAL",
     "RATE_LIMIT",
     "STATE_FILE",
+    "CA_FILE",
+    "TLS_CLIENT_CERT_FILE",
+    "TLS_CLIENT_KEY_FILE",
 ];
 
 /// Read by both daemons outside their settings tables: the systemd protocol (readiness,
@@ -40,8 +43,14 @@ pub const PROXIES: &[&str] = &[
     "NO_PROXY",
 ];
 
+/// Where rustls-native-certs looks for the system trust store instead of the distribution's
+/// bundle: a daemon with an `https://` peer and no CA file verifies against what these name, so
+/// a developer's shell must not choose it; a test sets them to make a test CA "the system".
+pub const TRUST_STORE: &[&str] = &["SSL_CERT_FILE", "SSL_CERT_DIR"];
+
 /// Every variable removed from the environment of a process a test starts: the server's
-/// settings (from its table), the agent's, [`SYSTEMD_AND_LOG`] and [`PROXIES`], each once.
+/// settings (from its table), the agent's, [`SYSTEMD_AND_LOG`], [`PROXIES`] and
+/// [`TRUST_STORE`], each once.
 pub fn scrubbed() -> Vec<&'static str> {
     let server = golectra_server::config::SETTINGS.iter().map(|s| s.env);
     let mut all: Vec<&'static str> = Vec::new();
@@ -49,6 +58,7 @@ pub fn scrubbed() -> Vec<&'static str> {
         .chain(AGENT_SETTINGS.iter().copied())
         .chain(SYSTEMD_AND_LOG.iter().copied())
         .chain(PROXIES.iter().copied())
+        .chain(TRUST_STORE.iter().copied())
     {
         if !all.contains(&var) {
             all.push(var);
@@ -88,6 +98,7 @@ mod tests {
             "NOTIFY_SOCKET",
             "RUST_LOG",
             "HTTP_PROXY",
+            "SSL_CERT_FILE",
         ] {
             assert!(all.contains(&var), "{var}");
         }

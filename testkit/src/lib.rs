@@ -4,7 +4,8 @@
 //! - [`env`](mod@env): the environment of every process a test starts. [`env::command`] removes every
 //!   variable either daemon reads — the server's settings taken from its table
 //!   (`golectra_server::config::SETTINGS`), the agent's from [`env::AGENT_SETTINGS`], the
-//!   systemd variables, `RUST_LOG` and the proxy variables — so a developer's shell
+//!   systemd variables, `RUST_LOG`, the proxy variables and the trust-store variables
+//!   (`SSL_CERT_FILE`, `SSL_CERT_DIR`) — so a developer's shell
 //!   (`WORKERS=1 KEY=x cargo test`) cannot leak into a test.
 //! - [`process`]: the one spawn path for daemons ([`Daemon`], stderr in a file of its own;
 //!   [`ServerProcess`] on top for the server binary), [`run`] for one-shot runs (`--help`, bad
@@ -22,7 +23,8 @@
 //!   replaced by a 503 after the request went through, connections refused), switched at run
 //!   time, per HTTP exchange.
 //! - [`tls`]: a certificate authority made at test time, issuing server and client
-//!   certificates as PEM files.
+//!   certificates as PEM files, and [`TlsFront`], a TLS terminator in front of a plain-HTTP
+//!   server (requiring client certificates if asked), its identity switched at run time.
 //!
 //! # Why the agent's settings are a list here
 //!
@@ -53,6 +55,7 @@ pub use process::{
 };
 pub use proxy::{Counts, Exchange, Fault, FaultProxy};
 pub use require::{in_ci, require, require_root, require_tool};
+pub use tls::{Handshake, TestCa, TlsFront};
 pub use wait::eventually;
 
 use std::path::{Path, PathBuf};

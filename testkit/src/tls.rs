@@ -1,6 +1,11 @@
 //! Test certificates: a certificate authority generated at test time ([`TestCa`]) that issues
 //! server and client identities ([`Identity`]), written as PEM files where a daemon's settings
 //! point. Nothing is checked in: every run has fresh keys (ECDSA P-256, through `rcgen` on ring).
+//! [`TlsFront`] (in `front`) terminates TLS with such an identity in front of a plain-HTTP
+//! server.
+
+mod front;
+pub use front::{HANDSHAKE_TIMEOUT, Handshake, MAX_CONNECTIONS, TlsFront};
 
 use std::path::{Path, PathBuf};
 

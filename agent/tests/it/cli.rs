@@ -21,6 +21,10 @@ fn help_lists_every_setting() {
         "STATE_FILE",
         "--state-file",
         "--report-interval",
+        "CA_FILE",
+        "--ca-file",
+        "TLS_CLIENT_CERT_FILE",
+        "--tls-client-key-file",
     ] {
         assert!(out.contains(needle), "{needle}: {out}");
     }
@@ -42,7 +46,8 @@ fn bad_configuration_exits_2_with_one_line() {
         (&["-r", "0"][..], &[][..], "REPORT_INTERVAL"),
         (&[], &[("POLL_INTERVAL", "never")], "POLL_INTERVAL"),
         (&["-l", "0"], &[], "RATE_LIMIT"),
-        (&["-a", "https://example.org:443"], &[], "ADDRESS"),
+        (&["-a", "https://example.org:0"], &[], "ADDRESS"),
+        (&["-a", "gopher://example.org:70"], &[], "ADDRESS"),
         (&["--frequency", "3"], &[], "--frequency"),
         // Absurd intervals: ~6e18 s overflowed the scheduler, 1ns spun a core.
         (&["-p", "6000000000000000000"], &[], "POLL_INTERVAL"),

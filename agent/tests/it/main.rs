@@ -7,3 +7,4 @@ mod fakes;
 mod harness;
 mod notify;
 mod server;
+mod tls;

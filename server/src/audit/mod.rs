@@ -24,7 +24,7 @@ mod file;
 mod url;
 
 pub use file::FileSink;
-pub use url::{CONNECT_TIMEOUT, REQUEST_TIMEOUT, UrlSink, validate_url};
+pub use url::{CONNECT_TIMEOUT, REQUEST_TIMEOUT, UrlSink, is_https, validate_url};
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -36,6 +36,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::RecvTimeoutError;
+use golectra_common::tls_client::ClientTls;
 
 use crate::client_addr::{IpNet, Origin};
 
@@ -163,6 +164,9 @@ pub struct AuditConfig {
     pub file: Option<PathBuf>,
     /// The HTTP POST sink (`AUDIT_URL`), if any.
     pub url: Option<String>,
+    /// With an `https://` URL: what the receiver is verified against, and the client
+    /// certificate (`AUDIT_CA_FILE`, `AUDIT_TLS_CLIENT_CERT_FILE`, `AUDIT_TLS_CLIENT_KEY_FILE`).
+    pub tls: Option<ClientTls>,
     /// Peers whose `X-Real-IP` / `X-Forwarded-For` are believed (`TRUSTED_PROXIES`).
     pub trusted_proxies: Vec<IpNet>,
 }
@@ -183,7 +187,7 @@ impl Audit {
             sinks.push(Box::new(sink));
         }
         if let Some(url) = &config.url {
-            sinks.push(Box::new(UrlSink::new(url)));
+            sinks.push(Box::new(UrlSink::new(url, config.tls.as_ref())));
         }
         Self::with_sinks(
             sinks,

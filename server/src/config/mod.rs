@@ -114,8 +114,12 @@ pub struct Config {
     pub require_signature: bool,
     /// Audit file (`AUDIT_FILE`, default none).
     pub audit_file: Option<PathBuf>,
-    /// Audit URL (`AUDIT_URL`, default none); plain `http://` only.
+    /// Audit URL (`AUDIT_URL`, default none), `http://` or `https://`.
     pub audit_url: Option<String>,
+    /// With an `https://` audit URL: its trust roots (`AUDIT_CA_FILE`, default the system trust
+    /// store) and client certificate (`AUDIT_TLS_CLIENT_CERT_FILE`, `AUDIT_TLS_CLIENT_KEY_FILE`),
+    /// read at start; `None` otherwise.
+    pub audit_tls: Option<golectra_common::tls_client::ClientTls>,
     /// Peers whose `X-Real-IP` / `X-Forwarded-For` are believed in audit events
     /// (`TRUSTED_PROXIES`, default none).
     pub trusted_proxies: Vec<IpNet>,
@@ -232,6 +236,12 @@ impl Config {
                     Ok(s.trim().to_owned())
                 })?),
             };
+            let audit_tls = golectra_common::tls_client::ClientTls::from_settings(
+                values,
+                &AUDIT_TLS,
+                audit_url.as_deref().is_some_and(crate::audit::is_https),
+                &AUDIT_URL,
+            )?;
             let trusted_proxies = values.parse(&TRUSTED_PROXIES, client_addr::parse_list)?;
             let tls = tls_files(
                 optional(&TLS_CERT_FILE),
@@ -246,6 +256,7 @@ impl Config {
                 require_signature: values.bool(&REQUIRE_SIGNATURE)?,
                 audit_file: optional(&AUDIT_FILE).map(PathBuf::from),
                 audit_url,
+                audit_tls,
                 trusted_proxies,
                 workers,
                 limits,
@@ -272,6 +283,7 @@ impl Config {
         AuditConfig {
             file: self.audit_file.clone(),
             url: self.audit_url.clone(),
+            tls: self.audit_tls.clone(),
             trusted_proxies: self.trusted_proxies.clone(),
         }
     }

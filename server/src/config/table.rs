@@ -22,6 +22,9 @@ pub static SETTINGS: &[&Setting] = &[
     &RESTORE,
     &AUDIT_FILE,
     &AUDIT_URL,
+    &AUDIT_CA_FILE,
+    &AUDIT_TLS_CLIENT_CERT_FILE,
+    &AUDIT_TLS_CLIENT_KEY_FILE,
     &TRUSTED_PROXIES,
     &REQUIRE_SIGNATURE,
     &WORKERS,
@@ -144,15 +147,55 @@ pub static AUDIT_FILE: Setting = Setting {
     help: "append an NDJSON audit event per successful write to this file",
 };
 
-/// POST an audit event per successful write to this http:// URL.
+/// POST an audit event per successful write to this http:// or https:// URL.
 pub static AUDIT_URL: Setting = Setting {
     env: "AUDIT_URL",
     short: None,
     long: "audit-url",
     default: Value(""),
     arity: Arity::Value,
-    help: "POST an audit event per successful write to this http:// URL",
+    help: "POST an audit event per successful write to this http:// or https:// URL",
 };
+
+/// With an https:// `AUDIT_URL`: trust only the CA certificates of this PEM file; empty = the
+/// system trust store.
+pub static AUDIT_CA_FILE: Setting = Setting {
+    env: "AUDIT_CA_FILE",
+    short: None,
+    long: "audit-ca-file",
+    default: Value(""),
+    arity: Arity::Value,
+    help: "https AUDIT_URL: trust only the CA certificates in this PEM file; empty = the system trust store",
+};
+
+/// With an https:// `AUDIT_URL`: the client certificate (PEM chain) for a receiver that
+/// requires one.
+pub static AUDIT_TLS_CLIENT_CERT_FILE: Setting = Setting {
+    env: "AUDIT_TLS_CLIENT_CERT_FILE",
+    short: None,
+    long: "audit-tls-client-cert-file",
+    default: Value(""),
+    arity: Arity::Value,
+    help: "https AUDIT_URL: client certificate (PEM) for mTLS, with AUDIT_TLS_CLIENT_KEY_FILE",
+};
+
+/// The private key (PEM) of `AUDIT_TLS_CLIENT_CERT_FILE`.
+pub static AUDIT_TLS_CLIENT_KEY_FILE: Setting = Setting {
+    env: "AUDIT_TLS_CLIENT_KEY_FILE",
+    short: None,
+    long: "audit-tls-client-key-file",
+    default: Value(""),
+    arity: Arity::Value,
+    help: "https AUDIT_URL: private key (PEM) of AUDIT_TLS_CLIENT_CERT_FILE",
+};
+
+/// The audit URL sink's TLS settings, as the shared loader names them.
+pub static AUDIT_TLS: golectra_common::tls_client::TlsSettings =
+    golectra_common::tls_client::TlsSettings {
+        ca_file: &AUDIT_CA_FILE,
+        client_cert: &AUDIT_TLS_CLIENT_CERT_FILE,
+        client_key: &AUDIT_TLS_CLIENT_KEY_FILE,
+    };
 
 /// Comma-separated IPs/CIDRs whose X-Real-IP / X-Forwarded-For name the audited client.
 pub static TRUSTED_PROXIES: Setting = Setting {

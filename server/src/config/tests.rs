@@ -207,10 +207,12 @@ fn audit_settings() {
             .0
             .contains("AUDIT_URL")
     );
-    let https = parse(&["--audit-url", "https://audit.example.com/hook"], &[]).unwrap_err();
-    assert!(
-        https.0.contains("AUDIT_URL (--audit-url)") && https.0.contains("https is not supported"),
-        "{https}"
+    assert_eq!(parse(&[], &[]).unwrap().audit_tls, None);
+    assert_eq!(
+        parse(&["--audit-url", "http://127.0.0.1:1/x"], &[])
+            .unwrap()
+            .audit_tls,
+        None
     );
     let c = parse(
         &["--audit-file", "flag.ndjson", "--audit-url", "http://flag/"],
@@ -220,6 +222,91 @@ fn audit_settings() {
     assert_eq!(c.audit_file, Some("env.ndjson".into()));
     assert_eq!(c.audit_url.as_deref(), Some("http://env/"));
     assert_eq!(parse(&[], &[]).unwrap().audit_url, None);
+}
+
+#[test]
+fn audit_tls_settings() {
+    use golectra_common::tls_client::Trust;
+    let dir = tempfile::tempdir().unwrap();
+    let (env_ca, flag_ca) = (
+        golectra_testkit::tls::TestCa::new("env CA"),
+        golectra_testkit::tls::TestCa::new("flag CA"),
+    );
+    let env_file = env_ca.write_cert(dir.path(), "env");
+    let flag_file = flag_ca.write_cert(dir.path(), "flag");
+    let client = env_ca.client("server").write(dir.path(), "client");
+    let (env_file, flag_file) = (env_file.to_str().unwrap(), flag_file.to_str().unwrap());
+    let https = ["--audit-url", "https://audit.example.com/hook"];
+    let c = parse(
+        &[&https[..], &["--audit-ca-file", flag_file]].concat(),
+        &[("AUDIT_CA_FILE", env_file)],
+    )
+    .unwrap();
+    assert_eq!(
+        c.audit_url.as_deref(),
+        Some("https://audit.example.com/hook")
+    );
+    let tls = c.audit_tls.as_ref().unwrap();
+    assert_eq!(tls.trust(), &Trust::CaFile(env_file.into()));
+    assert_eq!(tls.client_cert_file(), None);
+    assert_eq!(c.audit().tls.as_ref(), Some(tls));
+    let c = parse(
+        &[
+            &https[..],
+            &[
+                "--audit-ca-file",
+                flag_file,
+                "--audit-tls-client-cert-file",
+                client.cert.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+        &[("AUDIT_TLS_CLIENT_KEY_FILE", client.key.to_str().unwrap())],
+    )
+    .unwrap();
+    let tls = c.audit_tls.as_ref().unwrap();
+    assert_eq!(tls.trust(), &Trust::CaFile(flag_file.into()));
+    assert_eq!(tls.client_cert_file(), Some(client.cert.as_path()));
+    // The scheme in any letter case is https: the roots are loaded.
+    let c = parse(
+        &[
+            "--audit-url",
+            "HTTPS://audit.example.com/",
+            "--audit-ca-file",
+            env_file,
+        ],
+        &[],
+    )
+    .unwrap();
+    assert!(c.audit_tls.is_some());
+    for (args, env, wanted) in [
+        (
+            &https[..],
+            &[("AUDIT_CA_FILE", "/nonexistent/ca.pem")][..],
+            "invalid AUDIT_CA_FILE (--audit-ca-file) value \"/nonexistent/ca.pem\": cannot open",
+        ),
+        (
+            &https,
+            &[
+                ("AUDIT_CA_FILE", env_file),
+                ("AUDIT_TLS_CLIENT_CERT_FILE", "c.crt"),
+            ],
+            "AUDIT_TLS_CLIENT_CERT_FILE (--audit-tls-client-cert-file) is set but AUDIT_TLS_CLIENT_KEY_FILE (--audit-tls-client-key-file) is not",
+        ),
+        (
+            &["--audit-url", "http://127.0.0.1:1/x"],
+            &[("AUDIT_CA_FILE", env_file)],
+            "AUDIT_CA_FILE (--audit-ca-file) is set but AUDIT_URL (--audit-url) is not an https:// address",
+        ),
+        (
+            &[],
+            &[("AUDIT_CA_FILE", env_file)],
+            "AUDIT_CA_FILE (--audit-ca-file) is set but AUDIT_URL (--audit-url) is not an https:// address",
+        ),
+    ] {
+        let err = parse(args, env).unwrap_err();
+        assert!(err.0.starts_with(wanted), "{args:?} {env:?}: {err}");
+    }
 }
 
 #[test]

@@ -1,5 +1,7 @@
-//! The audit trail (docs/audit.md): exact events in the file and at a real HTTP receiver, dead
-//! receivers that must not slow ingestion, drop-oldest queues, trusted proxies, rotation.
+//! The audit trail (docs/audit.md): exact events in the file and at a real HTTP receiver (also
+//! over https, with a CA file and a client certificate, through the test kit's TLS front), dead
+//! receivers that must not slow ingestion, a receiver whose certificate does not verify,
+//! drop-oldest queues, trusted proxies, rotation.
 
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
@@ -11,7 +13,9 @@ use golectra_server::audit::{
 };
 use golectra_server::client_addr::parse_list;
 
-use golectra_testkit::{Fake, eventually};
+use golectra_server::config::{Command, Config};
+use golectra_testkit::tls::TestCa;
+use golectra_testkit::{Fake, ServerProcess, TlsFront, eventually};
 
 use crate::harness::{Backend, TestServer, run_binary};
 
@@ -476,12 +480,35 @@ fn the_binary_refuses_an_unusable_audit_configuration() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("cannot open the audit file"), "{stderr}");
 
+    let https = "https://audit.example.com/hook";
     for (args, setting) in [
         (
-            &["--audit-url", "https://audit.example.com/hook"][..],
+            &["--audit-url", "ftp://audit.example.com/"][..],
             "AUDIT_URL (--audit-url)",
         ),
         (&["--trusted-proxies", "10.0.0.0/40"][..], "TRUSTED_PROXIES"),
+        (
+            &[
+                "--audit-url",
+                https,
+                "--audit-ca-file",
+                "/nonexistent/ca.pem",
+            ][..],
+            "invalid AUDIT_CA_FILE (--audit-ca-file) value \"/nonexistent/ca.pem\": cannot open",
+        ),
+        (
+            &["--audit-url", https, "--audit-tls-client-key-file", "k.pem"][..],
+            "AUDIT_TLS_CLIENT_KEY_FILE (--audit-tls-client-key-file) is set but AUDIT_TLS_CLIENT_CERT_FILE (--audit-tls-client-cert-file) is not",
+        ),
+        (
+            &[
+                "--audit-url",
+                "http://127.0.0.1:1/",
+                "--audit-ca-file",
+                "ca.pem",
+            ][..],
+            "AUDIT_CA_FILE (--audit-ca-file) is set but AUDIT_URL (--audit-url) is not an https:// address",
+        ),
     ] {
         let (code, _, stderr) = run_binary(args, &[]);
         assert_eq!(code, 2, "{args:?}: {stderr}");
@@ -526,4 +553,137 @@ fn audit_counters_are_exported_in_metrics() {
             .text()
             .contains("golectra_audit_events")
     );
+}
+
+/// The audit URL and its TLS settings as the server reads them from these flags.
+fn audit_url_config(args: &[&str]) -> Config {
+    match Config::from_sources(args.iter().copied(), |_| None) {
+        Ok(Command::Run(config)) => *config,
+        other => panic!("{args:?}: {other:?}"),
+    }
+}
+
+/// The fake receiver behind a TLS front with a certificate of `ca` (requiring client
+/// certificates of `client_ca` when given).
+fn https_receiver(ca: &TestCa, client_ca: Option<&TestCa>) -> (Receiver, TlsFront) {
+    let receiver = Receiver::start(200);
+    let front = TlsFront::start(
+        &ca.server(&["localhost", "127.0.0.1"]),
+        client_ca,
+        receiver.0.addr,
+    );
+    (receiver, front)
+}
+
+/// Every kind of write to a server whose URL sink posts to the https receiver with `args`; the
+/// receiver must get exactly the file's events.
+fn events_reach_the_https_receiver(args: &[&str], receiver: &Receiver, front: &TlsFront) {
+    let url = format!("{}/audit", front.localhost_url());
+    let tls = audit_url_config(&[&["--audit-url", &url][..], args].concat());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.ndjson");
+    let t0 = now();
+    let mut s = TestServer::start_with(Backend::Memory, |c| {
+        c.audit_file = Some(file.clone());
+        c.audit_url = tls.audit_url.clone();
+        c.audit_tls = tls.audit_tls.clone();
+    });
+    write_each_kind(&s);
+    s.stop();
+    let lines = read_lines(&file);
+    assert_events(&lines, EXPECTED, t0, now());
+    let received = receiver.received();
+    for r in &received {
+        assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/audit"));
+    }
+    let bodies: Vec<String> = received.into_iter().map(|r| r.body).collect();
+    assert_eq!(
+        bodies, lines,
+        "the https receiver got exactly the file's events"
+    );
+}
+
+#[test]
+fn an_https_receiver_gets_the_events_with_audit_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("audit receiver CA");
+    let ca_file = ca.write_cert(dir.path(), "ca");
+    let (receiver, front) = https_receiver(&ca, None);
+    events_reach_the_https_receiver(
+        &["--audit-ca-file", ca_file.to_str().unwrap()],
+        &receiver,
+        &front,
+    );
+    let handshakes = front.handshakes();
+    assert!(
+        !handshakes.is_empty() && handshakes.iter().all(|h| h.ok() && !h.client_cert),
+        "{handshakes:?}"
+    );
+}
+
+#[test]
+fn an_https_receiver_requiring_client_certificates_gets_the_events_with_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("audit mTLS CA");
+    let ca_file = ca.write_cert(dir.path(), "ca");
+    let client = ca.client("golectra-server").write(dir.path(), "client");
+    let (receiver, front) = https_receiver(&ca, Some(&ca));
+    events_reach_the_https_receiver(
+        &[
+            "--audit-ca-file",
+            ca_file.to_str().unwrap(),
+            "--audit-tls-client-cert-file",
+            client.cert.to_str().unwrap(),
+            "--audit-tls-client-key-file",
+            client.key.to_str().unwrap(),
+        ],
+        &receiver,
+        &front,
+    );
+    let handshakes = front.handshakes();
+    assert!(
+        !handshakes.is_empty() && handshakes.iter().all(|h| h.ok() && h.client_cert),
+        "{handshakes:?}"
+    );
+}
+
+#[test]
+fn a_receiver_whose_certificate_does_not_verify_gets_nothing_and_the_failure_is_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (trusted, other) = (TestCa::new("trusted CA"), TestCa::new("other CA"));
+    let ca_file = trusted.write_cert(dir.path(), "ca");
+    let (receiver, front) = https_receiver(&other, None);
+    let url = format!("{}/audit", front.localhost_url());
+    let server = ServerProcess::start(
+        dir.path(),
+        &[],
+        &[
+            ("AUDIT_URL", &url),
+            ("AUDIT_CA_FILE", ca_file.to_str().unwrap()),
+        ],
+    );
+    let c = server.client();
+    for i in 0..3 {
+        assert_eq!(c.post(&format!("/update/counter/c{i}/1"), b"").status, 200);
+    }
+    let failed = r#"golectra_audit_events_failed_total{sink="url"} 3"#;
+    eventually(Duration::from_secs(30), || {
+        c.get("/metrics").text().contains(failed).then_some(())
+    })
+    .unwrap_or_else(|| panic!("{failed} missing from:\n{}", c.get("/metrics").text()));
+    let metrics = c.get("/metrics").text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"golectra_audit_events_delivered_total{sink="url"} 0"#),
+        "{metrics}"
+    );
+    assert!(receiver.received().is_empty());
+    let (code, log) = server.terminate();
+    assert_eq!(code, 0, "{log}");
+    let warning = format!(
+        "audit sink url: cannot deliver an event: POST {url}: TLS handshake failed: certificate verify failed: UnknownIssuer (the peer's certificate is not accepted by the CAs in AUDIT_CA_FILE (--audit-ca-file) {})",
+        ca_file.display()
+    );
+    assert!(log.contains(&warning), "{warning:?} not in:\n{log}");
 }

@@ -243,6 +243,9 @@ fn agent_env_lists_every_setting_with_its_default() {
         ("RATE_LIMIT", "1"),
         // Empty in the binary; the packaged unit sets it (a comment in the file says so).
         ("STATE_FILE", ""),
+        ("CA_FILE", ""),
+        ("TLS_CLIENT_CERT_FILE", ""),
+        ("TLS_CLIENT_KEY_FILE", ""),
         ("RUST_LOG", "info"),
     ]
     .into_iter()
