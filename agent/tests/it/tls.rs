@@ -345,3 +345,98 @@ fn bad_tls_settings_exit_2_naming_the_setting() {
         assert!(err.contains(&wanted), "{args:?} {env:?}: wanted {wanted:?} in {err}");
     }
 }
+
+/// A client of the server's own HTTPS listener, for reading totals: trusts `ca`, presents
+/// `identity` (mTLS).
+fn https_reader(ca: &TestCa, identity: &golectra_testkit::tls::Identity) -> ureq::Agent {
+    use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
+    let root = Certificate::from_pem(ca.cert_pem().as_bytes()).unwrap();
+    let cert = Certificate::from_pem(identity.cert_pem.as_bytes()).unwrap();
+    let key = PrivateKey::from_pem(identity.key_pem.as_bytes()).unwrap();
+    let tls = TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .root_certs(RootCerts::new_with_certs(&[root]))
+        .client_cert(Some(ClientCert::new_with_certs(&[cert], key)))
+        .build();
+    ureq::Agent::config_builder()
+        .tls_config(tls)
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+#[test]
+fn end_to_end_over_the_servers_own_tls_listener_with_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("Golectra server CA");
+    let other = TestCa::new("Not the server's CA");
+    let clients = TestCa::new("Golectra agents CA");
+    let server_files = ca
+        .server(&["localhost", "127.0.0.1"])
+        .write(dir.path(), "server");
+    let ca_file = ca.write_cert(dir.path(), "ca");
+    let other_file = other.write_cert(dir.path(), "other");
+    let clients_file = clients.write_cert(dir.path(), "clients");
+    let agent_identity = clients.client("agent-1");
+    let agent_files = agent_identity.write(dir.path(), "agent");
+    let server = ServerProcess::start(
+        dir.path(),
+        &[],
+        &[
+            ("TLS_CERT_FILE", path(&server_files.cert)),
+            ("TLS_KEY_FILE", path(&server_files.key)),
+            ("TLS_CLIENT_CA_FILE", path(&clients_file)),
+        ],
+    );
+    assert_eq!(server.scheme, "https");
+    let url = format!("https://localhost:{}", server.addr.port());
+    let poll_count = || {
+        let reader = https_reader(&ca, &agent_identity);
+        let mut answer = reader
+            .get(format!("{url}/value/counter/PollCount"))
+            .call()
+            .unwrap();
+        let status = answer.status().as_u16();
+        let body = answer.body_mut().read_to_string().unwrap();
+        (status == 200).then(|| body.trim().parse::<i64>().unwrap())
+    };
+    let client_cert = [
+        ("TLS_CLIENT_CERT_FILE", path(&agent_files.cert)),
+        ("TLS_CLIENT_KEY_FILE", path(&agent_files.key)),
+    ];
+
+    // No client certificate: the server refuses the handshake, the agent says why.
+    let mut anonymous = agent(&url, &[("CA_FILE", path(&ca_file))]);
+    let line = anonymous.wait_for_line("TLS handshake with", WAIT);
+    assert!(line.contains("CertificateRequired"), "{line}");
+    // A server certificate the agent does not trust: the agent refuses it.
+    let mut suspicious = agent(
+        &url,
+        &[&[("CA_FILE", path(&other_file))][..], &client_cert].concat(),
+    );
+    let line = suspicious.wait_for_line("TLS handshake with", WAIT);
+    assert!(line.contains("UnknownIssuer"), "{line}");
+    assert_eq!(poll_count(), None, "nothing was delivered");
+
+    // The right CA and a client certificate: exact totals over the server's own TLS.
+    let mut good = agent(
+        &url,
+        &[&[("CA_FILE", path(&ca_file))][..], &client_cert].concat(),
+    );
+    eventually(WAIT, poll_count).expect("reports arrive over the server's TLS listener");
+    let polls = good.stop_and_count_polls();
+    assert!(!good.log().contains("TLS handshake"), "{}", good.log());
+    for refused in [&mut anonymous, &mut suspicious] {
+        let (code, log) = refused.terminate();
+        assert_eq!(code, 0, "{log}");
+    }
+    assert_eq!(
+        poll_count(),
+        Some(polls),
+        "only the trusted agent's polls, exactly"
+    );
+}

@@ -286,6 +286,14 @@ impl Reactor {
                     return None;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::InvalidData && st.tls.is_some() => {
+                    // A failed TLS session: its alert is out; linger so the client reads it.
+                    st.tls = None;
+                    st.m.linger_after_tls_failure(Instant::now());
+                    let _ = conn.socket.shutdown(Shutdown::Write);
+                    self.drain(conn, st);
+                    return None;
+                }
                 Err(_) => {
                     self.close(conn, st);
                     return None;

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::{Machine, Phase, Step};
+use super::{Machine, Phase, Step, LINGER};
 use crate::conn::Env;
 
 impl Machine {
@@ -27,5 +27,16 @@ impl Machine {
     /// (plain HTTP on a TLS port); the connection lingers after the answer.
     pub fn refuse_now(&mut self, status: u16, message: &str, now: Instant, env: &Env) -> Step {
         self.refuse(status, message, now, env)
+    }
+
+    /// golectra: the TLS session failed and its alert was written: the connection half-closes
+    /// and drains what the client still sends (like a refusal), so that the client reads the
+    /// alert ("certificate required", "unknown CA") instead of a reset.
+    pub fn linger_after_tls_failure(&mut self, now: Instant) {
+        self.phase = Phase::Lingering;
+        self.deadline = Some(now + LINGER);
+        self.pending = None;
+        self.lingered = 0;
+        self.input = Vec::new();
     }
 }
