@@ -1,5 +1,5 @@
 //! Code shared by `golectra-server` and `golectra-agent`: the wire model of a metric, the
-//! `HashSHA256` signature, gzip with size limits, the settings parser (env > flag > default),
+//! `HashSHA256` signature and the strict-mode `Golectra-Signature`, gzip with size limits, the settings parser (env > flag > default),
 //! logging set-up, build information and crash-safe file replacement.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -11,6 +11,7 @@ pub mod metric;
 pub mod notify;
 pub mod settings;
 pub mod signature;
+pub mod signed_request;
 pub mod version;
 
 pub use metric::{Metric, MetricKind, Update};

@@ -235,10 +235,10 @@ pub fn describe(config: &Config) -> String {
         } else {
             "not set"
         },
-        if config.require_signature {
-            ", signatures required"
-        } else {
-            ""
+        match (config.require_signature, config.key.is_some()) {
+            (true, true) => ", Golectra-Signature required on writes",
+            (true, false) => ", REQUIRE_SIGNATURE has no effect without a key",
+            (false, _) => "",
         },
         config.workers,
         config.limits.max_body,
