@@ -85,6 +85,7 @@ fn app() -> App {
             points: 0,
         })),
         listener: OnceLock::new(),
+        store_slots: golectra_server::store_slots::StoreSlots::for_workers(4),
     }
 }
 

@@ -14,6 +14,7 @@ pub mod history;
 pub mod http;
 pub mod process;
 pub mod store;
+pub mod store_slots;
 pub mod summary;
 pub mod ticker;
 pub mod traffic;
@@ -103,6 +104,7 @@ impl Server {
             stats: traffic::HttpStats::default(),
             history,
             listener: std::sync::OnceLock::new(),
+            store_slots: store_slots::StoreSlots::for_workers(config.workers),
         });
         let http = match HttpServer::start(
             config.listen,
