@@ -1,6 +1,9 @@
 //! One attempt at a report over HTTP: the frozen JSON → gzip → `POST {server}/updates/` with
 //! `Content-Encoding: gzip`, `Content-Type: application/json`, `Idempotency-Key` and, with a
-//! signing key, `HashSHA256` over the uncompressed JSON (docs/http-api.md, docs/agent.md).
+//! signing key, `HashSHA256` over the uncompressed JSON (the original's header, which every
+//! server checks) and `Golectra-Signature` over the endpoint, the key, the time of the attempt
+//! and the JSON (which a server in strict mode requires and any other server ignores; see
+//! docs/signing.md). Both are computed again for every attempt.
 //!
 //! Each answer is sorted into what [`crate::in_doubt`] acts on: `2xx` delivered; a transport
 //! error, a timeout, `408`, `429` or `5xx` unknown; any other status a refusal. A server that
@@ -25,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use golectra_common::tls_client::ClientTls;
-use golectra_common::{gzip, signature};
+use golectra_common::{gzip, signature, signed_request};
 
 use crate::in_doubt::{Attempt, Transport};
 use crate::report::Report;
@@ -189,7 +192,13 @@ impl HttpSender {
             .header("Accept-Encoding", "identity")
             .header(IDEMPOTENCY_KEY, key);
         if let Some(secret) = &self.key {
-            request = request.header(signature::HEADER, signature::sign(json, secret));
+            let at = signed_request::unix_now();
+            request = request
+                .header(signature::HEADER, signature::sign(json, secret))
+                .header(
+                    signed_request::HEADER,
+                    signed_request::sign(secret, at, path, key, json),
+                );
         }
         if let Some(deadline) = deadline {
             let left = deadline.saturating_duration_since(Instant::now());

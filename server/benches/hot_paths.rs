@@ -85,6 +85,7 @@ fn app() -> App {
             points: 0,
         })),
         listener: OnceLock::new(),
+        store_slots: golectra_server::store_slots::StoreSlots::for_workers(4),
     }
 }
 
@@ -100,7 +101,7 @@ fn incoming(method: Method, path: &str, body: Vec<u8>) -> Incoming {
         path: path.into(),
         wire_bytes: body.len(),
         body,
-        signed: false,
+        request_signature: None,
         peer: IpAddr::V4(Ipv4Addr::LOCALHOST),
         x_real_ip: None,
         x_forwarded_for: None,

@@ -1,5 +1,5 @@
 //! What every request handler can reach: the store, the audit trail, the signing settings, the
-//! traffic counters, the history and the listener. Its own module so that the HTTP layer, the
+//! traffic counters, the history, the listener and the store slots. Its own module so that the HTTP layer, the
 //! traffic summary and the start-up code share it without depending on each other.
 
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use crate::audit::Audit;
 use crate::config::Limits;
 use crate::history::History;
 use crate::store::Store;
+use crate::store_slots::StoreSlots;
 use crate::traffic::HttpStats;
 
 /// What every handler can reach.
@@ -31,4 +32,7 @@ pub struct App {
     pub history: Arc<History>,
     /// The listener, once started: its connection counters go into `/metrics`.
     pub listener: std::sync::OnceLock<Arc<tiny_http::Server>>,
+    /// How many requests may wait on a PostgreSQL store at once (one worker fewer than the
+    /// pool), so that one worker always answers.
+    pub store_slots: StoreSlots,
 }

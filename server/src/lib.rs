@@ -14,6 +14,7 @@ pub mod history;
 pub mod http;
 pub mod process;
 pub mod store;
+pub mod store_slots;
 pub mod summary;
 pub mod ticker;
 pub mod tls;
@@ -113,6 +114,7 @@ impl Server {
             stats: traffic::HttpStats::default(),
             history,
             listener: std::sync::OnceLock::new(),
+            store_slots: store_slots::StoreSlots::for_workers(config.workers),
         });
         let http = match HttpServer::start(
             config.listen,
@@ -279,10 +281,10 @@ pub fn describe(config: &Config) -> String {
         } else {
             "not set"
         },
-        if config.require_signature {
-            ", signatures required"
-        } else {
-            ""
+        match (config.require_signature, config.key.is_some()) {
+            (true, true) => ", Golectra-Signature required on writes",
+            (true, false) => ", REQUIRE_SIGNATURE has no effect without a key",
+            (false, _) => "",
         },
         config.workers,
         config.limits.max_body,

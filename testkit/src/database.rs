@@ -118,3 +118,24 @@ pub fn with_dbname(base: &str, name: &str) -> String {
         None => format!("{base} dbname={name}"),
     }
 }
+
+/// The DSN `dsn` (URL or key=value form) pointed at `addr` instead of its own host and port,
+/// in key=value form: user, password and database kept, other settings dropped.
+pub fn through(dsn: &str, addr: std::net::SocketAddr) -> String {
+    let config: postgres::Config = dsn.parse().expect("a valid test DSN");
+    let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
+    let mut out = format!("host={} port={}", addr.ip(), addr.port());
+    if let Some(user) = config.get_user() {
+        out.push_str(&format!(" user={}", quote(user)));
+    }
+    if let Some(password) = config.get_password() {
+        out.push_str(&format!(
+            " password={}",
+            quote(&String::from_utf8_lossy(password))
+        ));
+    }
+    if let Some(db) = config.get_dbname() {
+        out.push_str(&format!(" dbname={}", quote(db)));
+    }
+    out
+}

@@ -25,6 +25,9 @@
 //! - [`tls`]: a certificate authority made at test time, issuing server and client
 //!   certificates as PEM files, and [`TlsFront`], a TLS terminator in front of a plain-HTTP
 //!   server (requiring client certificates if asked), its identity switched at run time.
+//! - [`netns`]: a private network namespace whose kernel drops every packet to and from one
+//!   loopback address on request (a black-holed network); [`relay`]: a plain TCP relay that
+//!   carries connections from inside such a namespace to a database outside it.
 //!
 //! # Why the agent's settings are a list here
 //!
@@ -39,8 +42,10 @@ pub mod database;
 pub mod env;
 pub mod fake;
 pub mod http;
+pub mod netns;
 pub mod process;
 pub mod proxy;
+pub mod relay;
 pub mod require;
 pub mod tls;
 mod wait;
@@ -49,11 +54,13 @@ pub use database::{DSN_ENV, TestDatabase, fresh_postgres_dsn};
 pub use env::command;
 pub use fake::{Answer, Fake, Seen};
 pub use http::{Client, Received, free_port};
+pub use netns::PrivateNetwork;
 pub use process::{
     Daemon, JOURNAL_STREAM_OF_STDERR, ServerProcess, agent_binary, binary_dir, run, send_signal,
     server_binary, wait_exit,
 };
 pub use proxy::{Counts, Exchange, Fault, FaultProxy};
+pub use relay::TcpRelay;
 pub use require::{in_ci, require, require_root, require_tool};
 pub use tls::{Handshake, TestCa, TlsFront};
 pub use wait::eventually;

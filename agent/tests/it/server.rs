@@ -1,5 +1,5 @@
 //! The agent against the real `golectra-server`: every metric arrives and moves, `PollCount` is
-//! exact across an outage and at shutdown, signatures.
+//! exact across an outage and at shutdown, signatures (strict mode included).
 
 use std::time::Duration;
 
@@ -147,6 +147,35 @@ fn signed_reports_are_accepted_by_a_server_with_the_same_key() {
     let polls = agent.stop_and_count_polls();
     assert_eq!(snapshot(&server).counter("PollCount"), Some(polls));
     assert!(!agent_log_has_warnings(&agent));
+}
+
+/// A server in strict mode (`REQUIRE_SIGNATURE`) accepts only writes with an `Idempotency-Key`
+/// and a `Golectra-Signature` (docs/signing.md): the agent sends both, so every poll arrives,
+/// exactly once, also through the final report.
+#[test]
+fn a_strict_server_gets_exact_totals() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(
+        dir.path(),
+        &["-k", "s3cret"],
+        &[("REQUIRE_SIGNATURE", "true")],
+    );
+    let mut agent = Agent::start_with_env(
+        &[&["-a", &server.url()][..], FAST].concat(),
+        &[("KEY", "s3cret")],
+    );
+    eventually(WAIT, || {
+        (snapshot(&server).counter("PollCount")? >= 5).then_some(())
+    })
+    .expect("reports arrive");
+    let polls = agent.stop_and_count_polls();
+    assert_eq!(snapshot(&server).counter("PollCount"), Some(polls));
+    assert!(
+        outcome_in(&agent.log()).is_some_and(|o| o.starts_with("final report delivered")),
+        "{}",
+        agent.log()
+    );
+    assert!(!agent_log_has_warnings(&agent), "{}", agent.log());
 }
 
 /// The original trims `KEY`; a key read from a file with a trailing newline or space must sign

@@ -214,7 +214,7 @@ pub static REQUIRE_SIGNATURE: Setting = Setting {
     long: "require-signature",
     default: Value("false"),
     arity: Arity::Bool,
-    help: "strict mode: with a key, reject writes whose body carries no HashSHA256 (400)",
+    help: "strict mode: with a key, every write needs an Idempotency-Key and a Golectra-Signature (400 otherwise; docs/signing.md)",
 };
 
 /// Number of request worker threads (fixed pool).

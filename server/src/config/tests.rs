@@ -518,3 +518,13 @@ fn help_lists_every_setting() {
     };
     assert!(v.starts_with("golectra-server ") && v.contains("commit"));
 }
+
+/// Strict mode's time window must keep a replay within the key retention (docs/signing.md): a
+/// request is accepted less than `2 × MAX_SKEW + 1 s` after its first acceptance, and that must
+/// fit in the shortest retention with time to spare for clock differences (119 s).
+#[test]
+fn the_signature_window_fits_in_the_shortest_key_retention() {
+    let accepted_for = 2 * golectra_common::signed_request::MAX_SKEW + Duration::from_secs(1);
+    assert_eq!(accepted_for, Duration::from_secs(481));
+    assert!(accepted_for + Duration::from_secs(119) <= *RETENTION_BOUNDS.start());
+}

@@ -59,6 +59,9 @@ pub fn render(app: &App) -> Result<Reply, ApiError> {
     // Extension points: each source writes its own families.
     let exporters: [&dyn Exporter; 3] = [&app.audit, &*app.history, &PROCESS];
     app.store.export(&mut out);
+    if app.store.kind() == crate::store::StoreKind::Postgres {
+        app.store_slots.export(&mut out);
+    }
     for exporter in exporters {
         exporter.export(&mut out);
     }

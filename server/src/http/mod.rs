@@ -21,7 +21,9 @@
 //!    durability ticket ([`crate::store::Durable::After`], sync mode) — the ticket gets it and
 //!    the snapshot thread sends it after the fsync, without the worker. A PostgreSQL store is
 //!    called inside [`tiny_http::Server::blocking`], which hands the worker's polling slot to a
-//!    parked worker while the call waits on the network.
+//!    parked worker while the call waits on the network, and only by a worker holding one of
+//!    the [`crate::store_slots::StoreSlots`] (one fewer than the workers; when all have waited on the
+//!    database for over 5 s: `503` at once), so one worker always answers `/ping`.
 //! 4. **Respond**: the same worker writes the response without blocking; what the socket does
 //!    not take is finished by whichever worker next sees the connection writable, so a client
 //!    that does not read holds no worker. Pipelined requests are answered in order.

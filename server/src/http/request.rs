@@ -1,12 +1,13 @@
 //! Turning a raw tiny_http request into an [`Incoming`] that handlers can trust: the body is
 //! read completely within the wire-size limit, inflated within the inflated-size limit when it
 //! is gzip, and its `HashSHA256` checked — all before any handler sees it, so a rejected
-//! request has no effect.
+//! request has no effect. The strict-mode `Golectra-Signature` is only collected here: whether a
+//! request needs it depends on its endpoint, so the router checks it (docs/signing.md).
 
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr};
 
-use golectra_common::{gzip, signature};
+use golectra_common::{gzip, signature, signed_request};
 
 use super::reply::{ApiError, accepts_gzip};
 use crate::config::Limits;
@@ -38,8 +39,9 @@ pub struct Incoming {
     pub body: Vec<u8>,
     /// Body bytes as received on the wire (before inflation).
     pub wire_bytes: usize,
-    /// The body carried a valid `HashSHA256`.
-    pub signed: bool,
+    /// The `Golectra-Signature` header, if sent (checked by the router in strict mode); an
+    /// empty string when it was sent more than once, which never verifies.
+    pub request_signature: Option<String>,
     /// The socket peer.
     pub peer: IpAddr,
     /// `X-Real-IP`, if sent (trusted only from configured proxies).
@@ -80,6 +82,7 @@ pub fn intake(
     let mut x_real_ip = None;
     let mut x_forwarded_for = None;
     let mut signature = None;
+    let mut request_signature: Option<String> = None;
     let mut accept_gzip = false;
     let mut idempotency_key: Option<Result<String, String>> = None;
     for h in request.headers() {
@@ -90,6 +93,11 @@ pub fn intake(
             accept_gzip |= accepts_gzip(h.value.as_str());
         } else if field.equiv(signature::HEADER) {
             signature = Some(h.value.as_str().to_owned());
+        } else if field.equiv(signed_request::HEADER) {
+            request_signature = Some(match request_signature {
+                None => h.value.as_str().to_owned(),
+                Some(_) => String::new(),
+            });
         } else if field.equiv("X-Real-IP") {
             x_real_ip = Some(h.value.as_str().to_owned());
         } else if field.equiv("X-Forwarded-For") {
@@ -128,16 +136,13 @@ pub fn intake(
     };
     // Checked once the body is read, so that the connection stays usable.
     let idempotency_key = idempotency_key.transpose().map_err(ApiError::bad_request)?;
-    let mut signed = false;
     if let (Some(key), Some(sig)) = (key, signature.as_deref())
         && !body.is_empty()
+        && !signature::verify(&body, key, sig)
     {
-        if !signature::verify(&body, key, sig) {
-            return Err(ApiError::bad_request(
-                "HashSHA256 does not match the body and the server's key",
-            ));
-        }
-        signed = true;
+        return Err(ApiError::bad_request(
+            "HashSHA256 does not match the body and the server's key",
+        ));
     }
     Ok(Incoming {
         method,
@@ -145,7 +150,7 @@ pub fn intake(
         path,
         body,
         wire_bytes,
-        signed,
+        request_signature,
         peer,
         x_real_ip,
         x_forwarded_for,

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use golectra_common::metric::{self, InvalidMetric, Metric, MetricId, MetricKind, Update};
+use golectra_common::signed_request;
 use percent_encoding::percent_decode_str;
 use serde::de::{Deserializer, Error as _, IgnoredAny, SeqAccess, Visitor};
 
@@ -122,14 +123,36 @@ fn path_name(segment: &str) -> Result<String, ApiError> {
     }
 }
 
-/// Strict signature mode: with a key and `REQUIRE_SIGNATURE`, writes must carry a valid signature.
+/// Strict signature mode (docs/signing.md): with a key and `REQUIRE_SIGNATURE`, a write must
+/// carry an `Idempotency-Key` and a `Golectra-Signature` over its endpoint, that key, a fresh
+/// time and its body. `HashSHA256` alone is not enough: any body the key ever signed (a reply
+/// of this server included) would pass it again, as often as it is sent.
 fn check_signed(app: &App, req: &Incoming) -> Result<(), ApiError> {
-    if app.require_signature && app.key.is_some() && !req.signed {
-        return Err(ApiError::bad_request(
-            "this server requires HashSHA256 on every write: send a signed JSON body to /update or /updates",
-        ));
-    }
-    Ok(())
+    let Some(key) = app.key.as_deref().filter(|_| app.require_signature) else {
+        return Ok(());
+    };
+    let Some(header) = req.request_signature.as_deref() else {
+        return Err(ApiError::bad_request(format!(
+            "this server requires {} on every write (strict mode, REQUIRE_SIGNATURE): HashSHA256 alone can be replayed",
+            signed_request::HEADER
+        )));
+    };
+    let Some(idempotency_key) = req.idempotency_key.as_deref() else {
+        return Err(ApiError::bad_request(format!(
+            "this server requires an {} on every write (strict mode, REQUIRE_SIGNATURE), covered by {}",
+            crate::store::idempotency::HEADER,
+            signed_request::HEADER
+        )));
+    };
+    signed_request::verify(
+        key,
+        header,
+        signed_request::unix_now(),
+        &req.path,
+        idempotency_key,
+        &req.body,
+    )
+    .map_err(ApiError::bad_request)
 }
 
 fn text_update(

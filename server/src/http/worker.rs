@@ -6,7 +6,13 @@
 //!
 //! A PostgreSQL call waits on the network, so around the handler of a PostgreSQL-backed server
 //! the worker lends its polling slot of the engine to a parked worker
-//! ([`tiny_http::Server::blocking`]); the memory store never blocks and is called directly.
+//! ([`tiny_http::Server::blocking`]), and it must first take one of the store slots
+//! ([`StoreSlots`], one fewer than the workers; it waits for one while the database answers,
+//! and gets `503` at once when every slot has waited on it too long), so a database that does
+//! not answer can never hold every worker. The memory store
+//! never blocks and is called directly; a path no handler serves (404) needs no slot.
+//!
+//! [`StoreSlots`]: crate::store_slots::StoreSlots
 //!
 //! [`Ticket`]: crate::store::Ticket
 
@@ -42,8 +48,13 @@ fn serve(server: &tiny_http::Server, app: &Arc<App>, mut request: tiny_http::Req
                 read = incoming.wire_bytes;
                 let handle = || handle(app, &incoming, route);
                 let written = match app.store.kind() {
-                    StoreKind::Postgres => server.blocking(handle),
-                    StoreKind::Memory => handle(),
+                    StoreKind::Postgres if route != Route::Other => {
+                        server.blocking(|| match app.store_slots.take() {
+                            Ok(_slot) => handle(),
+                            Err(why) => Written::now(ApiError::new(503, why).into()),
+                        })
+                    }
+                    StoreKind::Postgres | StoreKind::Memory => handle(),
                 };
                 (written, incoming.accept_gzip)
             }

@@ -2,7 +2,7 @@
 
 use golectra_common::signature;
 
-use crate::harness::{Backend, TestServer, backends, gunzip, gzip};
+use crate::harness::{TestServer, backends, gunzip, gzip};
 
 fn each_backend(test: impl Fn(&TestServer)) {
     for backend in backends() {
@@ -594,29 +594,6 @@ fn signatures() {
             signature::sign(b"16", b"sekrit")
         );
     }
-}
-
-#[test]
-fn strict_signature_mode() {
-    let s = TestServer::start_with(Backend::Memory, |c| {
-        c.key = Some(b"k".to_vec());
-        c.require_signature = true;
-    });
-    let c = s.client();
-    let body = br#"{"id":"x","type":"gauge","value":1}"#;
-    assert_eq!(c.post("/update", body).status, 400);
-    assert_eq!(c.post("/update/gauge/x/1", b"").status, 400);
-    assert_eq!(
-        c.request(
-            "POST",
-            "/update",
-            &[("HashSHA256", &signature::sign(body, b"k"))],
-            body
-        )
-        .status,
-        200
-    );
-    assert_eq!(c.get("/value/gauge/x").text(), "1");
 }
 
 #[test]

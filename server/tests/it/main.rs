@@ -1,7 +1,8 @@
 //! Integration tests of `golectra-server`: the HTTP API against every store, snapshots and
-//! crash safety, configuration of the real binary, the PostgreSQL store, the audit trail,
-//! `/metrics` and the dashboard, exactly-once delivery with the real agent through a fault
-//! proxy and across `kill -9`, slow senders beside the agent and the per-peer caps, and
+//! crash safety, configuration of the real binary, the PostgreSQL store (a black-holed database
+//! included), the audit trail, `/metrics` and the dashboard, strict signatures against replay,
+//! exactly-once delivery with the real agent through a fault proxy and across `kill -9`, slow
+//! senders beside the agent and the per-peer caps, and
 //! operations (systemd units, sd_notify, journald logging, packaging).
 
 mod api;
@@ -17,5 +18,6 @@ mod postgres;
 mod quickstart;
 mod real_systemd;
 mod resilience;
+mod signing;
 mod slow_senders;
 mod tls;

@@ -4,8 +4,10 @@
 //! of them are skipped loudly when `GOLECTRA_TEST_DATABASE_DSN` is not set.
 //!
 //! The HTTP API suite itself runs against PostgreSQL from `api.rs` (see `harness::backends`).
-//! Idempotency keys have their own file, `postgres/keys.rs`.
+//! Idempotency keys have their own file, `postgres/keys.rs`; a black-holed database,
+//! `postgres/black_hole.rs`.
 
+mod black_hole;
 mod keys;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -14,14 +14,18 @@
 //!   end of its retention in between): that batch is written again alone, a few times at most.
 
 use std::collections::HashSet;
+use std::time::Instant;
 
 use crate::store::{Batch, Key, StoreError};
 
-/// One submitted write: a batch and its idempotency key.
+/// One submitted write: a batch, its idempotency key and when it was submitted.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Entry {
     pub(super) batch: Batch,
     pub(super) key: Option<Key>,
+    /// When the write reached the store: the retry budget of the round that writes it counts
+    /// from here, so that time spent queued behind another round is not granted again.
+    pub(super) submitted: Instant,
 }
 
 impl Entry {
@@ -171,6 +175,7 @@ mod tests {
                     .collect(),
             },
             key: key.map(|(text, body)| Key::new(text, "updates", "/updates/", body)),
+            submitted: Instant::now(),
         }
     }
 

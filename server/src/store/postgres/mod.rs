@@ -44,7 +44,7 @@ mod statements;
 mod tokens;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use golectra_common::metric::{MetricKind, Update};
 
@@ -77,6 +77,15 @@ pub struct PostgresOptions {
     pub retry_delays: Vec<Duration>,
     /// TCP connect timeout, unless the DSN sets `connect_timeout`. Default 5 s.
     pub connect_timeout: Duration,
+    /// How long sent data may stay unacknowledged before the kernel drops the connection
+    /// (`TCP_USER_TIMEOUT`), unless the DSN sets `tcp_user_timeout`. Default 10 s.
+    pub tcp_user_timeout: Duration,
+    /// Idle time before the first keepalive probe, unless the DSN sets `keepalives_idle`
+    /// (or turns keepalives off). Default 5 s.
+    pub keepalives_idle: Duration,
+    /// Time between unanswered keepalive probes, unless the DSN sets `keepalives_interval`.
+    /// Default 1 s.
+    pub keepalives_interval: Duration,
     /// Server-side limit of one statement (`statement_timeout`). Default 10 s: with the retry
     /// budget it bounds a write's time below the agent's response timeout.
     pub statement_timeout: Duration,
@@ -96,6 +105,9 @@ impl PostgresOptions {
             pool_size: u32::try_from(pool_size.max(1)).unwrap_or(u32::MAX),
             retry_delays: retry::DEFAULT_DELAYS.to_vec(),
             connect_timeout: Duration::from_secs(5),
+            tcp_user_timeout: Duration::from_secs(10),
+            keepalives_idle: Duration::from_secs(5),
+            keepalives_interval: Duration::from_secs(1),
             statement_timeout: Duration::from_secs(10),
             checkout_timeout: Duration::from_secs(2),
             keys: KeyOptions::default(),
@@ -155,23 +167,41 @@ impl PostgresStore {
     fn run<T>(
         &self,
         what: &str,
+        op: impl FnMut(&mut Conn) -> Result<T, Failure>,
+    ) -> Result<T, StoreError> {
+        self.run_since(Instant::now(), what, op)
+    }
+
+    /// [`Self::run`] with the retry budget counted from `since` (no retry starts later than
+    /// the budget after it; the first attempt is always made).
+    fn run_since<T>(
+        &self,
+        since: Instant,
+        what: &str,
         mut op: impl FnMut(&mut Conn) -> Result<T, Failure>,
     ) -> Result<T, StoreError> {
-        self.retries.run(what, &self.target, |attempt| {
-            let mut conn = self.pool.checkout(attempt > 0)?;
-            let result = op(&mut conn);
-            conn.broken |= matches!(result, Err(Failure::Transient(_)));
-            result
-        })
+        self.retries
+            .run_since(since, what, &self.target, |attempt| {
+                let mut conn = self.pool.checkout(attempt > 0)?;
+                let result = op(&mut conn);
+                conn.broken |= matches!(result, Err(Failure::Transient(_)));
+                result
+            })
     }
 
     /// Writes the batches of one round in one statement, under one write token for all
-    /// attempts.
+    /// attempts. The retry budget counts from the oldest batch's submission: a batch that
+    /// waited behind a failing round gets one attempt of its own, not a second budget.
     fn write_round(&self, entries: &[&Entry]) -> Result<Round, StoreError> {
         let columns = round::Columns::new(entries);
         let mut races = 0;
         let (token, prune) = self.tokens.next();
-        self.run("batch write", |conn| {
+        let since = entries
+            .iter()
+            .map(|e| e.submitted)
+            .min()
+            .unwrap_or_else(Instant::now);
+        self.run_since(since, "batch write", |conn| {
             round::write(
                 conn,
                 entries,
@@ -224,6 +254,7 @@ impl Store for PostgresStore {
         let entry = Entry {
             batch: batch.clone(),
             key: key.cloned(),
+            submitted: Instant::now(),
         };
         let repeat = self
             .combiner

@@ -1,10 +1,14 @@
-//! The connection pool: session settings taken from the DSN, r2d2 with a `broken` mark per
-//! connection, and checkouts that weed out dead connections after a failure.
+//! The connection pool: session settings taken from the DSN (the socket timeouts that bound a
+//! call on a network that drops packets included), r2d2 with a `broken` mark per connection,
+//! and checkouts that weed out dead connections after a failure.
 //!
 //! The pool is sized to the worker pool (one connection per worker, so a checkout never waits
 //! for a busy connection) and does not test connections on checkout (no extra round trip per
-//! request); a connection that broke is discarded when it is returned.
+//! request); a connection that broke is discarded when it is returned, and closed on the
+//! `postgres-close` thread: closing a connection whose last request is still unanswered waits
+//! for the socket to fail, which on a silent network takes up to `tcp_user_timeout`.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use postgres::{Client, NoTls};
@@ -12,7 +16,7 @@ use r2d2::{Pool, PooledConnection};
 use r2d2_postgres::PostgresConnectionManager;
 
 use super::PostgresOptions;
-use super::retry::{Failure, describe};
+use super::retry::{Failure, describe, is_timeout};
 use crate::exposition::{Exposition, FamilyType};
 
 /// A connection checked out of the pool.
@@ -26,7 +30,8 @@ pub(super) struct Manager(PostgresConnectionManager<NoTls>);
 
 /// A pooled client that a failed call can mark broken.
 pub(super) struct Connection {
-    client: Client,
+    /// Always `Some` until the connection is dropped.
+    client: Option<Client>,
     /// Set when a call on this connection failed transiently: the pool then discards it.
     pub(super) broken: bool,
 }
@@ -34,13 +39,50 @@ pub(super) struct Connection {
 impl std::ops::Deref for Connection {
     type Target = Client;
     fn deref(&self) -> &Client {
-        &self.client
+        self.client
+            .as_ref()
+            .expect("a live connection has its client")
     }
 }
 
 impl std::ops::DerefMut for Connection {
     fn deref_mut(&mut self) -> &mut Client {
-        &mut self.client
+        self.client
+            .as_mut()
+            .expect("a live connection has its client")
+    }
+}
+
+impl Drop for Connection {
+    /// A broken connection may still wait for an answer that never comes: dropping its client
+    /// blocks until the socket fails. That wait happens on the `postgres-close` thread, never
+    /// on the worker that returned the connection.
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take().filter(|_| self.broken) {
+            close_later(client);
+        }
+    }
+}
+
+/// Hands `client` to the `postgres-close` thread (started on first use), which drops the
+/// clients it gets one after another; drops it here if that thread cannot be started.
+fn close_later(client: Client) {
+    static CLOSER: OnceLock<Option<crossbeam_channel::Sender<Client>>> = OnceLock::new();
+    let closer = CLOSER.get_or_init(|| {
+        let (tx, rx) = crossbeam_channel::unbounded::<Client>();
+        std::thread::Builder::new()
+            .name("postgres-close".into())
+            .spawn(move || rx.into_iter().for_each(drop))
+            .ok()
+            .map(|_| tx)
+    });
+    match closer {
+        Some(tx) => {
+            if let Err(crossbeam_channel::SendError(client)) = tx.send(client) {
+                drop(client);
+            }
+        }
+        None => drop(client),
     }
 }
 
@@ -50,17 +92,17 @@ impl r2d2::ManageConnection for Manager {
 
     fn connect(&self) -> Result<Connection, postgres::Error> {
         Ok(Connection {
-            client: self.0.connect()?,
+            client: Some(self.0.connect()?),
             broken: false,
         })
     }
 
     fn is_valid(&self, conn: &mut Connection) -> Result<(), postgres::Error> {
-        self.0.is_valid(&mut conn.client)
+        self.0.is_valid(conn)
     }
 
     fn has_broken(&self, conn: &mut Connection) -> bool {
-        conn.broken || self.0.has_broken(&mut conn.client)
+        conn.broken || self.0.has_broken(conn)
     }
 }
 
@@ -75,12 +117,31 @@ impl r2d2::HandleError<postgres::Error> for QuietErrors {
     }
 }
 
-/// The DSN with the server's session defaults: the connect timeout and `application_name`
-/// unless the DSN sets them, and the statement timeout added to its `options`.
+/// The DSN with the server's session defaults: the connect timeout, the socket timeouts
+/// (`tcp_user_timeout`, keepalives) and `application_name` unless the DSN sets them, and the
+/// statement timeout added to its `options`.
 pub(super) fn session_config(options: &PostgresOptions) -> Result<postgres::Config, String> {
     let mut config: postgres::Config = options.dsn.parse().map_err(|e| describe(&e))?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(options.connect_timeout);
+    }
+    // Without these a call on a network that silently drops packets waits for the kernel's
+    // retransmissions to give up, about 15 minutes: a statement sent into the void is cut
+    // after `tcp_user_timeout` without an acknowledgement, and an answer that never comes
+    // after `keepalives_idle` plus unanswered probes (bounded by `tcp_user_timeout` too).
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(options.tcp_user_timeout);
+    }
+    if config.get_keepalives() {
+        if !dsn_sets(&options.dsn, "keepalives_idle") {
+            config.keepalives_idle(options.keepalives_idle);
+        }
+        if config.get_keepalives_interval().is_none() {
+            config.keepalives_interval(options.keepalives_interval);
+        }
+        if config.get_keepalives_retries().is_none() {
+            config.keepalives_retries(KEEPALIVE_PROBES);
+        }
     }
     if config.get_application_name().is_none() {
         config.application_name("golectra-server");
@@ -96,6 +157,20 @@ pub(super) fn session_config(options: &PostgresOptions) -> Result<postgres::Conf
     };
     config.options(&session_options);
     Ok(config)
+}
+
+/// Unanswered keepalive probes before the kernel gives up on a connection (when
+/// `tcp_user_timeout` has not ended it first).
+const KEEPALIVE_PROBES: u32 = 3;
+
+/// Whether the DSN (URL or key=value form) sets `key` itself (the client library reports a
+/// default for some settings it was not given).
+fn dsn_sets(dsn: &str, key: &str) -> bool {
+    dsn.match_indices(key).any(|(at, _)| {
+        let before = dsn[..at].chars().next_back();
+        let after = dsn[at + key.len()..].trim_start();
+        before.is_none_or(|c| c.is_whitespace() || c == '?' || c == '&') && after.starts_with('=')
+    })
 }
 
 /// `host:port/dbname` of a connection configuration (never the password), for messages.
@@ -126,6 +201,9 @@ pub(super) fn target(config: &postgres::Config) -> String {
     format!("{hosts}/{db}")
 }
 
+/// Longest wait for the answer to the test of a suspect connection.
+pub(super) const TEST_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The pool of one store.
 pub(super) struct ConnectionPool(Pool<Manager>);
 
@@ -144,7 +222,9 @@ impl ConnectionPool {
 
     /// Checks out a connection. After a failure (`suspect`), the pooled connections may all be
     /// dead (a restarted or terminated server): then each one is tested and the dead ones
-    /// discarded, at most one pool's worth, before it is used.
+    /// discarded, at most one pool's worth, before it is used. A test that times out ends the
+    /// search: the database is not answering, and testing the others would only multiply the
+    /// wait (at most the checkout timeout plus [`TEST_TIMEOUT`] in all).
     pub(super) fn checkout(&self, suspect: bool) -> Result<Conn, Failure> {
         let tries = if suspect {
             self.0.max_size() as usize + 1
@@ -160,12 +240,15 @@ impl ConnectionPool {
             if !suspect {
                 return Ok(conn);
             }
-            match conn.is_valid(Duration::from_secs(2)) {
+            match conn.is_valid(TEST_TIMEOUT) {
                 Ok(()) => return Ok(conn),
                 Err(e) => {
                     // Marked broken, the pool discards it when it is dropped here.
                     conn.broken = true;
                     last = describe(&e);
+                    if is_timeout(&e) {
+                        break;
+                    }
                 }
             }
         }
@@ -225,5 +308,50 @@ mod tests {
 
         let err = session_config(&PostgresOptions::new("host=h port=x", 1)).unwrap_err();
         assert!(err.contains("invalid"), "{err}");
+    }
+
+    #[test]
+    fn socket_timeouts_default_what_the_dsn_leaves_open() {
+        let config = session_config(&PostgresOptions::new("postgres://u@h/db", 3)).unwrap();
+        assert_eq!(
+            config.get_tcp_user_timeout(),
+            Some(&Duration::from_secs(10))
+        );
+        assert!(config.get_keepalives());
+        assert_eq!(config.get_keepalives_idle(), Duration::from_secs(5));
+        assert_eq!(
+            config.get_keepalives_interval(),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(config.get_keepalives_retries(), Some(3));
+
+        for dsn in [
+            "postgres://u@h/db?tcp_user_timeout=30&keepalives_idle=7200&keepalives_interval=9&keepalives_retries=2",
+            "host=h tcp_user_timeout=30 keepalives_idle = 7200 keepalives_interval=9 keepalives_retries=2",
+        ] {
+            let config = session_config(&PostgresOptions::new(dsn, 3)).unwrap();
+            assert_eq!(
+                config.get_tcp_user_timeout(),
+                Some(&Duration::from_secs(30)),
+                "{dsn}"
+            );
+            assert_eq!(
+                config.get_keepalives_idle(),
+                Duration::from_secs(7200),
+                "{dsn}"
+            );
+            assert_eq!(
+                config.get_keepalives_interval(),
+                Some(Duration::from_secs(9))
+            );
+            assert_eq!(config.get_keepalives_retries(), Some(2));
+        }
+        // Keepalives turned off stay off.
+        let config = session_config(&PostgresOptions::new("host=h keepalives=0", 3)).unwrap();
+        assert!(!config.get_keepalives());
+        assert_eq!(config.get_keepalives_interval(), None);
+        // A key that only ends like one is not the setting.
+        assert!(!dsn_sets("host=h my_keepalives_idle=3", "keepalives_idle"));
+        assert!(dsn_sets("keepalives_idle=3", "keepalives_idle"));
     }
 }

@@ -60,8 +60,13 @@ pub(super) fn is_transient(e: &postgres::Error) -> bool {
             .contains(code);
     }
     // No answer from the server: the socket failed, or the connect step timed out.
-    e.source().is_some_and(|s| s.is::<std::io::Error>())
-        || e.to_string() == "timeout waiting for server"
+    e.source().is_some_and(|s| s.is::<std::io::Error>()) || is_timeout(e)
+}
+
+/// Whether a call gave up waiting for the server (a connect or a connection test that timed
+/// out on the client's side).
+pub(super) fn is_timeout(e: &postgres::Error) -> bool {
+    e.to_string() == "timeout waiting for server"
 }
 
 /// The error with its cause: the `postgres` crate's own `Display` says only "db error".
@@ -128,15 +133,27 @@ impl Retries {
     /// Calls `attempt` with the number of earlier attempts until it succeeds, fails for good,
     /// or has failed transiently once more than there are delays (or when the next retry would
     /// start past the budget). `what` names the call in logs, `target` the database in the
-    /// error.
+    /// error. The budget counts from now (the store itself uses [`Retries::run_since`]).
+    #[cfg(test)]
     pub(super) fn run<T>(
         &self,
+        what: &str,
+        target: &str,
+        attempt: impl FnMut(usize) -> Result<T, Failure>,
+    ) -> Result<T, StoreError> {
+        self.run_since(Instant::now(), what, target, attempt)
+    }
+
+    /// [`Retries::run`] with the budget counted from `started` (which may lie in the past: a
+    /// write that waited for its turn). The first attempt is always made.
+    pub(super) fn run_since<T>(
+        &self,
+        started: Instant,
         what: &str,
         target: &str,
         mut attempt: impl FnMut(usize) -> Result<T, Failure>,
     ) -> Result<T, StoreError> {
         let mut done = 0;
-        let started = Instant::now();
         loop {
             match attempt(done) {
                 Ok(value) => return Ok(value),
@@ -285,6 +302,24 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A write that waited (behind another round) has used up part of its budget: with all of
+    /// it gone it gets its one attempt and no retry.
+    #[test]
+    fn the_budget_counts_from_when_the_write_arrived() {
+        let retries = Retries::with_budget(vec![Duration::ZERO; 3], Duration::from_millis(100));
+        let arrived = Instant::now() - Duration::from_millis(150);
+        let mut calls = 0;
+        let result: Result<(), _> = retries.run_since(arrived, "batch write", "h:1/db", |_| {
+            calls += 1;
+            Err(Failure::Transient("gone".into()))
+        });
+        assert_eq!(calls, 1);
+        assert!(
+            matches!(&result, Err(StoreError::Unavailable(why)) if why.contains("after 1 attempts")),
+            "{result:?}"
+        );
     }
 
     #[test]
