@@ -7,7 +7,8 @@
 use std::time::{Duration, Instant};
 
 use crate::common::{HTTPVersion, Header, Method, StatusCode};
-use crate::conn::chunked::ChunkDecoder;
+use crate::conn::chunked::{wire_limit, ChunkDecoder, ChunkError};
+use crate::conn::framing::{body_framing, with_connection_close, BodyFraming};
 use crate::conn::head::{find_head_end, parse_head, Head, HeadLimits};
 use crate::conn::Env;
 use crate::policy::Reservation;
@@ -171,6 +172,11 @@ impl Machine {
         self.phase
     }
 
+    /// Bytes read and not yet consumed (for the fuzz targets: where a request ended).
+    pub fn buffered(&self) -> usize {
+        self.input.len()
+    }
+
     /// Bytes the client sent.
     pub fn feed(&mut self, bytes: &[u8], now: Instant) {
         self.input.extend_from_slice(bytes);
@@ -233,18 +239,15 @@ impl Machine {
     /// Decides what a freshly parsed head needs: a refusal, an immediate dispatch, or a body.
     fn start_request(&mut self, head: Head, now: Instant, env: &Env) -> Step {
         let header = |name: &'static str| header_value(&head.headers, name);
-        // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3); any coding is chunked.
-        let framing = if header("Transfer-Encoding").is_some() {
-            Some(Framing::Chunked(ChunkDecoder::new()))
-        } else {
-            match header("Content-Length").map(|v| v.trim().parse::<usize>()) {
-                None | Some(Ok(0)) => None,
-                Some(Ok(n)) => Some(Framing::Length(n)),
-                // The body's end is unknown: it must not be parsed as the next request.
-                Some(Err(_)) => {
-                    return self.refuse(400, "invalid Content-Length or chunked framing", now, env)
-                }
-            }
+        // golectra: ambiguous or unsupported framing is refused (conn/framing.rs); the body's
+        // end is then unknown, so it must not be parsed as the next request.
+        let framing = match body_framing(&head.headers, &head.version) {
+            Ok(BodyFraming::Empty) => None,
+            Ok(BodyFraming::Length(n)) => Some(Framing::Length(n)),
+            Ok(BodyFraming::Chunked) => Some(Framing::Chunked(ChunkDecoder::new(wire_limit(
+                env.policy.prefetch_limit,
+            )))),
+            Err((status, reason)) => return self.refuse(status, reason, now, env),
         };
         let continue_due = match header("Expect") {
             None => false,
@@ -338,7 +341,8 @@ impl Machine {
                 self.dispatch(pending, Some(n))
             }
             Framing::Chunked(decoder) => match decoder.feed(&self.input, &mut p.body, limit) {
-                Err(_) => self.refuse(400, "invalid Content-Length or chunked framing", now, env),
+                Err(e @ ChunkError::WireLimit) => self.refuse(413, e.reason(), now, env),
+                Err(e) => self.refuse(400, e.reason(), now, env),
                 Ok(used) => {
                     self.input.drain(..used);
                     let over = p.body.len() > limit;
@@ -404,6 +408,11 @@ impl Machine {
         if self.phase != Phase::Dispatched {
             return false;
         }
+        // golectra: a response after which the connection closes says so (RFC 9112 §9.6).
+        let bytes = match self.after_write {
+            AfterWrite::KeepAlive => bytes,
+            AfterWrite::Close | AfterWrite::Linger => with_connection_close(bytes),
+        };
         self.start_writing(bytes, now, env);
         true
     }
