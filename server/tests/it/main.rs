@@ -1,8 +1,8 @@
 //! Integration tests of `golectra-server`: the HTTP API against every store, snapshots and
 //! crash safety, configuration of the real binary, the PostgreSQL store, the audit trail,
 //! `/metrics` and the dashboard, exactly-once delivery with the real agent through a fault
-//! proxy and across `kill -9`, and operations (systemd units, sd_notify, journald logging,
-//! packaging).
+//! proxy and across `kill -9`, request smuggling on raw sockets, and operations (systemd units,
+//! sd_notify, journald logging, packaging).
 
 mod api;
 mod audit;
@@ -17,3 +17,4 @@ mod postgres;
 mod quickstart;
 mod real_systemd;
 mod resilience;
+mod smuggling;
