@@ -12,8 +12,8 @@ pub mod metric;
 pub mod notify;
 pub mod settings;
 pub mod signature;
-pub mod tls_client;
 pub mod signed_request;
+pub mod tls_client;
 pub mod version;
 
 pub use metric::{Metric, MetricKind, Update};

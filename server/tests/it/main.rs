@@ -2,7 +2,7 @@
 //! crash safety, configuration of the real binary, the PostgreSQL store (a black-holed database
 //! included), the audit trail, `/metrics` and the dashboard, strict signatures against replay,
 //! exactly-once delivery with the real agent through a fault proxy and across `kill -9`, slow
-//! senders beside the agent and the per-peer caps, and
+//! senders beside the agent and the per-peer caps, request smuggling on raw sockets, and
 //! operations (systemd units, sd_notify, journald logging, packaging).
 
 mod api;
@@ -20,4 +20,5 @@ mod real_systemd;
 mod resilience;
 mod signing;
 mod slow_senders;
+mod smuggling;
 mod tls;

@@ -106,7 +106,8 @@ use reactor::Reactor;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use conn::fuzzing::{
-    decode_chunked_for_fuzzing, drive_connection_for_fuzzing, parse_head_for_fuzzing,
+    decode_chunked_for_fuzzing, dispatch_requests_for_fuzzing, drive_connection_for_fuzzing,
+    parse_head_for_fuzzing, DispatchedForFuzzing, DrivenForFuzzing,
 };
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
 // golectra: the connection policy, its counters and the refusal signer.

@@ -1,5 +1,6 @@
-//! golectra: entry points for the fuzz targets (`fuzz/fuzz_targets/http_head.rs`): the head
-//! parser, the chunked decoder and the whole connection state machine, fed raw bytes.
+//! golectra: entry points for the fuzz targets (`fuzz/fuzz_targets/http_head.rs`,
+//! `request_framing.rs`): the head parser, the chunked decoder and the whole connection state
+//! machine, fed raw bytes.
 
 use std::time::{Duration, Instant};
 
@@ -39,12 +40,12 @@ pub fn decode_chunked_for_fuzzing(bytes: &[u8], max: usize) -> Result<Vec<u8>, S
 }
 
 fn decode_in_pieces(bytes: &[u8], piece: usize) -> Result<Vec<u8>, String> {
-    let mut decoder = ChunkDecoder::new();
+    let mut decoder = ChunkDecoder::new(usize::MAX);
     let mut out = Vec::new();
     for part in bytes.chunks(piece) {
         decoder
             .feed(part, &mut out, usize::MAX)
-            .map_err(|e| e.0.to_string())?;
+            .map_err(|e| e.reason().to_string())?;
         if decoder.is_done() {
             return Ok(out);
         }
@@ -56,9 +57,42 @@ fn decode_in_pieces(bytes: &[u8], piece: usize) -> Result<Vec<u8>, String> {
 /// the first byte picks), answering every dispatched request with a fixed response, and
 /// returns what happened: `D<body length>` per dispatch, `R<status>` per refusal, then `C`
 /// (closed) or `W` (waiting for input). Both feedings must agree; within the policy's limits,
-/// a dispatched body is never over `prefetch_limit + 1` bytes.
+/// a dispatched body is never over `prefetch_limit + 1` bytes, and every response after which
+/// the connection closes says `Connection: close`.
 #[doc(hidden)]
 pub fn drive_connection_for_fuzzing(bytes: &[u8], policy: &ConnectionPolicy) -> Vec<String> {
+    dispatch_requests_for_fuzzing(bytes, policy).steps
+}
+
+/// A request the state machine dispatched, as the fuzz target `request_framing` checks it.
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DispatchedForFuzzing {
+    pub method: String,
+    pub path: String,
+    pub body: Vec<u8>,
+    /// The declared length, when the request had one.
+    pub body_length: Option<usize>,
+    /// Input bytes the connection had consumed when it dispatched the request: where the
+    /// request ended, when its body was read.
+    pub end: usize,
+}
+
+/// What a connection driven over raw bytes did.
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrivenForFuzzing {
+    /// The dispatched requests, in order.
+    pub dispatched: Vec<DispatchedForFuzzing>,
+    /// The status of the refusal that ended the connection, if one did.
+    pub refused: Option<u16>,
+    /// The steps as [`drive_connection_for_fuzzing`] logs them.
+    pub steps: Vec<String>,
+}
+
+/// [`drive_connection_for_fuzzing`] with the dispatched requests and where each ended.
+#[doc(hidden)]
+pub fn dispatch_requests_for_fuzzing(bytes: &[u8], policy: &ConnectionPolicy) -> DrivenForFuzzing {
     let whole = drive(bytes, bytes.len().max(1), policy);
     let piece = 1 + bytes.first().map_or(0, |b| *b as usize % 13);
     let pieces = drive(bytes, piece, policy);
@@ -66,33 +100,50 @@ pub fn drive_connection_for_fuzzing(bytes: &[u8], policy: &ConnectionPolicy) -> 
     whole
 }
 
-fn drive(bytes: &[u8], piece: usize, policy: &ConnectionPolicy) -> Vec<String> {
+fn drive(bytes: &[u8], piece: usize, policy: &ConnectionPolicy) -> DrivenForFuzzing {
     let env = Env::new(policy.clone());
     let now = Instant::now();
     let mut m = Machine::new(now, &env);
     let mut parts = bytes.chunks(piece);
-    let mut log = Vec::new();
+    let mut fed = 0;
+    let mut out = DrivenForFuzzing {
+        dispatched: Vec::new(),
+        refused: None,
+        steps: Vec::new(),
+    };
+    let end = |mut out: DrivenForFuzzing, last: &str| {
+        out.steps.push(last.into());
+        out
+    };
     // Bounded: every step consumes input, or ends the connection.
     for _ in 0..bytes.len() * 4 + 16 {
         match m.poll(now, &env) {
             Step::NeedInput => match parts.next() {
-                Some(part) => m.feed(part, now),
-                None => {
-                    log.push("W".into());
-                    return log;
+                Some(part) => {
+                    fed += part.len();
+                    m.feed(part, now)
                 }
+                None => return end(out, "W"),
             },
             Step::Continue => {}
             Step::Dispatch(request) => {
                 assert!(request.body.len() <= policy.prefetch_limit + 1);
-                log.push(format!("D{}", request.body.len()));
+                out.steps.push(format!("D{}", request.body.len()));
+                out.dispatched.push(DispatchedForFuzzing {
+                    method: request.method.to_string(),
+                    path: request.path.clone(),
+                    body: request.body.clone(),
+                    body_length: request.body_length,
+                    end: fed - m.buffered(),
+                });
                 assert!(m.respond(b"HTTP/1.1 200 OK\r\n\r\n".to_vec(), now, &env));
+                let says_close = says_connection_close(m.unwritten());
                 m.wrote(m.unwritten().len(), now);
                 match m.finish_writing(now, &env) {
-                    Next::Read | Next::Drive => {}
+                    Next::Read | Next::Drive => assert!(!says_close),
                     Next::Close | Next::Linger => {
-                        log.push("C".into());
-                        return log;
+                        assert!(says_close, "a closing response without Connection: close");
+                        return end(out, "C");
                     }
                 }
             }
@@ -100,20 +151,24 @@ fn drive(bytes: &[u8], piece: usize, policy: &ConnectionPolicy) -> Vec<String> {
                 assert!(m
                     .unwritten()
                     .starts_with(format!("HTTP/1.1 {status} ").as_bytes()));
-                log.push(format!("R{status}"));
-                log.push("C".into());
-                return log;
+                assert!(says_connection_close(m.unwritten()));
+                out.steps.push(format!("R{status}"));
+                out.refused = Some(status);
+                return end(out, "C");
             }
-            Step::Wait | Step::Close => {
-                log.push("C".into());
-                return log;
-            }
+            Step::Wait | Step::Close => return end(out, "C"),
         }
     }
     // Expire the rest.
     let _ = m.expire(now + Duration::from_secs(3600), &env);
-    log.push("T".into());
-    log
+    end(out, "T")
+}
+
+fn says_connection_close(response: &[u8]) -> bool {
+    let head_end = find_head_end(response).unwrap_or(response.len());
+    response[..head_end]
+        .windows(21)
+        .any(|w| w == b"\r\nConnection: close\r\n")
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! golectra: one connection's HTTP/1.1 protocol, without sockets — the request-head parser
-//! (`httparse`), the chunked decoder and the connection state machine that turns bytes read and
-//! the time into steps (need input, dispatch, refuse, close). The reactor (`reactor/`) does the
-//! I/O the steps ask for.
+//! (`httparse`), the body framing rules, the chunked decoder and the connection state machine
+//! that turns bytes read and the time into steps (need input, dispatch, refuse, close). The
+//! reactor (`reactor/`) does the I/O the steps ask for.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +10,7 @@ use crate::policy::{Budget, ConnectionPolicy, Counters};
 
 pub(crate) mod body;
 pub(crate) mod chunked;
+pub(crate) mod framing;
 pub(crate) mod fuzzing;
 pub(crate) mod head;
 pub(crate) mod refusal;

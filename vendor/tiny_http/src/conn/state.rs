@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::{HTTPVersion, Header, Method};
 use crate::conn::body::{Framing, Pace, Pending};
-use crate::conn::chunked::ChunkDecoder;
+use crate::conn::chunked::{wire_limit, ChunkDecoder, ChunkError};
+use crate::conn::framing::{body_framing, with_connection_close, BodyFraming};
 use crate::conn::head::{find_head_end, parse_head, Head, HeadLimits};
 use crate::conn::refusal::refusal;
 use crate::conn::Env;
@@ -18,6 +19,8 @@ use crate::policy::{Budget, Counters, Reservation, Shortage};
 
 // golectra: the TLS handshake's part of the machine.
 mod handshake;
+// golectra: deadlines, eviction and closing.
+mod lifecycle;
 
 /// Bytes read from a socket per call (also the slack a chunked body reserves for one read).
 pub(crate) const READ_CHUNK: usize = 16 << 10;
@@ -169,6 +172,11 @@ impl Machine {
         self.phase
     }
 
+    /// Bytes read and not yet consumed (for the fuzz targets: where a request ended).
+    pub fn buffered(&self) -> usize {
+        self.input.len()
+    }
+
     /// Bytes the client sent.
     pub fn feed(&mut self, bytes: &[u8], now: Instant) {
         self.input.extend_from_slice(bytes);
@@ -231,18 +239,15 @@ impl Machine {
     /// Decides what a freshly parsed head needs: a refusal, an immediate dispatch, or a body.
     fn start_request(&mut self, head: Head, now: Instant, env: &Env) -> Step {
         let header = |name: &'static str| header_value(&head.headers, name);
-        // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3); any coding is chunked.
-        let framing = if header("Transfer-Encoding").is_some() {
-            Some(Framing::Chunked(ChunkDecoder::new()))
-        } else {
-            match header("Content-Length").map(|v| v.trim().parse::<usize>()) {
-                None | Some(Ok(0)) => None,
-                Some(Ok(n)) => Some(Framing::Length(n)),
-                // The body's end is unknown: it must not be parsed as the next request.
-                Some(Err(_)) => {
-                    return self.refuse(400, "invalid Content-Length or chunked framing", now, env)
-                }
-            }
+        // golectra: ambiguous or unsupported framing is refused (conn/framing.rs); the body's
+        // end is then unknown, so it must not be parsed as the next request.
+        let framing = match body_framing(&head.headers, &head.version) {
+            Ok(BodyFraming::Empty) => None,
+            Ok(BodyFraming::Length(n)) => Some(Framing::Length(n)),
+            Ok(BodyFraming::Chunked) => Some(Framing::Chunked(ChunkDecoder::new(wire_limit(
+                env.policy.prefetch_limit,
+            )))),
+            Err((status, reason)) => return self.refuse(status, reason, now, env),
         };
         let continue_due = match header("Expect") {
             None => false,
@@ -326,7 +331,8 @@ impl Machine {
                 self.dispatch(pending, Some(n))
             }
             Framing::Chunked(decoder) => match decoder.feed(&self.input, &mut p.body, limit) {
-                Err(_) => self.refuse(400, "invalid Content-Length or chunked framing", now, env),
+                Err(e @ ChunkError::WireLimit) => self.refuse(413, e.reason(), now, env),
+                Err(e) => self.refuse(400, e.reason(), now, env),
                 Ok(used) => {
                     self.input.drain(..used);
                     p.wire += used;
@@ -418,6 +424,11 @@ impl Machine {
         if self.phase != Phase::Dispatched {
             return false;
         }
+        // golectra: a response after which the connection closes says so (RFC 9112 §9.6).
+        let bytes = match self.after_write {
+            AfterWrite::KeepAlive => bytes,
+            AfterWrite::Close | AfterWrite::Linger => with_connection_close(bytes),
+        };
         self.start_writing(bytes, now, env);
         true
     }
@@ -471,118 +482,6 @@ impl Machine {
     pub fn drained(&mut self, n: usize) -> bool {
         self.lingered += n;
         self.lingered < LINGER_BYTES
-    }
-
-    // ---- deadlines, eviction, closing ------------------------------------------------------
-
-    /// The next time [`Machine::expire`] has something to do, if any.
-    pub fn next_deadline(&self, now: Instant, env: &Env) -> Option<Instant> {
-        let io = || self.progress_at + env.policy.io_timeout;
-        match self.phase {
-            Phase::Idle | Phase::Lingering => self.deadline,
-            Phase::Head | Phase::Writing => Some(self.deadline.map_or_else(io, |d| d.min(io()))),
-            Phase::Body => {
-                let d = self.deadline.map_or_else(io, |d| d.min(io()));
-                Some(self.pace_deadline(env).map_or(d, |pace| pace.min(d)))
-            }
-            Phase::BudgetWait => {
-                let retry = now + env.retry;
-                Some(self.deadline.map_or(retry, |d| d.min(retry)))
-            }
-            Phase::Dispatched | Phase::Closed => None,
-        }
-    }
-
-    /// When the body being read falls under `min_body_rate`, if the rule is on.
-    fn pace_deadline(&self, env: &Env) -> Option<Instant> {
-        let p = self.pending.as_ref()?;
-        p.pace_deadline(self.input.len(), env)
-    }
-
-    /// Applies the deadlines at `now`: idle → close; head or body (or `io_timeout` without
-    /// progress) → `408`; a body under `min_body_rate` → `408`; budget (global or the peer's)
-    /// still exhausted at the body deadline → `503`; a response not written in time → close;
-    /// lingering over → close.
-    pub fn expire(&mut self, now: Instant, env: &Env) -> Expiry {
-        let io_deadline = self.progress_at + env.policy.io_timeout;
-        let passed = |deadline: Option<Instant>| deadline.is_some_and(|d| now >= d);
-        match self.phase {
-            Phase::Idle if passed(self.deadline) => Expiry::Close,
-            Phase::Head | Phase::Body if passed(self.deadline) || passed(Some(io_deadline)) => {
-                let message = "request timeout: the request head or body came too slowly";
-                self.refuse(408, message, now, env);
-                Expiry::Refuse(408)
-            }
-            Phase::Body if passed(self.pace_deadline(env)) => {
-                let message = format!(
-                    "request timeout: the request body came slower than {} bytes/s",
-                    env.policy.min_body_rate
-                );
-                self.refuse_counted(Some(&env.counters.too_slow), 408, &message, now, env);
-                Expiry::Refuse(408)
-            }
-            Phase::BudgetWait => match self.reserve(env) {
-                Ok(()) => {
-                    self.phase = Phase::Body;
-                    self.progress_at = now;
-                    // The wait does not count against the body's rate.
-                    if let Some(p) = self.pending.as_mut() {
-                        p.pace = Pace::new(now, p.wire);
-                    }
-                    Expiry::Resume
-                }
-                Err(short) if passed(self.deadline) => {
-                    let c = &env.counters;
-                    let (counter, message) = match short {
-                        Shortage::Global => (
-                            &c.budget_exhausted,
-                            "server busy: too many request bodies in flight, retry later",
-                        ),
-                        Shortage::Peer => (
-                            &c.peer_budget_exhausted,
-                            "server busy: too many request bodies in flight from this client, retry later",
-                        ),
-                    };
-                    self.refuse_counted(Some(counter), 503, message, now, env);
-                    Expiry::Refuse(503)
-                }
-                Err(_) => Expiry::Nothing,
-            },
-            Phase::Writing if passed(self.deadline) || passed(Some(io_deadline)) => Expiry::Close,
-            Phase::Lingering if passed(self.deadline) => Expiry::Close,
-            _ => Expiry::Nothing,
-        }
-    }
-
-    /// The eviction key of an idle connection (nothing buffered): whether it ever sent a
-    /// request, and since when it is idle. Lower keys are evicted first.
-    pub fn eviction_key(&self) -> Option<(bool, Instant)> {
-        (self.phase == Phase::Idle && self.input.is_empty())
-            .then_some((self.served, self.idle_since))
-    }
-
-    /// The server is stopping: a connection whose request is with a worker closes after its
-    /// response (returns false); any other closes now (true).
-    pub fn close_for_shutdown(&mut self) -> bool {
-        if self.phase == Phase::Dispatched {
-            self.after_write = AfterWrite::Close;
-            false
-        } else {
-            true
-        }
-    }
-
-    /// Marks the connection closed and frees its buffers; false if it already was.
-    pub fn close(&mut self) -> bool {
-        if self.phase == Phase::Closed {
-            return false;
-        }
-        self.phase = Phase::Closed;
-        self.deadline = None;
-        self.pending = None;
-        self.input = Vec::new();
-        self.output = Vec::new();
-        true
     }
 }
 

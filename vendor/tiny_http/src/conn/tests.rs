@@ -191,6 +191,213 @@ fn chunk_data_longer_than_its_size_gets_400() {
     );
 }
 
+// ---- request framing (RFC 9112 §6): no request smuggling ------------------------------------
+
+/// A request that would be applied if the bytes before it were misframed.
+const SMUGGLED: &[u8] = b"POST /update/counter/PollCount/100 HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+
+/// `head` (without its empty line) then `body` then [`SMUGGLED`]: refused with `status` and the
+/// one-line `reason`, and nothing after it is dispatched.
+fn refused_before_the_smuggled_request(head: &str, body: &[u8], status: u16, reason: &str) {
+    let mut bytes = format!("{head}\r\n\r\n").into_bytes();
+    bytes.extend_from_slice(body);
+    bytes.extend_from_slice(SMUGGLED);
+    let mut w = Wire::new();
+    let step = w.send(&bytes, 0.0);
+    let out = String::from_utf8_lossy(w.m.unwritten()).into_owned();
+    assert!(
+        out.ends_with(&format!("\r\n\r\n{reason}\n")),
+        "{:?}: {}",
+        head,
+        out
+    );
+    assert_refused(&mut w, step, status);
+    assert!(matches!(w.poll(0.1), Step::Wait), "{:?}: read on", head);
+}
+
+#[test]
+fn a_length_and_a_coding_together_get_400() {
+    let reason = "Content-Length and Transfer-Encoding together are ambiguous framing";
+    let cl = SMUGGLED.len() + 5;
+    for head in [
+        format!("POST /u HTTP/1.1\r\nContent-Length: {cl}\r\nTransfer-Encoding: chunked"),
+        format!("POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: {cl}"),
+        "POST /u HTTP/1.1\r\nContent-Length: 0\r\nTransfer-Encoding: gzip".to_owned(),
+    ] {
+        refused_before_the_smuggled_request(&head, b"0\r\n\r\n", 400, reason);
+    }
+}
+
+#[test]
+fn differing_or_non_numeric_lengths_get_400() {
+    let n = SMUGGLED.len();
+    for head in [
+        format!("POST /u HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: {n}"),
+        format!("POST /u HTTP/1.1\r\nContent-Length: {n}\r\nContent-Length: 0"),
+        format!("POST /u HTTP/1.1\r\nContent-Length: 0, {n}"),
+    ] {
+        let reason = "conflicting Content-Length values";
+        refused_before_the_smuggled_request(&head, b"", 400, reason);
+    }
+    for value in [
+        "+5",
+        "-1",
+        "0x10",
+        "5 5",
+        "",
+        "5,",
+        "1e1",
+        "18446744073709551616",
+    ] {
+        let head = format!("POST /u HTTP/1.1\r\nContent-Length: {value}");
+        let reason = "invalid Content-Length: not a decimal number";
+        refused_before_the_smuggled_request(&head, b"12345", 400, reason);
+    }
+}
+
+#[test]
+fn repeated_lengths_of_one_value_are_one_length() {
+    for head in [
+        &b"POST /u HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n"[..],
+        b"POST /u HTTP/1.1\r\nContent-Length: 5, 05\r\n\r\n",
+    ] {
+        let mut w = Wire::new();
+        let mut bytes = head.to_vec();
+        bytes.extend_from_slice(b"12345GET /next HTTP/1.1\r\n\r\n");
+        assert_eq!(dispatched(w.send(&bytes, 0.0)).body, b"12345");
+        assert_eq!(w.answer(0.1), Next::Drive);
+        assert_eq!(dispatched(w.poll(0.1)).path, "/next");
+    }
+}
+
+#[test]
+fn codings_other_than_one_chunked_get_501() {
+    let reason = "unsupported Transfer-Encoding: only a single chunked coding is implemented";
+    for te in [
+        "Transfer-Encoding: gzip",
+        "Transfer-Encoding: gzip, chunked",
+        "Transfer-Encoding: chunked, gzip",
+        "Transfer-Encoding: identity",
+        "Transfer-Encoding: chunked, chunked",
+        "Transfer-Encoding: x-unknown",
+        "Transfer-Encoding: ",
+        "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked",
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+    ] {
+        let head = format!("POST /u HTTP/1.1\r\n{te}");
+        refused_before_the_smuggled_request(&head, b"0\r\n\r\n", 501, reason);
+    }
+    let mut w = Wire::new();
+    let bytes = b"POST /u HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n";
+    assert_eq!(dispatched(w.send(bytes, 0.0)).body, b"ab");
+}
+
+#[test]
+fn an_obs_folded_framing_header_gets_400() {
+    for fold in [
+        "X: a\r\n Transfer-Encoding: chunked",
+        "X: a\r\n\tTransfer-Encoding: chunked",
+        "X: a\r\n\tContent-Length: 5",
+        "Transfer-Encoding:\r\n chunked",
+        "Content-Length: 5\r\n\t5",
+    ] {
+        let head = format!("POST /u HTTP/1.1\r\n{fold}");
+        refused_before_the_smuggled_request(&head, b"0\r\n\r\n", 400, "malformed header line");
+    }
+}
+
+#[test]
+fn a_coding_in_http_1_0_gets_400() {
+    let reason = "Transfer-Encoding is not allowed in an HTTP/1.0 request";
+    for head in [
+        "POST /u HTTP/1.0\r\nTransfer-Encoding: chunked",
+        "POST /u HTTP/1.0\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive",
+    ] {
+        refused_before_the_smuggled_request(head, b"0\r\n\r\n", 400, reason);
+    }
+}
+
+#[test]
+fn a_bare_lf_in_chunk_framing_gets_400() {
+    let head = "POST /u HTTP/1.1\r\nTransfer-Encoding: chunked";
+    let cases: [(&[u8], &str); 3] = [
+        (b"3\r\nabc\n0\r\n\r\n", "chunk data longer than its size"),
+        (b"0\r\nX: y\n\r\n", "malformed trailer line"),
+        (b"0\r\n\n", "malformed trailer line"),
+    ];
+    for (body, reason) in cases {
+        refused_before_the_smuggled_request(head, body, 400, reason);
+    }
+}
+
+#[test]
+fn a_chunked_body_over_its_wire_limit_gets_413_at_the_limit() {
+    // 1 byte of data per 4 007 bytes on the wire: the decoded limit (64) is far away.
+    let chunk = format!("1;{}\r\nx\r\n", "e".repeat(4000));
+    let mut bytes = b"POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let head = bytes.len();
+    for _ in 0..20 {
+        bytes.extend_from_slice(chunk.as_bytes());
+    }
+    let limit = 2 * 64 + (64 << 10);
+    let mut w = Wire::new();
+    for part in bytes[..head + limit].chunks(4000) {
+        assert!(matches!(w.send(part, 0.0), Step::NeedInput));
+    }
+    let step = w.send(&bytes[head + limit..head + limit + 1], 0.0);
+    assert!(String::from_utf8_lossy(w.m.unwritten())
+        .ends_with("\r\n\r\nchunked body too large on the wire (data and framing)\n"));
+    assert_refused(&mut w, step, 413);
+}
+
+#[test]
+fn a_response_after_which_the_connection_closes_says_connection_close() {
+    let closing: [&[u8]; 5] = [
+        b"POST /u HTTP/1.1\r\nContent-Length: 999999\r\n\r\n[",
+        b"POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n41\r\n",
+        b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nConnection: upgrade\r\n\r\n",
+    ];
+    let answer =
+        b"HTTP/1.1 413 Payload Too Large\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nno";
+    for request in closing {
+        let mut w = Wire::new();
+        let mut bytes = request.to_vec();
+        if request.ends_with(b"41\r\n") {
+            bytes.extend_from_slice(&[b'a'; 65]);
+        }
+        dispatched(w.send(&bytes, 0.0));
+        assert!(w.m.respond(answer.to_vec(), w.at(0.1), &w.env));
+        assert_eq!(
+            w.m.unwritten(),
+            b"HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nContent-Length: 2\r\n\r\nno",
+            "{:?}",
+            String::from_utf8_lossy(request)
+        );
+        assert!(matches!(w.finish(0.1), Next::Close | Next::Linger));
+    }
+    // A server stopping with the request in a worker's hands.
+    let mut w = Wire::new();
+    dispatched(w.send(b"GET / HTTP/1.1\r\n\r\n", 0.0));
+    assert!(!w.m.close_for_shutdown());
+    assert!(w
+        .m
+        .respond(b"HTTP/1.1 200 OK\r\n\r\n".to_vec(), w.at(0.1), &w.env));
+    assert_eq!(
+        w.m.unwritten(),
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
+    );
+    // Kept alive: the response is left as it is.
+    let mut w = Wire::new();
+    dispatched(w.send(b"GET / HTTP/1.1\r\n\r\n", 0.0));
+    assert!(w
+        .m
+        .respond(b"HTTP/1.1 200 OK\r\n\r\n".to_vec(), w.at(0.1), &w.env));
+    assert_eq!(w.m.unwritten(), b"HTTP/1.1 200 OK\r\n\r\n");
+    assert_eq!(w.finish(0.1), Next::Read);
+}
+
 // ---- 408 ------------------------------------------------------------------------------------
 
 #[test]
