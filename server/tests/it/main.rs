@@ -1,8 +1,8 @@
 //! Integration tests of `golectra-server`: the HTTP API against every store, snapshots and
 //! crash safety, configuration of the real binary, the PostgreSQL store, the audit trail,
 //! `/metrics` and the dashboard, exactly-once delivery with the real agent through a fault
-//! proxy and across `kill -9`, and operations (systemd units, sd_notify, journald logging,
-//! packaging).
+//! proxy and across `kill -9`, bounded store size (`MAX_METRICS`, the paged dashboard, the
+//! history cap), and operations (systemd units, sd_notify, journald logging, packaging).
 
 mod api;
 mod audit;
@@ -10,6 +10,7 @@ mod cli;
 mod exactly_once;
 mod harness;
 mod idempotency;
+mod limits_store;
 mod observability;
 mod ops;
 mod persistence;
