@@ -1,8 +1,8 @@
 //! Bounded store size (docs/limits.md, "Store size"), against every backend: `MAX_METRICS`
 //! refuses whole a write that would add a name past it (409, one line naming the limit, nothing
 //! applied, no idempotency key recorded) on every write endpoint while writes to stored names
-//! pass; with PostgreSQL the count is exact across servers sharing one database and follows
-//! rows deleted by hand. The dashboard of a store of thousands of metrics is one bounded page
+//! pass; with PostgreSQL the count is exact across servers sharing one database, follows
+//! rows deleted by hand and starts from the rows a database held before its migration. The dashboard of a store of thousands of metrics is one bounded page
 //! with the filter applied by the server; the history stays under `HISTORY_MAX_BYTES` in total.
 
 use std::sync::{Arc, Barrier};
@@ -230,6 +230,47 @@ fn postgres_counts_exactly_across_servers() {
         .get(0);
     assert_eq!(counted, 50);
     b.shutdown().unwrap();
+}
+
+/// A database migrated before the count existed: migration 004 counts the rows already there.
+#[test]
+fn postgres_migration_counts_the_rows_already_stored() {
+    let Some(db) = golectra_testkit::fresh_postgres_dsn() else {
+        return;
+    };
+    let options = golectra_server::store::postgres::PostgresOptions::new(&db.dsn, 1);
+    drop(golectra_server::store::postgres::PostgresStore::open(&options).unwrap());
+    // Back to schema version 3, with rows written meanwhile by a server without the count.
+    let mut sql = db.connect();
+    sql.batch_execute(
+        "DROP TABLE golectra_metric_count;
+         DROP FUNCTION golectra_count_inserted, golectra_count_deleted, golectra_count_truncated CASCADE;
+         DELETE FROM golectra_schema_migrations WHERE version = 4;
+         INSERT INTO golectra_gauges (name, value) SELECT 'g' || i, i FROM generate_series(1, 7) AS i;
+         INSERT INTO golectra_counters (name, delta) VALUES ('c', 1)",
+    )
+    .unwrap();
+    let options = golectra_server::store::postgres::PostgresOptions {
+        max_metrics: MaxMetrics(8),
+        ..options
+    };
+    let store = golectra_server::store::postgres::PostgresStore::open(&options).unwrap();
+    use golectra_server::store::Store;
+    assert_eq!(store.count(), Ok((7, 1)));
+    let gauge = |name: &str| golectra_common::metric::Update::Gauge {
+        name: name.into(),
+        value: 1.0,
+    };
+    store.update(&gauge("g8"), None).unwrap().wait().unwrap();
+    assert!(matches!(
+        store.update(&gauge("g9"), None).map(|w| w.value),
+        Err(golectra_server::store::StoreError::Full {
+            limit: 8,
+            stored: 8,
+            adding: 1,
+            ..
+        })
+    ));
 }
 
 /// The `<tr>` rows of a dashboard page: (data-name, whether sent hidden).
