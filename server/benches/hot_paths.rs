@@ -78,11 +78,13 @@ fn app() -> App {
         key: None,
         require_signature: false,
         limits: golectra_server::config::Config::defaults().limits,
+        max_metrics: golectra_server::store::MaxMetrics::DEFAULT,
         started: Instant::now(),
         stats: HttpStats::default(),
         history: Arc::new(History::new(HistoryOptions {
             interval: Duration::from_secs(5),
             points: 0,
+            ..HistoryOptions::default()
         })),
         listener: OnceLock::new(),
         store_slots: golectra_server::store_slots::StoreSlots::for_workers(4),
@@ -99,6 +101,7 @@ fn incoming(method: Method, path: &str, body: Vec<u8>) -> Incoming {
         }
         .into(),
         path: path.into(),
+        query: String::new(),
         wire_bytes: body.len(),
         body,
         request_signature: None,

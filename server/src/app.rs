@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::audit::Audit;
 use crate::config::Limits;
 use crate::history::History;
-use crate::store::Store;
+use crate::store::{MaxMetrics, Store};
 use crate::store_slots::StoreSlots;
 use crate::traffic::HttpStats;
 
@@ -24,6 +24,9 @@ pub struct App {
     pub require_signature: bool,
     /// Size limits of request bodies and batches.
     pub limits: Limits,
+    /// The most gauges, and the most counters, the store holds (`MAX_METRICS`), for
+    /// `/metrics`.
+    pub max_metrics: MaxMetrics,
     /// When the server started; the dashboard shows the uptime from it.
     pub started: Instant,
     /// Traffic counters for `/metrics`.

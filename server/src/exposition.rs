@@ -88,8 +88,15 @@ impl Exposition {
 
     /// A body with room for about `families` families.
     pub fn with_capacity(families: usize) -> Self {
+        Self::with_room(families, families * 96)
+    }
+
+    /// A body with room for about `families` families in `bytes`: a body grown by doubling
+    /// would hold up to three times its size while it is copied (tens of megabytes for a large
+    /// store).
+    pub fn with_room(families: usize, bytes: usize) -> Self {
         Self {
-            out: String::with_capacity(families * 96),
+            out: String::with_capacity(bytes),
             families: HashSet::with_capacity(families),
         }
     }

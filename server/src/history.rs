@@ -10,6 +10,16 @@
 //! Memory is fixed per metric: a ring is allocated once at its full size (16 bytes a point:
 //! unix milliseconds as `i64` and an `f64` or `i64` value) and never grows. Rings of metrics that
 //! left the store are dropped at the next tick.
+//!
+//! Memory is bounded in total too (`HISTORY_MAX_BYTES`): each series is counted as
+//! [`HistoryOptions::series_bytes`] (its ring, its name and [`SERIES_OVERHEAD`] of map entry and
+//! allocations), and a metric whose series would pass the budget gets none. The eviction policy
+//! is *first come, first kept*: a metric keeps its history for as long as it is stored, so a
+//! flood of new names cannot push out the history of the metrics that were there before. Each
+//! round first advances the existing series and drops those of metrics that left the store, then
+//! gives new metrics a series while the budget allows — gauges before counters, in name order.
+//! Metrics left without one are counted ([`Tables::untracked`]) and get a series at a later round
+//! once room has freed up.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
@@ -24,6 +34,11 @@ use crate::ticker::{FirstRun, Ticker};
 /// Bytes of one point: `i64` milliseconds + an 8-byte value.
 pub const POINT_BYTES: usize = 16;
 
+/// What a series costs besides its points and its name, as counted against
+/// `HISTORY_MAX_BYTES`: the map slot (the name's `String` and the [`Series`], about 90 bytes,
+/// times the map's slack) and the two heap allocations' headers.
+pub const SERIES_OVERHEAD: usize = 192;
+
 /// How much history to keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistoryOptions {
@@ -31,6 +46,25 @@ pub struct HistoryOptions {
     pub interval: Duration,
     /// Points kept per metric (`HISTORY_POINTS`, default 60); 0 turns history off.
     pub points: usize,
+    /// Most bytes all series together are counted as (`HISTORY_MAX_BYTES`, default 128 MiB).
+    pub max_bytes: usize,
+}
+
+impl HistoryOptions {
+    /// What the series of a metric named with `name_len` bytes is counted as.
+    pub fn series_bytes(&self, name_len: usize) -> usize {
+        self.points * POINT_BYTES + name_len + SERIES_OVERHEAD
+    }
+}
+
+impl Default for HistoryOptions {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(5),
+            points: 60,
+            max_bytes: 128 << 20,
+        }
+    }
 }
 
 /// A bounded ring of `(unix ms, value)` over a `VecDeque`; the oldest point goes when full.
@@ -110,6 +144,11 @@ pub struct Tables {
     round: u64,
     /// Unix ms of the last round.
     pub last_sample_ms: Option<i64>,
+    /// What the series held now are counted as ([`HistoryOptions::series_bytes`]).
+    pub bytes: usize,
+    /// Metrics of the last round left without a series because `HISTORY_MAX_BYTES` was
+    /// reached.
+    pub untracked: usize,
 }
 
 /// A copy of one series: points `(unix ms, value)` oldest first, and when it last changed.
@@ -136,34 +175,36 @@ impl History {
         self.options
     }
 
-    /// Appends one sampling round taken at `at`: every metric of `snap` gets a point, rings of
-    /// metrics missing from `snap` are dropped.
+    /// Appends one sampling round taken at `at`: every metric of `snap` with a series gets a
+    /// point, series of metrics missing from `snap` are dropped, then metrics without a series
+    /// get one while `HISTORY_MAX_BYTES` allows.
     pub fn record(&self, snap: &Reading, at: SystemTime) {
-        let points = self.options.points;
-        if points == 0 {
+        let options = self.options;
+        if options.points == 0 {
             return;
         }
         let at_ms = unix_ms(at);
-        let mut tables = self.tables.write().expect("poisoned");
+        let mut guard = self.tables.write().expect("poisoned");
+        let tables = &mut *guard;
         tables.round += 1;
-        let round = tables.round;
-        let first = round == 1;
-        record_kind(
-            &mut tables.gauges,
-            &snap.gauges,
+        let round = Round {
+            number: tables.round,
             at_ms,
-            round,
-            first,
-            points,
-        );
-        record_kind(
-            &mut tables.counters,
-            &snap.counters,
-            at_ms,
-            round,
-            first,
-            points,
-        );
+            first: tables.round == 1,
+        };
+        let new_gauges = advance(&mut tables.gauges, &snap.gauges, round);
+        let new_counters = advance(&mut tables.counters, &snap.counters, round);
+        let mut budget = Budget {
+            options,
+            bytes: tables.bytes,
+            untracked: 0,
+        };
+        budget.drop_vanished(&mut tables.gauges, round);
+        budget.drop_vanished(&mut tables.counters, round);
+        budget.add(&mut tables.gauges, &snap.gauges, &new_gauges, round);
+        budget.add(&mut tables.counters, &snap.counters, &new_counters, round);
+        tables.bytes = budget.bytes;
+        tables.untracked = budget.untracked;
         tables.last_sample_ms = Some(at_ms);
     }
 
@@ -192,38 +233,86 @@ impl History {
     }
 }
 
-fn record_kind<T: Copy + Default + PartialEq>(
+/// One sampling round.
+#[derive(Debug, Clone, Copy)]
+struct Round {
+    number: u64,
+    at_ms: i64,
+    /// The server's first round: what it sees had not changed since start.
+    first: bool,
+}
+
+/// Appends the round's point to every series of `values` that exists; returns the indices of
+/// the values without a series.
+fn advance<T: Copy + PartialEq>(
     series: &mut HashMap<String, Series<T>>,
     values: &[(String, T)],
-    at_ms: i64,
-    round: u64,
-    first: bool,
-    points: usize,
-) {
-    for (name, value) in values {
+    round: Round,
+) -> Vec<usize> {
+    let mut new = Vec::new();
+    for (i, (name, value)) in values.iter().enumerate() {
         match series.get_mut(name.as_str()) {
             Some(s) => {
                 if s.ring.last().is_none_or(|(_, last)| last != *value) {
-                    s.changed_at_ms = Some(at_ms);
+                    s.changed_at_ms = Some(round.at_ms);
                 }
-                s.ring.push(at_ms, *value);
-                s.seen = round;
+                s.ring.push(round.at_ms, *value);
+                s.seen = round.number;
             }
-            None => {
-                let mut ring = Ring::new(points);
-                ring.push(at_ms, *value);
-                series.insert(
-                    name.clone(),
-                    Series {
-                        ring,
-                        changed_at_ms: (!first).then_some(at_ms),
-                        seen: round,
-                    },
-                );
-            }
+            None => new.push(i),
         }
     }
-    series.retain(|_, s| s.seen == round);
+    new
+}
+
+/// `HISTORY_MAX_BYTES` during one round: what the series are counted as, and the metrics
+/// left without one.
+struct Budget {
+    options: HistoryOptions,
+    bytes: usize,
+    untracked: usize,
+}
+
+impl Budget {
+    /// Drops the series of metrics this round did not see (they left the store).
+    fn drop_vanished<T>(&mut self, series: &mut HashMap<String, Series<T>>, round: Round) {
+        series.retain(|name, s| {
+            let keep = s.seen == round.number;
+            if !keep {
+                self.bytes -= self.options.series_bytes(name.len());
+            }
+            keep
+        });
+    }
+
+    /// Gives the values at `new` a series each, in order, while the budget allows.
+    fn add<T: Copy>(
+        &mut self,
+        series: &mut HashMap<String, Series<T>>,
+        values: &[(String, T)],
+        new: &[usize],
+        round: Round,
+    ) {
+        for &i in new {
+            let (name, value) = &values[i];
+            let cost = self.options.series_bytes(name.len());
+            if self.bytes + cost > self.options.max_bytes {
+                self.untracked += 1;
+                continue;
+            }
+            self.bytes += cost;
+            let mut ring = Ring::new(self.options.points);
+            ring.push(round.at_ms, *value);
+            series.insert(
+                name.clone(),
+                Series {
+                    ring,
+                    changed_at_ms: (!round.first).then_some(round.at_ms),
+                    seen: round.number,
+                },
+            );
+        }
+    }
 }
 
 /// Unix milliseconds of `at` (0 before 1970).
@@ -234,7 +323,10 @@ pub fn unix_ms(at: SystemTime) -> i64 {
 
 impl Exporter for History {
     fn export(&self, out: &mut Exposition) {
-        let (series, last) = self.read(|t| (t.gauges.len() + t.counters.len(), t.last_sample_ms));
+        let (series, last, bytes, untracked) = self.read(|t| {
+            let series = t.gauges.len() + t.counters.len();
+            (series, t.last_sample_ms, t.bytes, t.untracked)
+        });
         out.family(
             "golectra_history_series",
             "Metrics with an in-memory history ring.",
@@ -247,6 +339,24 @@ impl Exporter for History {
             FamilyType::Gauge,
         )
         .sample(&[], series * self.options.points * POINT_BYTES);
+        out.family(
+            "golectra_history_bytes",
+            "Memory the history is counted as: rings, names and bookkeeping (HISTORY_MAX_BYTES caps it).",
+            FamilyType::Gauge,
+        )
+        .sample(&[], bytes);
+        out.family(
+            "golectra_history_max_bytes",
+            "The history's memory cap (HISTORY_MAX_BYTES).",
+            FamilyType::Gauge,
+        )
+        .sample(&[], self.options.max_bytes);
+        out.family(
+            "golectra_history_untracked_metrics",
+            "Stored metrics without history at the last sample because HISTORY_MAX_BYTES was reached.",
+            FamilyType::Gauge,
+        )
+        .sample(&[], untracked);
         if let Some(ms) = last {
             out.family(
                 "golectra_history_last_sample_timestamp_seconds",
@@ -324,6 +434,7 @@ mod tests {
         let history = History::new(HistoryOptions {
             interval: Duration::from_secs(5),
             points: 60,
+            ..HistoryOptions::default()
         });
         for round in 0..10_000u64 {
             history.record(
@@ -358,6 +469,7 @@ mod tests {
         let history = History::new(HistoryOptions {
             interval: Duration::from_secs(5),
             points: 60,
+            ..HistoryOptions::default()
         });
         history.record(&snap(&[("x", 1.0), ("gone", 2.0)], &[("x", 5)]), at(0));
         history.record(&snap(&[("x", 1.5), ("new", 0.0)], &[("x", 5)]), at(5000));
@@ -380,8 +492,55 @@ mod tests {
         let history = History::new(HistoryOptions {
             interval: Duration::from_secs(1),
             points: 0,
+            ..HistoryOptions::default()
         });
         history.record(&snap(&[("x", 1.0)], &[]), at(0));
         assert!(history.series(MetricKind::Gauge, "x").is_none());
+    }
+
+    /// The total cap holds whatever the store holds: metrics first seen once it is full get no
+    /// series, the earlier ones keep theirs, and room freed by metrics that left goes to the
+    /// untracked ones at the next round (gauges first, in name order).
+    #[test]
+    fn the_total_cap_keeps_the_first_metrics_and_reuses_freed_room() {
+        let options = HistoryOptions {
+            interval: Duration::from_secs(5),
+            points: 4,
+            max_bytes: 0,
+        };
+        // Room for exactly two series of two-byte names and one of a four-byte name.
+        let options = HistoryOptions {
+            max_bytes: 2 * options.series_bytes(2) + options.series_bytes(4),
+            ..options
+        };
+        let history = History::new(options);
+        history.record(&snap(&[("g1", 1.0), ("g2", 2.0)], &[]), at(0));
+        // A flood of new names: only one more fits, the established ones keep their points.
+        let flood: Vec<(String, f64)> = (0..1000).map(|i| (format!("f{i:03}"), 0.0)).collect();
+        let mut gauges: Vec<(&str, f64)> = vec![("g1", 1.5), ("g2", 2.0)];
+        gauges.extend(flood.iter().map(|(n, v)| (n.as_str(), *v)));
+        gauges.sort_by(|a, b| a.0.cmp(b.0));
+        history.record(&snap(&gauges, &[("c1", 7)]), at(5000));
+        history.read(|t| {
+            assert_eq!(t.bytes, options.max_bytes);
+            assert_eq!(t.gauges.len() + t.counters.len(), 3);
+            // "f000" took the last room (gauges first, in name order): no room for "c1".
+            assert!(t.gauges.contains_key("f000") && !t.counters.contains_key("c1"));
+            assert_eq!(t.untracked, 999 + 1);
+            assert_eq!(t.gauges["g1"].ring.len(), 2);
+        });
+        assert!(history.series(MetricKind::Gauge, "f999").is_none());
+        // The flood leaves the store: its room goes to the counter at once.
+        history.record(&snap(&[("g1", 1.5), ("g2", 2.0)], &[("c1", 8)]), at(10_000));
+        history.read(|t| {
+            assert_eq!(t.untracked, 0);
+            assert_eq!(t.bytes, 3 * options.series_bytes(2));
+            assert!(!t.gauges.contains_key("f000"));
+            assert_eq!(
+                t.counters["c1"].ring.iter().collect::<Vec<_>>(),
+                [(10_000, 8)]
+            );
+            assert_eq!(t.gauges["g1"].ring.len(), 3);
+        });
     }
 }

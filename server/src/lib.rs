@@ -110,6 +110,7 @@ impl Server {
             key: config.key.clone(),
             require_signature: config.require_signature,
             limits: config.limits,
+            max_metrics: config.max_metrics,
             started: Instant::now(),
             stats: traffic::HttpStats::default(),
             history,
@@ -219,6 +220,7 @@ fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
                 interval: *interval,
                 restore: *restore,
                 keys: config.keys,
+                max_metrics: config.max_metrics,
             };
             let store = MemoryStore::open(options)
                 .map_err(|e| StartError::Store(format!("{}: {e}", path.display())))?;
@@ -235,6 +237,7 @@ fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
             }
             let options = PostgresOptions {
                 keys: config.keys,
+                max_metrics: config.max_metrics,
                 ..PostgresOptions::new(dsn, config.workers)
             };
             let store = PostgresStore::open(&options).map_err(StartError::Postgres)?;
@@ -275,7 +278,9 @@ pub fn describe(config: &Config) -> String {
         ),
     };
     format!(
-        "{storage}; {tls}; key {}{}; {} workers; body limit {} B on the wire, {} B inflated, {} items per batch; {}; audit file {}, audit URL {}, trusted proxies {}; history {}",
+        "{storage}, at most {} gauges and {} counters; {tls}; key {}{}; {} workers; body limit {} B on the wire, {} B inflated, {} items per batch; {}; audit file {}, audit URL {}, trusted proxies {}; history {}",
+        config.max_metrics.0,
+        config.max_metrics.0,
         if config.key.is_some() {
             "set (hidden)"
         } else {
@@ -310,9 +315,10 @@ pub fn describe(config: &Config) -> String {
             "off".to_owned()
         } else {
             format!(
-                "{} points every {}",
+                "{} points every {}, at most {} B",
                 config.history.points,
-                humantime::format_duration(config.history.interval)
+                humantime::format_duration(config.history.interval),
+                config.history.max_bytes
             )
         },
     )

@@ -14,7 +14,7 @@ use golectra_common::settings::{self, ConfigError, INTERVAL_BOUNDS};
 use crate::audit::AuditConfig;
 use crate::client_addr::{self, IpNet};
 use crate::history::HistoryOptions;
-use crate::store::KeyOptions;
+use crate::store::{KeyOptions, MaxMetrics};
 
 /// Idempotency keys are held at least 10 minutes (longer than any retry horizon worth
 /// having) and at most a week.
@@ -127,11 +127,13 @@ pub struct Config {
     pub workers: usize,
     /// Size limits of request bodies and batches (docs/limits.md).
     pub limits: Limits,
+    /// Most gauges, and most counters, stored (`MAX_METRICS`, default 1 000 000 each).
+    pub max_metrics: MaxMetrics,
     /// Retention and count of idempotency keys (`IDEMPOTENCY_RETENTION`, default 1 h;
     /// `IDEMPOTENCY_MAX_KEYS`, default 1 000 000).
     pub keys: KeyOptions,
     /// History behind the sparklines (`HISTORY_INTERVAL`, default 5 s; `HISTORY_POINTS`,
-    /// default 60).
+    /// default 60; `HISTORY_MAX_BYTES`, default 128 MiB).
     pub history: HistoryOptions,
     /// Time between traffic summaries in the log (`SUMMARY_INTERVAL`, default 60 s; 0 = off).
     pub summary_interval: Duration,
@@ -248,6 +250,23 @@ impl Config {
                 optional(&TLS_KEY_FILE),
                 optional(&TLS_CLIENT_CA_FILE),
             )?;
+            let history = HistoryOptions {
+                interval: values.duration_in(&HISTORY_INTERVAL, INTERVAL_BOUNDS, false)?,
+                points: values.number(&HISTORY_POINTS, 0, 100_000)? as usize,
+                max_bytes: values.parse(&HISTORY_MAX_BYTES, |s| {
+                    at_least(settings::parse_bytes(s)?, 1)
+                })?,
+            };
+            if history.points > 0 && history.max_bytes < history.series_bytes(0) {
+                return Err(HISTORY_MAX_BYTES.invalid(
+                    values.text(&HISTORY_MAX_BYTES),
+                    &format!(
+                        "must be at least the {} bytes one metric's history of HISTORY_POINTS={} costs",
+                        history.series_bytes(0),
+                        history.points
+                    ),
+                ));
+            }
             Ok(Box::new(Config {
                 listen,
                 tls,
@@ -260,6 +279,7 @@ impl Config {
                 trusted_proxies,
                 workers,
                 limits,
+                max_metrics: MaxMetrics(values.number(&MAX_METRICS, 1, 1 << 32)? as usize),
                 keys: KeyOptions {
                     retention: values.duration_in(
                         &IDEMPOTENCY_RETENTION,
@@ -268,10 +288,7 @@ impl Config {
                     )?,
                     max_keys: values.number(&IDEMPOTENCY_MAX_KEYS, 1, 1 << 32)? as usize,
                 },
-                history: HistoryOptions {
-                    interval: values.duration_in(&HISTORY_INTERVAL, INTERVAL_BOUNDS, false)?,
-                    points: values.number(&HISTORY_POINTS, 0, 100_000)? as usize,
-                },
+                history,
                 connections,
                 summary_interval: values.duration_in(&SUMMARY_INTERVAL, INTERVAL_BOUNDS, true)?,
             }))

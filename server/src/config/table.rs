@@ -31,10 +31,12 @@ pub static SETTINGS: &[&Setting] = &[
     &MAX_BODY_SIZE,
     &MAX_INFLATED_SIZE,
     &MAX_BATCH_ITEMS,
+    &MAX_METRICS,
     &IDEMPOTENCY_RETENTION,
     &IDEMPOTENCY_MAX_KEYS,
     &HISTORY_INTERVAL,
     &HISTORY_POINTS,
+    &HISTORY_MAX_BYTES,
     &SUMMARY_INTERVAL,
     &MAX_CONNECTIONS,
     &IDLE_TIMEOUT,
@@ -257,6 +259,16 @@ pub static MAX_BATCH_ITEMS: Setting = Setting {
     help: "most metrics in one /updates batch; more gets 413",
 };
 
+/// Most gauges, and separately most counters, stored; a write adding a name past it gets 409.
+pub static MAX_METRICS: Setting = Setting {
+    env: "MAX_METRICS",
+    short: None,
+    long: "max-metrics",
+    default: Value("1000000"),
+    arity: Arity::Value,
+    help: "most gauges, and separately most counters, stored; a write that would add a name past it gets 409 and applies nothing",
+};
+
 /// How long an applied Idempotency-Key is remembered, 10m to 7d.
 pub static IDEMPOTENCY_RETENTION: Setting = Setting {
     env: "IDEMPOTENCY_RETENTION",
@@ -295,6 +307,16 @@ pub static HISTORY_POINTS: Setting = Setting {
     default: Value("60"),
     arity: Arity::Value,
     help: "samples kept per metric (16 bytes each); 0 turns the history off",
+};
+
+/// Memory for the whole history (rings and bookkeeping); metrics past it get no history.
+pub static HISTORY_MAX_BYTES: Setting = Setting {
+    env: "HISTORY_MAX_BYTES",
+    short: None,
+    long: "history-max-bytes",
+    default: Value("128MiB"),
+    arity: Arity::Value,
+    help: "memory for the whole history (rings and bookkeeping); metrics first seen once it is full get no history",
 };
 
 /// Time between the one-line traffic summaries in the log (only after traffic), 10ms to 24h; 0 turns them off.

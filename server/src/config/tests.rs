@@ -51,9 +51,11 @@ fn defaults() {
         HistoryOptions {
             interval: Duration::from_secs(5),
             points: 60,
+            max_bytes: 128 << 20,
         }
     );
     assert_eq!(c.summary_interval, Duration::from_secs(60));
+    assert_eq!(c.max_metrics, MaxMetrics(1_000_000));
     assert_eq!(Config::defaults(), c);
 }
 
@@ -183,9 +185,45 @@ fn history_settings() {
         c.history,
         HistoryOptions {
             interval: Duration::from_millis(250),
-            points: 0
+            points: 0,
+            max_bytes: 128 << 20,
         }
     );
+}
+
+#[test]
+fn size_settings_env_beats_flag_and_are_checked() {
+    let c = parse(
+        &["--max-metrics", "5", "--history-max-bytes", "1MiB"],
+        &[("MAX_METRICS", "10"), ("HISTORY_MAX_BYTES", "2MiB")],
+    )
+    .unwrap();
+    assert_eq!(c.max_metrics, MaxMetrics(10));
+    assert_eq!(c.history.max_bytes, 2 << 20);
+    let c = parse(&["--max-metrics=7", "--history-max-bytes=3KiB"], &[]).unwrap();
+    assert_eq!((c.max_metrics.0, c.history.max_bytes), (7, 3072));
+    // One metric's history at the default 60 points: 960 bytes of points + name + bookkeeping.
+    let err = parse(&["--history-max-bytes", "1000"], &[]).unwrap_err();
+    assert_eq!(
+        err.0,
+        "invalid HISTORY_MAX_BYTES (--history-max-bytes) value \"1000\": must be at least the 1152 bytes one metric's history of HISTORY_POINTS=60 costs"
+    );
+    // Without history any budget will do.
+    let c = parse(&["--history-points=0", "--history-max-bytes=1"], &[]).unwrap();
+    assert_eq!(c.history.max_bytes, 1);
+    for (args, setting) in [
+        (&["--max-metrics", "0"][..], "MAX_METRICS"),
+        (&["--max-metrics", "many"], "MAX_METRICS"),
+        (&["--max-metrics", "-1"], "MAX_METRICS"),
+        (&["--history-max-bytes", "0"], "HISTORY_MAX_BYTES"),
+        (&["--history-max-bytes", "lots"], "HISTORY_MAX_BYTES"),
+    ] {
+        let err = parse(args, &[]).unwrap_err();
+        assert!(
+            err.0.starts_with(&format!("invalid {setting} (--")),
+            "{args:?}: {err}"
+        );
+    }
 }
 
 #[test]

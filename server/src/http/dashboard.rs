@@ -3,12 +3,17 @@
 //! The server renders everything: a header with counts, last write, uptime, version and store
 //! kind; gauges and counters in two tables sorted by name with a value for people (exact on
 //! hover), an inline SVG sparkline of the metric's history ([`crate::history`]) and the age of
-//! its last change. A small inline script adds a filter box (kept in `?q=` so a reload or a
-//! shared link keeps it) and refreshes the tables every few seconds by fetching the page again
-//! and swapping them in, without losing the filter. Without JavaScript the page still shows
-//! everything and reloads itself. No external assets: it works offline. Every name is escaped
-//! for HTML (which also covers the SVG `<title>`); the script only reads names through
-//! attributes and never builds markup from them.
+//! its last change. The filter (`?q=`, a case-insensitive substring of the name) is applied by
+//! the server, and a large store is shown a page of at most [`page::PAGE_ROWS`] rows at a time
+//! (`?page=`, `page.rs`), so the page stays small whatever the store holds. A small inline
+//! script keeps the filter box and the page in the URL (a reload or a shared link keeps them),
+//! filters a small store as the operator types (a large one is asked again), and refreshes the
+//! tables every few seconds by fetching the page again and swapping them in. Without JavaScript
+//! the page still works through the query string and reloads itself. No external assets: it
+//! works offline. Every name is escaped for HTML (which also covers the SVG `<title>`); the
+//! script only reads names through attributes and never builds markup from them.
+
+mod page;
 
 use std::fmt::Write;
 use std::time::SystemTime;
@@ -18,6 +23,7 @@ use golectra_common::metric::format_gauge;
 use super::reply::{ApiError, Reply};
 use crate::app::App;
 use crate::history::{Series, Tables, unix_ms};
+use page::Query;
 
 /// Seconds between automatic refreshes of the page.
 const REFRESH_SECS: u32 = 10;
@@ -31,13 +37,20 @@ const SPARK_H: f64 = 28.0;
 const STYLE: &str = include_str!("dashboard/style.css");
 const SCRIPT: &str = include_str!("dashboard/script.js");
 
-/// Renders the dashboard page; fails (503) when the store cannot be read.
-pub fn render(app: &App) -> Result<Reply, ApiError> {
+/// Renders the dashboard page for the raw `query` string; fails (400) on a bad query and (503)
+/// when the store cannot be read.
+pub fn render(app: &App, query: &str) -> Result<Reply, ApiError> {
+    let query = Query::parse(query)?;
     let snap = app.store.read_all()?;
     let now = SystemTime::now();
     let now_ms = unix_ms(now);
     let total = snap.gauges.len() + snap.counters.len();
-    let mut html = String::with_capacity(8192 + 900 * total);
+    let plan = page::plan(
+        &query,
+        snap.gauges.iter().map(|(name, _)| name.as_str()),
+        snap.counters.iter().map(|(name, _)| name.as_str()),
+    );
+    let mut html = String::with_capacity(8192 + 900 * (plan.gauges.len() + plan.counters.len()));
     let version = golectra_common::version::VERSION;
     let last_write = match snap.updated_at {
         Some(at) => {
@@ -60,31 +73,70 @@ pub fn render(app: &App) -> Result<Reply, ApiError> {
 <style>{STYLE}</style></head><body><div class="wrap">
 <header><h1>Golectra<small>v{version}</small></h1>
 <ul class="facts" id="facts"><li><b>{gauges} gauges</b></li><li><b>{counters} counters</b></li>{last_write}<li>up <b>{uptime}</b></li><li>store <b>{store}</b></li></ul></header>
-<div class="bar"><input id="filter" type="search" placeholder="Filter by name…" aria-label="Filter metrics by name" autocomplete="off" spellcheck="false"><span id="status">refreshes every {REFRESH_SECS}s</span></div>
-<main id="tables">
+<form class="bar" method="get" action="/"><input id="filter" name="q" type="search" value="{filter}" placeholder="Filter by name…" aria-label="Filter metrics by name" autocomplete="off" spellcheck="false"><span id="status">refreshes every {REFRESH_SECS}s</span></form>
 "#,
         gauges = snap.gauges.len(),
         counters = snap.counters.len(),
         uptime = human_age(app.started.elapsed().as_secs()),
         store = app.store.kind(),
+        filter = escaped(&query.filter),
     );
+    match &plan.paging {
+        Some(paging) => {
+            let _ = writeln!(
+                html,
+                "<main id=\"tables\" data-paged=\"\" data-page=\"{}\">",
+                paging.page
+            );
+            pager(
+                &mut html,
+                &query,
+                paging,
+                plan.matched.0 + plan.matched.1,
+                total,
+            );
+        }
+        None => html.push_str("<main id=\"tables\">\n"),
+    }
     app.history.read(|history| {
-        let gauges = snap.gauges.iter().map(|(name, v)| Row {
-            name,
-            shown: human_float(*v),
-            exact: format_gauge(*v),
-            current: *v,
-            series: history.gauges.get(name.as_str()).map(Spark::from),
+        let gauges = plan.gauges.iter().map(|&(i, visible)| {
+            let (name, v) = &snap.gauges[i];
+            Row {
+                name,
+                visible,
+                shown: human_float(*v),
+                exact: format_gauge(*v),
+                current: *v,
+                series: history.gauges.get(name.as_str()).map(Spark::from),
+            }
         });
-        table(&mut html, "gauges", "Gauges", gauges, now_ms, history);
-        let counters = snap.counters.iter().map(|(name, v)| Row {
-            name,
-            shown: group_digits(&v.to_string()),
-            exact: v.to_string(),
-            current: *v as f64,
-            series: history.counters.get(name.as_str()).map(Spark::from),
+        let counts = Counts {
+            matched: plan.matched.0,
+            total: snap.gauges.len(),
+            filtered: !query.filter.is_empty(),
+        };
+        table(
+            &mut html, "gauges", "Gauges", gauges, counts, now_ms, history,
+        );
+        let counters = plan.counters.iter().map(|&(i, visible)| {
+            let (name, v) = &snap.counters[i];
+            Row {
+                name,
+                visible,
+                shown: group_digits(&v.to_string()),
+                exact: v.to_string(),
+                current: *v as f64,
+                series: history.counters.get(name.as_str()).map(Spark::from),
+            }
         });
-        table(&mut html, "counters", "Counters", counters, now_ms, history);
+        let counts = Counts {
+            matched: plan.matched.1,
+            total: snap.counters.len(),
+            filtered: counts.filtered,
+        };
+        table(
+            &mut html, "counters", "Counters", counters, counts, now_ms, history,
+        );
     });
     let interval = app.history.options().interval;
     let _ = write!(
@@ -127,10 +179,52 @@ impl From<i64> for SparkValue {
 
 struct Row<'a> {
     name: &'a str,
+    /// Whether the row matches the filter (a row that does not is sent `hidden`).
+    visible: bool,
     shown: String,
     exact: String,
     current: f64,
     series: Option<Spark>,
+}
+
+/// A table's heading count: the rows that match the filter, of all stored.
+#[derive(Clone, Copy)]
+struct Counts {
+    matched: usize,
+    total: usize,
+    filtered: bool,
+}
+
+/// The line above the tables of a paged store: which rows this page shows, and links to the
+/// others (keeping the filter).
+fn pager(html: &mut String, query: &Query, paging: &page::Paging, matched: usize, total: usize) {
+    let (first, last) = paging.rows;
+    let _ = write!(
+        html,
+        "<nav class=\"pager\" id=\"pager\"><span>{total} metrics, {} a page: <b>rows {first}–{last} of {matched}</b>{}</span><span class=\"pages\">",
+        page::PAGE_ROWS,
+        if query.filter.is_empty() {
+            ""
+        } else {
+            " matching"
+        },
+    );
+    let link = |html: &mut String, page: usize, text: &str, enabled: bool| {
+        if enabled {
+            html.push_str("<a href=\"");
+            escape_into(html, &query.link(page));
+            let _ = write!(html, "\">{text}</a>");
+        } else {
+            let _ = write!(html, "<span class=\"off\">{text}</span>");
+        }
+    };
+    let (page, pages) = (paging.page, paging.pages);
+    link(html, 1, "« first", page > 1);
+    link(html, page.saturating_sub(1).max(1), "‹ previous", page > 1);
+    let _ = write!(html, "<span>page {page} of {pages}</span>");
+    link(html, (page + 1).min(pages), "next ›", page < pages);
+    link(html, pages, "last »", page < pages);
+    html.push_str("</span></nav>\n");
 }
 
 fn table<'a>(
@@ -138,26 +232,37 @@ fn table<'a>(
     id: &str,
     title: &str,
     rows: impl ExactSizeIterator<Item = Row<'a>>,
+    counts: Counts,
     now_ms: i64,
     history: &Tables,
 ) {
     let _ = write!(
         html,
-        "<section id=\"{id}\"><h2>{title} <span class=\"count\">({})</span></h2>",
-        rows.len()
+        "<section id=\"{id}\"><h2>{title} <span class=\"count\">({}{})</span></h2>",
+        if counts.filtered {
+            format!("{} of ", counts.matched)
+        } else {
+            String::new()
+        },
+        counts.total
     );
     if rows.len() == 0 {
-        let _ = writeln!(
-            html,
-            "<p class=\"empty\">No {id} yet: point an agent at this server or POST to /update.</p></section>"
-        );
+        let why = if counts.total == 0 {
+            format!("No {id} yet: point an agent at this server or POST to /update.")
+        } else if counts.matched == 0 {
+            format!("No {id} match the filter.")
+        } else {
+            format!("No {id} on this page.")
+        };
+        let _ = writeln!(html, "<p class=\"empty\">{why}</p></section>");
         return;
     }
     html.push_str("<table><thead><tr><th>Name</th><th class=\"v\">Value</th><th>Recent</th><th class=\"v\">Changed</th></tr></thead><tbody>\n");
     for row in rows {
         html.push_str("<tr data-name=\"");
         escape_into(html, &row.name.to_lowercase());
-        html.push_str("\"><td class=\"n\">");
+        html.push_str(if row.visible { "\">" } else { "\" hidden>" });
+        html.push_str("<td class=\"n\">");
         escape_into(html, row.name);
         let _ = write!(
             html,
@@ -166,19 +271,23 @@ fn table<'a>(
         );
         sparkline(html, &row, now_ms);
         html.push_str("</td><td class=\"a\"");
-        age_cell(html, &row, now_ms, history.last_sample_ms);
+        age_cell(html, &row, now_ms, history);
         html.push_str("</td></tr>\n");
     }
     html.push_str("</tbody></table></section>\n");
 }
 
 /// The "changed" cell: how long ago the sampler saw the value change.
-fn age_cell(html: &mut String, row: &Row, now_ms: i64, last_sample_ms: Option<i64>) {
+fn age_cell(html: &mut String, row: &Row, now_ms: i64, history: &Tables) {
+    let last_sample_ms = history.last_sample_ms;
     let last_sampled = row
         .series
         .as_ref()
         .and_then(|s| s.points.last().map(|p| p.1));
     match (&row.series, last_sampled) {
+        // The history is full: metrics without a series get none until room frees up.
+        (None, _) if history.untracked > 0 => html
+            .push_str(" title=\"no history kept for this metric: HISTORY_MAX_BYTES is reached\">—"),
         // Changed after the last sample, or not sampled yet.
         (None, _) => html.push_str(" title=\"written after the last history sample\">new"),
         (Some(_), Some(v)) if v != row.current => {
@@ -266,6 +375,13 @@ fn sparkline(html: &mut String, row: &Row, now_ms: i64) {
             String::new()
         },
     );
+}
+
+/// `text` escaped for HTML.
+fn escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    escape_into(&mut out, text);
+    out
 }
 
 /// Escapes text for HTML element content and attribute values.

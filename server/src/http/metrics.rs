@@ -19,7 +19,12 @@ static PROCESS: ProcessExporter = ProcessExporter::new();
 /// Renders the `/metrics` body; fails when the store cannot be read.
 pub fn render(app: &App) -> Result<Reply, ApiError> {
     let snap = app.store.read_all()?;
-    let mut out = Exposition::with_capacity(64 + snap.gauges.len() + snap.counters.len());
+    // Each stored metric takes its name about three times (HELP, TYPE, sample) and some 120
+    // bytes of text: sized once, the body is never copied to grow.
+    let names = snap.gauges.iter().map(|(n, _)| n.len());
+    let names = names.chain(snap.counters.iter().map(|(n, _)| n.len()));
+    let room = names.map(|len| 3 * len + 120).sum::<usize>() + 64 * 1024;
+    let mut out = Exposition::with_room(64 + snap.gauges.len() + snap.counters.len(), room);
 
     let version = golectra_common::version::VERSION;
     let commit = golectra_common::version::COMMIT;
@@ -44,6 +49,12 @@ pub fn render(app: &App) -> Result<Reply, ApiError> {
     )
     .sample(&[("type", "gauge")], snap.gauges.len())
     .sample(&[("type", "counter")], snap.counters.len());
+    out.family(
+        "golectra_metrics_limit",
+        "The most metrics of each type the store takes (MAX_METRICS); a write adding a name past it gets 409.",
+        FamilyType::Gauge,
+    )
+    .sample(&[], app.max_metrics.0);
     if let Some(at) = snap.updated_at {
         let at = at.duration_since(UNIX_EPOCH).unwrap_or_default();
         out.family(

@@ -194,6 +194,9 @@ impl From<crate::store::StoreError> for ApiError {
             crate::store::StoreError::Overflow { .. } => Self::bad_request(e),
             crate::store::StoreError::Unavailable(_) => Self::new(503, e),
             crate::store::StoreError::KeyReused { .. } => Self::new(422, e),
+            // A definite refusal (4xx), not 507: an agent retries a 5xx with the same key for
+            // ever, and this write cannot succeed until an operator raises MAX_METRICS.
+            crate::store::StoreError::Full { .. } => Self::new(409, e),
         }
     }
 }

@@ -35,6 +35,9 @@ pub struct Incoming {
     pub method_name: String,
     /// Path without the query string, still percent-encoded.
     pub path: String,
+    /// The query string without its `?`, still percent-encoded (the dashboard's filter and
+    /// page); empty without one.
+    pub query: String,
     /// Uncompressed body.
     pub body: Vec<u8>,
     /// Body bytes as received on the wire (before inflation).
@@ -112,7 +115,8 @@ pub fn intake(
             });
         }
     }
-    let path = request.url().split('?').next().unwrap_or("/").to_owned();
+    let (path, query) = request.url().split_once('?').unwrap_or((request.url(), ""));
+    let (path, query) = (path.to_owned(), query.to_owned());
     let peer = request
         .remote_addr()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
@@ -148,6 +152,7 @@ pub fn intake(
         method,
         method_name,
         path,
+        query,
         body,
         wire_bytes,
         request_signature,

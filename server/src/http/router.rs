@@ -13,7 +13,7 @@ use serde::de::{Deserializer, Error as _, IgnoredAny, SeqAccess, Visitor};
 use super::reply::{ApiError, Reply};
 use super::request::{Incoming, Method};
 use crate::app::App;
-use crate::store::{Batch, Key, Value, Written};
+use crate::store::{Batch, Key, StoreError, Value, Written};
 use crate::traffic::Route;
 
 const GET: &str = "GET, HEAD";
@@ -35,7 +35,7 @@ pub fn route(app: &App, req: &Incoming, route: Route) -> Result<Written<Reply>, 
     match route {
         Route::Dashboard => {
             allow(is_get, GET)?;
-            super::dashboard::render(app).map(Written::now)
+            super::dashboard::render(app, &req.query).map(Written::now)
         }
         Route::UpdateJson => {
             allow(is_post, POST)?;
@@ -177,7 +177,7 @@ fn text_update(
         },
     };
     let key = key_of(req, "update-text");
-    let written = app.store.update(&update, key.as_ref())?;
+    let written = app.store.update(&update, key.as_ref()).map_err(warn_full)?;
     if first_time(app, &written) {
         count_ingested(app, std::slice::from_ref(&update));
         app.audit
@@ -191,6 +191,33 @@ fn text_update(
 fn key_of(req: &Incoming, route: &str) -> Option<Key> {
     let text = req.idempotency_key.as_deref()?;
     Some(Key::new(text, route, &req.path, &req.body))
+}
+
+/// Logs a write refused at `MAX_METRICS` as a warning, at most once a minute (the client gets
+/// the reason in its 409; the operator needs to hear of it once).
+fn warn_full(e: StoreError) -> StoreError {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    static HELD_BACK: AtomicU64 = AtomicU64::new(0);
+    if matches!(e, StoreError::Full { .. }) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = LAST.load(Ordering::Relaxed);
+        if now >= last + 60
+            && LAST
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let held_back = HELD_BACK.swap(0, Ordering::Relaxed);
+            log::warn!(
+                "write refused with 409: {e} ({held_back} more refused since the last such line); raise MAX_METRICS (docs/limits.md)"
+            );
+        } else {
+            HELD_BACK.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    e
 }
 
 /// Whether a successful write was applied now (to be counted and audited), or was a repeat of
@@ -276,7 +303,7 @@ fn json_update(app: &App, req: &Incoming) -> Result<Written<Reply>, ApiError> {
     let update = metric.to_update()?;
     check_signed(app, req)?;
     let key = key_of(req, "update-json");
-    let written = app.store.update(&update, key.as_ref())?;
+    let written = app.store.update(&update, key.as_ref()).map_err(warn_full)?;
     if first_time(app, &written) {
         count_ingested(app, std::slice::from_ref(&update));
         app.audit
@@ -315,7 +342,7 @@ fn batch_update(app: &App, req: &Incoming) -> Result<Written<Reply>, ApiError> {
     let written = if batch.is_empty() && key.is_none() {
         Written::now(())
     } else {
-        let written = app.store.apply(&batch, key.as_ref())?;
+        let written = app.store.apply(&batch, key.as_ref()).map_err(warn_full)?;
         if first_time(app, &written) && !batch.is_empty() {
             app.stats.ingested(gauges, count - gauges);
             app.audit.record(|| batch.names(), req.origin());

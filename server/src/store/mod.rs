@@ -5,6 +5,10 @@
 //! summed, the last gauge value wins), sorted by name so that every store touches rows in the
 //! same order (no lock-order deadlocks between concurrent batches). A batch is applied
 //! atomically: all of it or nothing.
+//!
+//! Every store holds at most [`MaxMetrics`] gauges and as many counters (`MAX_METRICS`): a
+//! write that would add a name past it is refused whole ([`StoreError::Full`]), while writes
+//! to stored names always pass.
 
 pub mod idempotency;
 pub mod memory;
@@ -50,6 +54,19 @@ pub enum StoreError {
         /// The key as sent.
         key: String,
     },
+    /// The write would add names of `kind` past [`MaxMetrics`]. Answered 409 (a definite
+    /// refusal: the same write cannot succeed until an operator raises `MAX_METRICS`); nothing
+    /// of the write was applied and its idempotency key was not recorded.
+    Full {
+        /// The type whose names would pass the limit.
+        kind: MetricKind,
+        /// The limit (`MAX_METRICS`).
+        limit: usize,
+        /// Names of that type stored when the write was refused.
+        stored: usize,
+        /// New names of that type the write would have added.
+        adding: usize,
+    },
 }
 
 impl fmt::Display for StoreError {
@@ -67,7 +84,49 @@ impl fmt::Display for StoreError {
                 "{} {key:?} was first used with another request: nothing was applied (use a new key for a new request)",
                 idempotency::HEADER
             ),
+            Self::Full {
+                kind,
+                limit,
+                stored,
+                adding,
+            } => write!(
+                f,
+                "MAX_METRICS is {limit} {kind}s: {stored} are stored and this write would add {adding} new {kind} name{}; nothing was applied (writes to stored {kind}s still pass)",
+                if *adding == 1 { "" } else { "s" }
+            ),
         }
+    }
+}
+
+/// The most gauges, and separately the most counters, a store holds (`MAX_METRICS`): a write
+/// that would add a name past it is refused whole with [`StoreError::Full`]; writes to names
+/// already stored always pass, also while more are stored than the limit (after it was
+/// lowered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxMetrics(pub usize);
+
+impl MaxMetrics {
+    /// The default, per type.
+    pub const DEFAULT: Self = Self(1_000_000);
+
+    /// Refuses adding `adding` new names of `kind` to the `stored` ones when that passes the
+    /// limit. Adding none always passes.
+    pub fn check(self, kind: MetricKind, stored: usize, adding: usize) -> Result<(), StoreError> {
+        if adding == 0 || stored.saturating_add(adding) <= self.0 {
+            return Ok(());
+        }
+        Err(StoreError::Full {
+            kind,
+            limit: self.0,
+            stored,
+            adding,
+        })
+    }
+}
+
+impl Default for MaxMetrics {
+    fn default() -> Self {
+        Self::DEFAULT
     }
 }
 

@@ -2,8 +2,9 @@
 //! crash safety, configuration of the real binary, the PostgreSQL store (a black-holed database
 //! included), the audit trail, `/metrics` and the dashboard, strict signatures against replay,
 //! exactly-once delivery with the real agent through a fault proxy and across `kill -9`, slow
-//! senders beside the agent and the per-peer caps, request smuggling on raw sockets, and
-//! operations (systemd units, sd_notify, journald logging, packaging).
+//! senders beside the agent and the per-peer caps, request smuggling on raw sockets, bounded
+//! store size (`MAX_METRICS`, the paged dashboard, the history cap), and operations (systemd
+//! units, sd_notify, journald logging, packaging).
 
 mod api;
 mod audit;
@@ -11,6 +12,7 @@ mod cli;
 mod exactly_once;
 mod harness;
 mod idempotency;
+mod limits_store;
 mod observability;
 mod ops;
 mod persistence;

@@ -578,6 +578,7 @@ fn history_api_is_bounded_and_exact() {
         c.history = HistoryOptions {
             interval: Duration::from_millis(20),
             points: 5,
+            ..c.history
         }
     });
     let c = s.client();
@@ -704,6 +705,7 @@ fn dashboard_in_headless_chromium() {
         c.history = HistoryOptions {
             interval: Duration::from_millis(50),
             points: 30,
+            ..c.history
         }
     });
     let c = s.client();
@@ -831,4 +833,70 @@ fn dashboard_in_headless_chromium() {
         assert!(png.starts_with(b"\x89PNG"), "{file} is a PNG");
         eprintln!("screenshot: {}", path.display());
     }
+}
+
+/// A store too large for one page: the server pages and filters, and the page's script keeps
+/// the filter and the page across its automatic refresh instead of filtering rows itself.
+#[test]
+fn paged_dashboard_in_headless_chromium() {
+    let Some(browser) = find_tool(&["chromium", "chromium-browser"], "chromium") else {
+        return;
+    };
+    let s = TestServer::start(Backend::Memory);
+    let c = s.client();
+    let items: Vec<String> = (0..1200)
+        .map(|i| match i % 100 {
+            3 => format!(r#"{{"id":"load_{i:04}","type":"gauge","value":{i}}}"#),
+            _ => format!(r#"{{"id":"m{i:04}","type":"gauge","value":{i}}}"#),
+        })
+        .collect();
+    let r = c.post_json("/updates/", &format!("[{}]", items.join(",")));
+    assert_eq!(r.status, 200);
+
+    // Filtered by the server; after the refresh the rows are still the matching ones only.
+    let dom = chromium(
+        &browser,
+        &["--dump-dom", "--virtual-time-budget=25000"],
+        &s.url("/?q=LOAD"),
+    );
+    assert!(
+        dom.contains("<span id=\"status\">updated "),
+        "the refresh ran: {dom}"
+    );
+    let found = rows(&dom);
+    let names: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
+    let expected: Vec<String> = (0..12)
+        .map(|k| format!("load_{:04}", k * 100 + 3))
+        .collect();
+    assert_eq!(names, expected);
+    assert!(found.iter().all(|(_, row)| !row.contains(" hidden")));
+    assert!(dom.contains("(12 of 1200)"), "{dom}");
+    assert!(dom.contains("data-shown=\"12\""), "{dom}");
+
+    // Page 3 stays page 3 across the refresh.
+    let dom = chromium(
+        &browser,
+        &["--dump-dom", "--virtual-time-budget=25000"],
+        &s.url("/?page=3"),
+    );
+    assert!(dom.contains("<span id=\"status\">updated "), "{dom}");
+    assert!(dom.contains("<b>rows 1001–1200 of 1200</b>"), "{dom}");
+    assert_eq!(rows(&dom).len(), 200);
+
+    let path = artifacts_dir().join("dashboard-paged.png");
+    let _ = std::fs::remove_file(&path);
+    chromium(
+        &browser,
+        &[
+            "--window-size=1280,800",
+            &format!("--screenshot={}", path.display()),
+        ],
+        &s.url("/?page=2"),
+    );
+    assert!(
+        std::fs::read(&path)
+            .expect("screenshot")
+            .starts_with(b"\x89PNG")
+    );
+    eprintln!("screenshot: {}", path.display());
 }

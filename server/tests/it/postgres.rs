@@ -359,7 +359,8 @@ fn migrations_are_idempotent_and_safe_in_parallel() {
         vec![
             (1, "create_metrics".to_owned()),
             (2, "applied_batches".to_owned()),
-            (3, "idempotency_keys".to_owned())
+            (3, "idempotency_keys".to_owned()),
+            (4, "metric_count".to_owned())
         ]
     );
 }

@@ -1,12 +1,26 @@
 (function () {
   var box = document.getElementById('filter');
   var status = document.getElementById('status');
-  box.value = new URLSearchParams(location.search).get('q') || '';
+  var params = new URLSearchParams(location.search);
+  box.value = params.get('q') || '';
+  var page = params.get('page') || '';
+  var typing = null;
+  // A large store is paged by the server, which also applies the filter; a small one is sent
+  // whole and filtered here as the operator types.
+  function paged() { return document.getElementById('tables').hasAttribute('data-paged'); }
+  function search() {
+    var query = new URLSearchParams();
+    if (box.value.trim() !== '') query.set('q', box.value);
+    if (page !== '' && page !== '1') query.set('page', page);
+    var text = query.toString();
+    return text === '' ? '' : '?' + text;
+  }
   function apply() {
     var needle = box.value.trim().toLowerCase();
-    var shown = 0, total = 0;
+    var shown = 0;
     document.querySelectorAll('#tables section').forEach(function (section) {
       var rows = section.querySelectorAll('tbody tr'), visible = 0;
+      if (paged()) { shown += rows.length; return; }
       rows.forEach(function (row) {
         var hit = needle === '' || row.getAttribute('data-name').indexOf(needle) >= 0;
         row.hidden = !hit;
@@ -14,31 +28,41 @@
       });
       var count = section.querySelector('.count');
       if (count) count.textContent = needle === '' ? '(' + rows.length + ')' : '(' + visible + ' of ' + rows.length + ')';
-      shown += visible; total += rows.length;
+      shown += visible;
     });
     box.setAttribute('data-shown', shown);
-    var url = new URL(location.href);
-    if (box.value.trim() === '') url.searchParams.delete('q'); else url.searchParams.set('q', box.value);
-    history.replaceState(null, '', url.pathname + url.search + url.hash);
+    history.replaceState(null, '', location.pathname + search() + location.hash);
   }
   function refresh() {
-    fetch(location.pathname, {cache: 'no-store'}).then(function (r) {
+    fetch(location.pathname + search(), {cache: 'no-store'}).then(function (r) {
       if (!r.ok) throw new Error('HTTP ' + r.status);
       return r.text();
     }).then(function (text) {
-      var page = new DOMParser().parseFromString(text, 'text/html');
+      var doc = new DOMParser().parseFromString(text, 'text/html');
       ['tables', 'facts'].forEach(function (id) {
-        var fresh = page.getElementById(id);
+        var fresh = doc.getElementById(id);
         if (fresh) document.getElementById(id).replaceWith(fresh);
       });
-      document.title = page.title;
+      // The server says which page it showed (a page past the last is the last).
+      var shownPage = document.getElementById('tables').getAttribute('data-page');
+      page = shownPage && shownPage !== '1' ? shownPage : '';
+      document.title = doc.title;
       apply();
       status.textContent = 'updated ' + new Date().toLocaleTimeString();
     }).catch(function () {
       status.textContent = 'server unreachable, retrying';
     });
   }
-  box.addEventListener('input', apply);
+  box.form.addEventListener('submit', function (e) {
+    e.preventDefault();
+    if (paged()) { page = ''; clearTimeout(typing); refresh(); }
+  });
+  box.addEventListener('input', function () {
+    if (!paged()) { apply(); return; }
+    page = '';
+    clearTimeout(typing);
+    typing = setTimeout(refresh, 300);
+  });
   apply();
   status.textContent = 'live, refreshes every REFRESH_SECSs';
   setInterval(refresh, REFRESH_SECS * 1000);

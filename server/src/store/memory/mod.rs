@@ -30,6 +30,12 @@
 //! the keys applied since the last one are appended to the key log under the hash of the
 //! snapshot's content (`keylog.rs` explains why no crash can double-apply or drop a retried
 //! key).
+//!
+//! # Size
+//!
+//! At most `MAX_METRICS` gauges and as many counters ([`MaxMetrics`]): the check is part of
+//! applying a batch under the write lock (`tables.rs`), so it is exact, and a refused write
+//! records no key.
 
 mod file;
 mod group_commit;
@@ -45,7 +51,9 @@ use std::time::{Duration, Instant};
 use golectra_common::metric::{MetricKind, Update};
 
 use super::idempotency::{Key, KeyOptions};
-use super::{Batch, Durable, Reading, Store, StoreError, StoreKind, Value, Written, snapshot};
+use super::{
+    Batch, Durable, MaxMetrics, Reading, Store, StoreError, StoreKind, Value, Written, snapshot,
+};
 use crate::exposition::{Exposition, FamilyType};
 use crate::ticker::Ticker;
 use file::SnapshotFile;
@@ -65,6 +73,8 @@ pub struct SnapshotOptions {
     pub restore: bool,
     /// How long idempotency keys are held, and how many.
     pub keys: KeyOptions,
+    /// The most gauges, and the most counters, held (`MAX_METRICS`).
+    pub max_metrics: MaxMetrics,
 }
 
 /// The in-memory store.
@@ -97,11 +107,14 @@ impl MemoryStore {
 
     /// A store without a snapshot file, holding keys as `keys` says (benchmarks, tests).
     pub fn ephemeral_with(keys: KeyOptions) -> Arc<Self> {
+        Self::ephemeral_limited(keys, MaxMetrics::DEFAULT)
+    }
+
+    /// A store without a snapshot file, holding keys as `keys` says and at most `max_metrics`
+    /// names per type (tests).
+    pub fn ephemeral_limited(keys: KeyOptions, max_metrics: MaxMetrics) -> Arc<Self> {
         Arc::new(Self {
-            tables: Arc::new(RwLock::new(Tables {
-                keys: KeyTable::new(keys),
-                ..Tables::default()
-            })),
+            tables: Arc::new(RwLock::new(Tables::new(KeyTable::new(keys), max_metrics))),
             persistence: Persistence::None,
         })
     }
@@ -123,7 +136,18 @@ impl MemoryStore {
             // were never in place must not join a later snapshot's keys.
             let hash = restored.content.as_deref().map(keylog::content_hash);
             keylog::rewrite(&path, &mut log, hash.as_ref(), &keys.entries())?;
-            let tables = Tables::restored(restored.metrics, keys);
+            let tables = Tables::restored(restored.metrics, keys, options.max_metrics);
+            for (kind, held) in [
+                ("gauges", tables.gauges.len()),
+                ("counters", tables.counters.len()),
+            ] {
+                if held > options.max_metrics.0 {
+                    log::warn!(
+                        "the snapshot holds {held} {kind}, more than MAX_METRICS={}: all are kept and served, writes adding new {kind} are refused (409) until MAX_METRICS is raised",
+                        options.max_metrics.0
+                    );
+                }
+            }
             log::info!(
                 "restored {count} metrics and {} idempotency keys from {} in {:?}",
                 tables.keys.len(),
@@ -139,10 +163,7 @@ impl MemoryStore {
                 );
             }
             keylog::rewrite(&path, &mut log, None, &[])?;
-            Tables {
-                keys: KeyTable::new(options.keys),
-                ..Tables::default()
-            }
+            Tables::new(KeyTable::new(options.keys), options.max_metrics)
         };
         file::check_writable(&path)?;
         let tables = Arc::new(RwLock::new(tables));

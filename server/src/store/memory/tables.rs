@@ -1,6 +1,6 @@
 //! The maps of the memory store: every gauge and counter, the idempotency keys applied, the
-//! write version, and how a batch is applied to them (all of it or nothing). Knows nothing
-//! about files or durability.
+//! write version, and how a batch is applied to them (all of it or nothing, and never past
+//! [`MaxMetrics`] names per type). Knows nothing about files or durability.
 
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use golectra_common::metric::{MetricKind, Update};
 
 use super::keys::KeyTable;
-use crate::store::{Batch, Reading, StoreError, Value};
+use crate::store::{Batch, MaxMetrics, Reading, StoreError, Value};
 
 /// Every metric of the store; kept behind the store's `RwLock`.
 #[derive(Default)]
@@ -20,15 +20,25 @@ pub(super) struct Tables {
     pub(super) updated_at: Option<SystemTime>,
     /// The idempotency keys of applied writes, captured by every snapshot with the metrics.
     pub(super) keys: KeyTable,
+    /// The most gauges, and the most counters, held (`MAX_METRICS`).
+    pub(super) max_metrics: MaxMetrics,
 }
 
 impl Tables {
-    /// Tables holding `restored` (the contents of a snapshot file) and its keys, at version 0.
-    pub(super) fn restored(restored: Vec<Update>, keys: KeyTable) -> Self {
-        let mut tables = Self {
+    /// Empty tables holding at most `max_metrics` names per type.
+    pub(super) fn new(keys: KeyTable, max_metrics: MaxMetrics) -> Self {
+        Self {
             keys,
+            max_metrics,
             ..Self::default()
-        };
+        }
+    }
+
+    /// Tables holding `restored` (the contents of a snapshot file) and its keys, at version 0.
+    /// A snapshot may hold more than `max_metrics` (the limit was lowered): all of it is kept,
+    /// and new names are refused until the limit is raised again.
+    pub(super) fn restored(restored: Vec<Update>, keys: KeyTable, max_metrics: MaxMetrics) -> Self {
+        let mut tables = Self::new(keys, max_metrics);
         for update in restored {
             match update {
                 Update::Gauge { name, value } => {
@@ -42,9 +52,20 @@ impl Tables {
         tables
     }
 
-    /// Applies `batch` completely or, on a counter overflow, not at all; bumps the version.
+    /// Applies `batch` completely or, on a counter overflow or when it would add names past
+    /// `MAX_METRICS`, not at all; bumps the version.
     pub(super) fn apply(&mut self, batch: &Batch) -> Result<(), StoreError> {
-        // Check every counter first so that a batch is applied completely or not at all.
+        // Check everything first so that a batch is applied completely or not at all.
+        self.max_metrics.check(
+            MetricKind::Gauge,
+            self.gauges.len(),
+            new_names(&self.gauges, &batch.gauges, self.max_metrics),
+        )?;
+        self.max_metrics.check(
+            MetricKind::Counter,
+            self.counters.len(),
+            new_names(&self.counters, &batch.counters, self.max_metrics),
+        )?;
         for (name, delta) in &batch.counters {
             let current = self.counters.get(name.as_str()).copied().unwrap_or(0);
             if current.checked_add(*delta).is_none() {
@@ -109,4 +130,16 @@ impl Tables {
             updated_at: self.updated_at,
         }
     }
+}
+
+/// How many of `items` are not in `map` yet; 0 without looking when even all of them would fit
+/// under `limit` (the common case: no lookup beyond the write's own).
+fn new_names<V, W>(map: &HashMap<String, V>, items: &[(String, W)], limit: MaxMetrics) -> usize {
+    if map.len().saturating_add(items.len()) <= limit.0 {
+        return 0;
+    }
+    items
+        .iter()
+        .filter(|(name, _)| !map.contains_key(name.as_str()))
+        .count()
 }

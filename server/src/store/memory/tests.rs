@@ -10,6 +10,7 @@ fn options(dir: &Path, interval: Duration, restore: bool) -> SnapshotOptions {
         interval,
         restore,
         keys: KeyOptions::default(),
+        max_metrics: MaxMetrics::DEFAULT,
     }
 }
 
@@ -602,5 +603,145 @@ fn the_key_log_grows_by_the_new_keys_only_and_not_without_keys() {
         })
         .collect();
     assert_eq!(sizes[1] - sizes[0], sizes[2] - sizes[1], "{sizes:?}");
+    store.close().unwrap();
+}
+
+fn gauge(name: &str, value: f64) -> Update {
+    Update::Gauge {
+        name: name.into(),
+        value,
+    }
+}
+
+fn batch(updates: &[Update]) -> Batch {
+    Batch::aggregate(updates.iter().cloned()).unwrap()
+}
+
+/// `MAX_METRICS`: a write that would add a name past the limit is refused whole, with the
+/// numbers, and records no key; writes to stored names pass; the types count separately.
+#[test]
+fn max_metrics_refuses_new_names_whole_and_records_no_key() {
+    let store = MemoryStore::ephemeral_limited(KeyOptions::default(), MaxMetrics(3));
+    let apply = |updates: &[Update], key: Option<&Key>| {
+        store.apply(&batch(updates), key).and_then(Written::wait)
+    };
+    apply(
+        &[gauge("g1", 1.0), gauge("g2", 2.0), counter("c1", 5)],
+        None,
+    )
+    .unwrap();
+    let refused = apply(
+        &[
+            gauge("g1", 9.0),
+            gauge("g3", 3.0),
+            gauge("g4", 4.0),
+            counter("c1", 1),
+        ],
+        Some(&key("k", b"first")),
+    );
+    let full = StoreError::Full {
+        kind: MetricKind::Gauge,
+        limit: 3,
+        stored: 2,
+        adding: 2,
+    };
+    assert_eq!(refused, Err(full.clone()));
+    assert_eq!(
+        full.to_string(),
+        "MAX_METRICS is 3 gauges: 2 are stored and this write would add 2 new gauge names; nothing was applied (writes to stored gauges still pass)"
+    );
+    // Nothing of it was applied.
+    assert_eq!(
+        store.get(MetricKind::Gauge, "g1"),
+        Ok(Some(Value::Gauge(1.0)))
+    );
+    assert_eq!(store.get(MetricKind::Gauge, "g3"), Ok(None));
+    assert_eq!(
+        store.get(MetricKind::Counter, "c1"),
+        Ok(Some(Value::Counter(5)))
+    );
+    // The key was not recorded: used again with another request it applies (no 422).
+    let written = store
+        .apply(&batch(&[gauge("g3", 3.0)]), Some(&key("k", b"second")))
+        .unwrap();
+    assert!(!written.repeat);
+    written.wait().unwrap();
+    assert_eq!(store.count(), Ok((3, 1)));
+    // At the limit: stored names still take writes, single and batched; a new one is refused.
+    let g1 = store.update(&gauge("g1", 7.5), None).unwrap().wait();
+    assert_eq!(g1, Ok(Value::Gauge(7.5)));
+    apply(
+        &[gauge("g2", 0.5), gauge("g3", -1.0), counter("c1", 1)],
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        store
+            .update(&gauge("g4", 1.0), Some(&key("single", b"")))
+            .map(|w| w.value),
+        Err(StoreError::Full {
+            kind: MetricKind::Gauge,
+            limit: 3,
+            stored: 3,
+            adding: 1
+        })
+    );
+    // Counters are counted on their own: two more fit, a third does not.
+    apply(&[counter("c2", 1), counter("c3", 1)], None).unwrap();
+    assert_eq!(
+        store.update(&counter("c4", 1), None).map(|w| w.value),
+        Err(StoreError::Full {
+            kind: MetricKind::Counter,
+            limit: 3,
+            stored: 3,
+            adding: 1
+        })
+    );
+    assert_eq!(store.count(), Ok((3, 3)));
+    assert_eq!(
+        store.get(MetricKind::Counter, "c1"),
+        Ok(Some(Value::Counter(6)))
+    );
+}
+
+/// A snapshot holding more than `MAX_METRICS` (the limit was lowered) is restored whole; its
+/// names keep taking writes, new names are refused.
+#[test]
+fn a_snapshot_over_the_limit_is_kept_and_new_names_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MemoryStore::open(options(dir.path(), Duration::from_secs(3600), false)).unwrap();
+    store
+        .apply(
+            &batch(&[gauge("a", 1.0), gauge("b", 2.0), gauge("c", 3.0)]),
+            None,
+        )
+        .unwrap()
+        .wait()
+        .unwrap();
+    store.close().unwrap();
+    let lowered = SnapshotOptions {
+        max_metrics: MaxMetrics(2),
+        ..options(dir.path(), Duration::from_secs(3600), true)
+    };
+    let store = MemoryStore::open(lowered).unwrap();
+    assert_eq!(store.count(), Ok((3, 0)));
+    store
+        .update(&gauge("c", 30.0), None)
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(
+        store.get(MetricKind::Gauge, "c"),
+        Ok(Some(Value::Gauge(30.0)))
+    );
+    assert!(matches!(
+        store.update(&gauge("d", 1.0), None).map(|w| w.value),
+        Err(StoreError::Full {
+            limit: 2,
+            stored: 3,
+            adding: 1,
+            ..
+        })
+    ));
     store.close().unwrap();
 }

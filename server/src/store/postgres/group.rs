@@ -8,8 +8,9 @@
 //!   answered): only the first occurrence goes into the statement; the later ones go into a
 //!   later pass, after the first is committed, and find its key there (a repeat, or refused
 //!   when their request differs). Inside one statement the two could not see each other.
-//! - **An overflow**: the round's statement aborts with nothing applied; then every batch is
-//!   written alone (with its own key), so that only the guilty ones fail.
+//! - **An overflow, or new names past `MAX_METRICS`**: the round's statement aborts with
+//!   nothing applied; then every batch is written alone (with its own key), in order, so that
+//!   only the guilty ones fail.
 //! - **A key that vanished** between the statement and the look-up of its row (pruned at the
 //!   end of its retention in between): that batch is written again alone, a few times at most.
 
@@ -54,9 +55,10 @@ pub(super) enum Outcome {
 pub(super) enum Round {
     /// One outcome per batch, in order.
     Done(Vec<Outcome>),
-    /// A counter left the `bigint` range; nothing was applied (only for rounds of several
-    /// batches: a lone batch's overflow is its error, naming the counter).
-    Overflowed,
+    /// A counter left the `bigint` range, or the round would add names past `MAX_METRICS`;
+    /// nothing was applied (only for rounds of several batches: a lone batch's refusal is its
+    /// error, naming the counter or the limit).
+    Aborted,
 }
 
 /// What a write is answered: whether it was a repeat, or why it failed.
@@ -109,7 +111,7 @@ fn pass(
                 });
             }
         }
-        Ok(Round::Overflowed) => {
+        Ok(Round::Aborted) => {
             for &i in at {
                 answers[i] = Some(alone(i));
             }
@@ -133,7 +135,7 @@ fn write_alone(entry: &Entry, round: &impl Fn(&[&Entry]) -> Result<Round, StoreE
                 },
                 None => break,
             },
-            Ok(Round::Overflowed) => break,
+            Ok(Round::Aborted) => break,
             Err(e) => return Err(e),
         }
     }
@@ -231,7 +233,7 @@ mod tests {
                     let total = totals.entry(name.clone()).or_insert(0);
                     match total.checked_add(*delta) {
                         Some(sum) => *total = sum,
-                        None if entries.len() > 1 => return Ok(Round::Overflowed),
+                        None if entries.len() > 1 => return Ok(Round::Aborted),
                         None => return Err(StoreError::Overflow { name: name.clone() }),
                     }
                 }

@@ -29,6 +29,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "idempotency_keys",
         sql: include_str!("../migrations/003_idempotency_keys.sql"),
     },
+    Migration {
+        version: 4,
+        name: "metric_count",
+        sql: include_str!("../migrations/004_metric_count.sql"),
+    },
 ];
 
 /// Key of the transaction-level advisory lock that serializes migrations ("golectra" in ASCII).

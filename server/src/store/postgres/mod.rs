@@ -28,6 +28,13 @@
 //! `golectra_counters(name, delta bigint)`, each keyed by name — the table is the type, so a
 //! metric is identified by (type, name).
 //!
+//! `MAX_METRICS` is checked by the database, for every write path at once: statement triggers
+//! keep the count of each table in `golectra_metric_count` and refuse (SQLSTATE `GL001`) a
+//! statement whose new names pass the session's `golectra.max_metrics`, which `pool.rs` sets
+//! from the setting. The statement is undone whole, its key and write token included; `retry.rs`
+//! turns the error into [`StoreError::Full`]. The count is exact across servers: writers of new
+//! names take turns on its row (docs/postgresql.md, "Size limit").
+//!
 //! The `postgres` crate drives each connection with a private single-threaded tokio runtime;
 //! this module only sees its blocking API.
 
@@ -49,7 +56,8 @@ use std::time::{Duration, Instant};
 use golectra_common::metric::{MetricKind, Update};
 
 use super::{
-    Batch, Durable, Key, KeyOptions, Reading, Store, StoreError, StoreKind, Value, Written,
+    Batch, Durable, Key, KeyOptions, MaxMetrics, Reading, Store, StoreError, StoreKind, Value,
+    Written,
 };
 use combiner::Combiner;
 use group::{Answer, Entry, Round};
@@ -95,6 +103,10 @@ pub struct PostgresOptions {
     /// How long idempotency keys are held (`retention`; `max_keys` is the memory store's and
     /// not used here). Default 1 h.
     pub keys: KeyOptions,
+    /// The most gauges, and the most counters, this server lets the database hold
+    /// (`MAX_METRICS`): sent as the session's `golectra.max_metrics`, which the count trigger
+    /// checks. Default 1 000 000.
+    pub max_metrics: MaxMetrics,
 }
 
 impl PostgresOptions {
@@ -111,6 +123,7 @@ impl PostgresOptions {
             statement_timeout: Duration::from_secs(10),
             checkout_timeout: Duration::from_secs(2),
             keys: KeyOptions::default(),
+            max_metrics: MaxMetrics::DEFAULT,
         }
     }
 }

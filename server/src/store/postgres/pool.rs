@@ -119,7 +119,8 @@ impl r2d2::HandleError<postgres::Error> for QuietErrors {
 
 /// The DSN with the server's session defaults: the connect timeout, the socket timeouts
 /// (`tcp_user_timeout`, keepalives) and `application_name` unless the DSN sets them, and the
-/// statement timeout added to its `options`.
+/// statement timeout and `golectra.max_metrics` (what the count trigger checks, see
+/// `004_metric_count.sql`) added to its `options`.
 pub(super) fn session_config(options: &PostgresOptions) -> Result<postgres::Config, String> {
     let mut config: postgres::Config = options.dsn.parse().map_err(|e| describe(&e))?;
     if config.get_connect_timeout().is_none() {
@@ -148,8 +149,9 @@ pub(super) fn session_config(options: &PostgresOptions) -> Result<postgres::Conf
     }
     // Sent with the start-up packet: no extra round trip per connection.
     let timeout = format!(
-        "-c statement_timeout={}",
-        options.statement_timeout.as_millis()
+        "-c statement_timeout={} -c golectra.max_metrics={}",
+        options.statement_timeout.as_millis(),
+        options.max_metrics.0
     );
     let session_options = match config.get_options() {
         Some(existing) if !existing.trim().is_empty() => format!("{existing} {timeout}"),
@@ -292,7 +294,10 @@ mod tests {
         let config = session_config(&options).unwrap();
         assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(5)));
         assert_eq!(config.get_application_name(), Some("golectra-server"));
-        assert_eq!(config.get_options(), Some("-c statement_timeout=10000"));
+        assert_eq!(
+            config.get_options(),
+            Some("-c statement_timeout=10000 -c golectra.max_metrics=1000000")
+        );
 
         let options = PostgresOptions::new(
             "host=h connect_timeout=9 application_name=mine options='-c work_mem=8MB'",
@@ -303,7 +308,7 @@ mod tests {
         assert_eq!(config.get_application_name(), Some("mine"));
         assert_eq!(
             config.get_options(),
-            Some("-c work_mem=8MB -c statement_timeout=10000")
+            Some("-c work_mem=8MB -c statement_timeout=10000 -c golectra.max_metrics=1000000")
         );
 
         let err = session_config(&PostgresOptions::new("host=h port=x", 1)).unwrap_err();

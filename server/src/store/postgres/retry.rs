@@ -7,6 +7,7 @@ use std::error::Error as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use golectra_common::metric::MetricKind;
 use postgres::error::SqlState;
 
 use crate::exposition::{Exposition, FamilyType};
@@ -34,6 +35,9 @@ pub(super) enum Failure {
 
 impl From<postgres::Error> for Failure {
     fn from(e: postgres::Error) -> Self {
+        if let Some(full) = full(&e) {
+            return Self::Store(full);
+        }
         if is_transient(&e) {
             Self::Transient(describe(&e))
         } else {
@@ -78,6 +82,44 @@ pub(super) fn describe(e: &postgres::Error) -> String {
         Some(cause) => format!("{e}: {cause}"),
         None => e.to_string(),
     }
+}
+
+/// The SQLSTATE the count trigger raises when a statement would add names past the
+/// session's `golectra.max_metrics` (migration `004_metric_count.sql`).
+const FULL: &str = "GL001";
+
+/// Whether a write failed because it would add names past `MAX_METRICS`.
+pub(super) fn is_full(e: &postgres::Error) -> bool {
+    e.code().is_some_and(|code| code.code() == FULL)
+}
+
+/// The [`StoreError::Full`] of a write the count trigger refused: the type from the table it
+/// names, the numbers from its `DETAIL` ("limit stored adding"). `None` for any other error.
+fn full(e: &postgres::Error) -> Option<StoreError> {
+    if !is_full(e) {
+        return None;
+    }
+    let db = e.as_db_error()?;
+    let kind = match db.table()? {
+        "golectra_gauges" => MetricKind::Gauge,
+        "golectra_counters" => MetricKind::Counter,
+        _ => return None,
+    };
+    let numbers: Vec<usize> = db
+        .detail()?
+        .split(' ')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let [limit, stored, adding] = numbers[..] else {
+        return None;
+    };
+    Some(StoreError::Full {
+        kind,
+        limit,
+        stored,
+        adding,
+    })
 }
 
 /// Whether a write failed because a counter total (or a sum of deltas) left the `bigint` range.

@@ -41,7 +41,7 @@ use postgres::Row;
 use super::group::{Entry, Outcome, Round};
 use super::keys::{self, Retention};
 use super::pool::Conn;
-use super::retry::{Failure, overflow_or};
+use super::retry::{Failure, is_full, overflow_or};
 use super::sql::find_overflow;
 use super::statements::prepared;
 
@@ -201,7 +201,8 @@ fn merge<'a>(entries: &[&'a Entry]) -> Option<Items<'a>> {
 
 /// Writes the round `entries` (distinct keys) under `token` and says what became of each batch.
 /// An overflow of a lone batch is its error, naming the counter (`races` counts the times the
-/// counter could not be found, see [`find_overflow`]); of several, [`Round::Overflowed`].
+/// counter could not be found, see [`find_overflow`]), and so are new names past `MAX_METRICS`;
+/// of several, [`Round::Aborted`].
 pub(super) fn write(
     conn: &mut Conn,
     entries: &[&Entry],
@@ -234,8 +235,8 @@ pub(super) fn write(
     );
     let row = match result {
         Ok(row) => row,
-        Err(e) if entries.len() > 1 && super::retry::is_overflow(&e) => {
-            return Ok(Round::Overflowed);
+        Err(e) if entries.len() > 1 && (super::retry::is_overflow(&e) || is_full(&e)) => {
+            return Ok(Round::Aborted);
         }
         Err(e) => {
             return Err(overflow_or(e, || {
