@@ -61,6 +61,33 @@ impl TestCa {
         path
     }
 
+    /// An HTTPS client (ureq, rustls on ring) trusting only this CA, presenting `client` when
+    /// given; statuses are answers, not errors; 10 s per request.
+    pub fn https_client(&self, client: Option<&Identity>) -> ureq::Agent {
+        use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
+        let root = Certificate::from_pem(self.cert_pem().as_bytes()).expect("CA PEM");
+        let cert = client.map(|id| {
+            ClientCert::new_with_certs(
+                &[Certificate::from_pem(id.cert_pem.as_bytes()).expect("certificate PEM")],
+                PrivateKey::from_pem(id.key_pem.as_bytes()).expect("key PEM"),
+            )
+        });
+        let tls = TlsConfig::builder()
+            .provider(TlsProvider::Rustls)
+            .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .root_certs(RootCerts::new_with_certs(&[root]))
+            .client_cert(cert)
+            .build();
+        ureq::Agent::config_builder()
+            .tls_config(tls)
+            .http_status_as_error(false)
+            .timeout_global(Some(std::time::Duration::from_secs(10)))
+            .build()
+            .into()
+    }
+
     /// A server certificate for these DNS names and IP addresses (e.g. `localhost`, `127.0.0.1`).
     pub fn server(&self, names: &[&str]) -> Identity {
         self.issue(

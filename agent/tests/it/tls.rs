@@ -346,29 +346,6 @@ fn bad_tls_settings_exit_2_naming_the_setting() {
     }
 }
 
-/// A client of the server's own HTTPS listener, for reading totals: trusts `ca`, presents
-/// `identity` (mTLS).
-fn https_reader(ca: &TestCa, identity: &golectra_testkit::tls::Identity) -> ureq::Agent {
-    use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
-    let root = Certificate::from_pem(ca.cert_pem().as_bytes()).unwrap();
-    let cert = Certificate::from_pem(identity.cert_pem.as_bytes()).unwrap();
-    let key = PrivateKey::from_pem(identity.key_pem.as_bytes()).unwrap();
-    let tls = TlsConfig::builder()
-        .provider(TlsProvider::Rustls)
-        .unversioned_rustls_crypto_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .root_certs(RootCerts::new_with_certs(&[root]))
-        .client_cert(Some(ClientCert::new_with_certs(&[cert], key)))
-        .build();
-    ureq::Agent::config_builder()
-        .tls_config(tls)
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
-}
-
 #[test]
 fn end_to_end_over_the_servers_own_tls_listener_with_client_certificates() {
     let dir = tempfile::tempdir().unwrap();
@@ -395,7 +372,7 @@ fn end_to_end_over_the_servers_own_tls_listener_with_client_certificates() {
     assert_eq!(server.scheme, "https");
     let url = format!("https://localhost:{}", server.addr.port());
     let poll_count = || {
-        let reader = https_reader(&ca, &agent_identity);
+        let reader = ca.https_client(Some(&agent_identity));
         let mut answer = reader
             .get(format!("{url}/value/counter/PollCount"))
             .call()

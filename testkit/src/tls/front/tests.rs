@@ -1,32 +1,10 @@
-use std::sync::Arc;
 use std::time::Duration;
-
-use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
 
 use super::*;
 use crate::{Fake, eventually};
 
-/// A ureq agent trusting only `ca`, presenting `client` when given.
 fn client(ca: &TestCa, client: Option<&Identity>) -> ureq::Agent {
-    let root = Certificate::from_pem(ca.cert_pem().as_bytes()).unwrap();
-    let cert = client.map(|id| {
-        ClientCert::new_with_certs(
-            &[Certificate::from_pem(id.cert_pem.as_bytes()).unwrap()],
-            PrivateKey::from_pem(id.key_pem.as_bytes()).unwrap(),
-        )
-    });
-    let tls = TlsConfig::builder()
-        .provider(TlsProvider::Rustls)
-        .unversioned_rustls_crypto_provider(provider())
-        .root_certs(RootCerts::Specific(Arc::new(vec![root])))
-        .client_cert(cert)
-        .build();
-    ureq::Agent::config_builder()
-        .tls_config(tls)
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
+    ca.https_client(client)
 }
 
 fn handshakes(front: &TlsFront, n: usize) -> Vec<Handshake> {
