@@ -4,7 +4,7 @@
 //! kind; gauges and counters in two tables sorted by name with a value for people (exact on
 //! hover), an inline SVG sparkline of the metric's history ([`crate::history`]) and the age of
 //! its last change. The filter (`?q=`, a case-insensitive substring of the name) is applied by
-//! the server, and a large store is shown a page of at most [`page::PAGE_ROWS`] rows at a time
+//! the server, and a large store is shown a page of at most `PAGE_ROWS` (500) rows at a time
 //! (`?page=`, `page.rs`), so the page stays small whatever the store holds. A small inline
 //! script keeps the filter box and the page in the URL (a reload or a shared link keeps them),
 //! filters a small store as the operator types (a large one is asked again), and refreshes the

@@ -209,7 +209,7 @@ impl TlsFront {
         *lock(&self.shared.config) = server_config(identity, self.shared.client_verifier.as_ref());
     }
 
-    /// Every handshake so far (up to [`MAX_RECORDED`]), in the order they ended.
+    /// Every handshake so far (up to `MAX_RECORDED`, 10 000), in the order they ended.
     pub fn handshakes(&self) -> Vec<Handshake> {
         lock(&self.shared.handshakes).clone()
     }
