@@ -344,11 +344,11 @@ fn tls_files(
         },
         (Some(cert), None) => Err(TLS_KEY_FILE.invalid(
             "",
-            &format!("TLS_CERT_FILE is set ({cert}): its private key is required too"),
+            &format!("TLS_CERT_FILE is set ({cert:?}): its private key is required too"),
         )),
         (None, Some(key)) => Err(TLS_CERT_FILE.invalid(
             "",
-            &format!("TLS_KEY_FILE is set ({key}): its certificate is required too"),
+            &format!("TLS_KEY_FILE is set ({key:?}): its certificate is required too"),
         )),
         (Some(cert), Some(key)) => Ok(Some(TlsFiles {
             cert: path(cert),
