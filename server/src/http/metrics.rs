@@ -170,6 +170,11 @@ fn export_connections(out: &mut Exposition, c: &tiny_http::ConnectionStats) {
     )
     .sample(&[("reason", "timeout")], c.timed_out)
     .sample(&[("reason", "body_too_slow")], c.too_slow)
+    .sample(&[("reason", "chunked_body_too_large")], c.body_too_large)
+    .sample(
+        &[("reason", "unsupported_transfer_coding")],
+        c.unsupported_framing,
+    )
     .sample(&[("reason", "header_too_large")], c.header_too_large)
     .sample(&[("reason", "bad_request")], c.bad_request)
     .sample(&[("reason", "body_buffer_full")], c.budget_exhausted)

@@ -165,6 +165,13 @@ fn codings_other_than_one_chunked_get_501_without_smuggling() {
         refused_once(&t, &format!("{front}\r\n{te}"), "0\r\n\r\n", 501, reason);
     }
     nothing_applied(&t);
+    let metrics = t.client().get("/metrics").text();
+    assert!(
+        metrics.contains(
+            "golectra_requests_rejected_total{reason=\"unsupported_transfer_coding\"} 6\n"
+        ),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -245,6 +252,11 @@ fn chunk_extensions_cannot_make_a_body_cost_more_than_its_wire_limit() {
     );
     assert!(r[0].says_connection_close(), "{r:?}");
     assert_eq!(t.client().get("/value/counter/Amp").status, 404);
+    let metrics = t.client().get("/metrics").text();
+    assert!(
+        metrics.contains("golectra_requests_rejected_total{reason=\"chunked_body_too_large\"} 1\n"),
+        "{metrics}"
+    );
     // The same body in ordinary chunks is taken.
     let mut request =
         b"POST /updates HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"

@@ -151,6 +151,10 @@ pub struct ConnectionStats {
     /// golectra: requests answered `408` because their body came slower than `min_body_rate`
     /// (not counted in `timed_out`).
     pub too_slow: u64,
+    /// golectra: chunked bodies refused `413` at the wire limit (framing bytes included).
+    pub body_too_large: u64,
+    /// golectra: requests refused `501`: a transfer coding other than one `chunked`.
+    pub unsupported_framing: u64,
     /// golectra: connections refused with `503` at the per-peer cap because none of that
     /// peer's connections was idle (not counted in `refused`).
     pub refused_per_peer: u64,
@@ -172,6 +176,8 @@ pub(crate) struct Counters {
     pub budget_exhausted: AtomicU64,
     pub tls_failed: AtomicU64,
     pub too_slow: AtomicU64,
+    pub body_too_large: AtomicU64,
+    pub unsupported_framing: AtomicU64,
     pub refused_per_peer: AtomicU64,
     pub peer_budget_exhausted: AtomicU64,
 }

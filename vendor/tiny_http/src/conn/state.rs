@@ -390,7 +390,9 @@ impl Machine {
         let counter = match status {
             400 => Some(&c.bad_request),
             408 => Some(&c.timed_out),
+            413 => Some(&c.body_too_large),
             431 => Some(&c.header_too_large),
+            501 => Some(&c.unsupported_framing),
             503 => Some(&c.budget_exhausted),
             _ => None,
         };

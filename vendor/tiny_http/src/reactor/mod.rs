@@ -149,6 +149,8 @@ impl Reactor {
             tls_failed: load(&c.tls_failed),
             body_buffer_bytes: self.env.budget.used(),
             too_slow: load(&c.too_slow),
+            body_too_large: load(&c.body_too_large),
+            unsupported_framing: load(&c.unsupported_framing),
             refused_per_peer: load(&c.refused_per_peer),
             peer_budget_exhausted: load(&c.peer_budget_exhausted),
             peers: self.peers.count(),
