@@ -47,6 +47,7 @@ pub mod process;
 pub mod proxy;
 pub mod relay;
 pub mod require;
+mod served;
 pub mod tls;
 mod wait;
 

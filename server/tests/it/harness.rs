@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use golectra_server::config::{Config, Storage};
 use golectra_testkit::database::base_dsn;
-use golectra_testkit::{Client, DSN_ENV, TestDatabase, fresh_postgres_dsn};
+use golectra_testkit::{Client, DSN_ENV, Received, TestDatabase, fresh_postgres_dsn};
 
 /// A store the suite runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,4 +126,17 @@ pub fn gunzip(data: &[u8]) -> Vec<u8> {
         .read_to_end(&mut out)
         .expect("valid gzip");
     out
+}
+
+/// A JSON `POST` to `path` carrying `Idempotency-Key: key`.
+pub fn keyed(c: &Client, path: &str, key: &str, body: &str) -> Received {
+    c.request(
+        "POST",
+        path,
+        &[
+            ("Content-Type", "application/json"),
+            ("Idempotency-Key", key),
+        ],
+        body.as_bytes(),
+    )
 }

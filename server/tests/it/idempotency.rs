@@ -6,21 +6,9 @@
 use std::time::Duration;
 
 use golectra_server::config::Storage;
-use golectra_testkit::{Client, Received, eventually};
+use golectra_testkit::{Client, eventually};
 
-use crate::harness::{Backend, TestServer, backends, gzip};
-
-fn keyed(c: &Client, path: &str, key: &str, body: &str) -> Received {
-    c.request(
-        "POST",
-        path,
-        &[
-            ("Content-Type", "application/json"),
-            ("Idempotency-Key", key),
-        ],
-        body.as_bytes(),
-    )
-}
+use crate::harness::{Backend, TestServer, backends, gzip, keyed};
 
 fn poll_count(c: &Client) -> String {
     c.get("/value/counter/PollCount").text()

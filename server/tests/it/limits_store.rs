@@ -10,21 +10,9 @@ use std::time::Duration;
 
 use golectra_server::history::HistoryOptions;
 use golectra_server::store::MaxMetrics;
-use golectra_testkit::{Client, Received, eventually};
+use golectra_testkit::{Client, eventually};
 
-use crate::harness::{Backend, TestServer, backends};
-
-fn keyed(c: &Client, path: &str, key: &str, body: &str) -> Received {
-    c.request(
-        "POST",
-        path,
-        &[
-            ("Content-Type", "application/json"),
-            ("Idempotency-Key", key),
-        ],
-        body.as_bytes(),
-    )
-}
+use crate::harness::{Backend, TestServer, backends, keyed};
 
 fn gauges_json(names: impl IntoIterator<Item = String>, value: f64) -> String {
     let items: Vec<String> = names

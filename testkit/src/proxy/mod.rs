@@ -27,18 +27,18 @@
 //! });
 //! ```
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, after, select};
 
 mod wire;
 use wire::{Message, Peer};
+
+use crate::served::{Served, Sockets};
 
 /// What the proxy does to an exchange (or, for [`Fault::Refuse`], to a connection).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -161,11 +161,8 @@ struct Shared {
     mode: Mutex<Mode>,
     counters: Counters,
     exchanges: Mutex<Vec<Exchange>>,
-    /// Set once, by `Drop`; checked under the `open` lock, so a connection registered after the
-    /// flag is seen is never left open.
-    stopped: AtomicBool,
-    /// Every open socket (client and upstream sides), by connection, for `Drop` to shut down.
-    open: Mutex<HashMap<u64, Vec<TcpStream>>>,
+    /// Every open socket (client and upstream sides), for `Drop` to shut down.
+    sockets: Arc<Sockets>,
     /// Disconnects when the proxy is dropped: delays end at once.
     stop: Receiver<()>,
 }
@@ -200,22 +197,6 @@ impl Shared {
         true
     }
 
-    /// Keeps a clone of `stream` so that `Drop` can shut it down; `false` once stopped.
-    fn register(&self, id: u64, stream: &TcpStream) -> bool {
-        let mut open = self.open.lock().unwrap();
-        if self.stopped.load(Ordering::SeqCst) {
-            return false;
-        }
-        if let Ok(clone) = stream.try_clone() {
-            open.entry(id).or_default().push(clone);
-        }
-        true
-    }
-
-    fn unregister(&self, id: u64) {
-        self.open.lock().unwrap().remove(&id);
-    }
-
     fn record(&self, exchange: Exchange) {
         let mut exchanges = self.exchanges.lock().unwrap();
         if exchanges.len() < MAX_RECORDED {
@@ -238,8 +219,7 @@ pub struct FaultProxy {
     /// Where clients connect.
     pub addr: SocketAddr,
     shared: Arc<Shared>,
-    accept: Option<JoinHandle<()>>,
-    workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    served: Served,
     /// Dropped by `Drop`: disconnects the receiver every delay waits on.
     stop: Option<Sender<()>>,
 }
@@ -251,28 +231,32 @@ impl FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fault proxy");
         let addr = listener.local_addr().expect("the proxy's address");
         let (stop_tx, stop) = crossbeam_channel::bounded(0);
+        let sockets = Arc::new(Sockets::default());
         let shared = Arc::new(Shared {
             upstream: Mutex::new(upstream),
             mode: Mutex::new(Mode::NONE),
             counters: Counters::default(),
             exchanges: Mutex::new(Vec::new()),
-            stopped: AtomicBool::new(false),
-            open: Mutex::new(HashMap::new()),
+            sockets: sockets.clone(),
             stop,
         });
-        let workers = Arc::new(Mutex::new(Vec::new()));
-        let accept = std::thread::Builder::new()
-            .name("fault-proxy-accept".into())
-            .spawn({
-                let (shared, workers) = (shared.clone(), workers.clone());
-                move || accept_loop(listener, &shared, &workers)
-            })
-            .expect("spawn the fault proxy's accept thread");
+        let served = Served::start(
+            listener,
+            "fault-proxy",
+            sockets,
+            {
+                let shared = shared.clone();
+                move |_| admit(&shared)
+            },
+            {
+                let shared = shared.clone();
+                move |id, stream| serve(id, stream, &shared)
+            },
+        );
         Self {
             addr,
             shared,
-            accept: Some(accept),
-            workers,
+            served,
             stop: Some(stop_tx),
         }
     }
@@ -340,60 +324,20 @@ impl FaultProxy {
 
 impl Drop for FaultProxy {
     fn drop(&mut self) {
-        self.shared.stopped.store(true, Ordering::SeqCst);
-        // The accept thread blocks in accept(2): one connection of our own wakes it.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.join();
-        }
-        for streams in self.shared.open.lock().unwrap().values() {
-            for stream in streams {
-                let _ = stream.shutdown(Shutdown::Both);
-            }
-        }
-        // Every delay ends at once.
-        drop(self.stop.take());
-        let workers = std::mem::take(&mut *self.workers.lock().unwrap());
-        for worker in workers {
-            let _ = worker.join();
-        }
+        // Every delay ends at once, once the sockets are shut down.
+        let stop = self.stop.take();
+        self.served.stop(|| drop(stop));
     }
 }
 
-fn accept_loop(listener: TcpListener, shared: &Arc<Shared>, workers: &Mutex<Vec<JoinHandle<()>>>) {
-    let mut next_id = 0u64;
-    for stream in listener.incoming() {
-        if shared.stopped.load(Ordering::SeqCst) {
-            return;
-        }
-        let Ok(stream) = stream else { continue };
-        if shared.refuses_connections() {
-            shared.counters.refused.fetch_add(1, Ordering::SeqCst);
-            drop(stream);
-            continue;
-        }
-        shared.counters.accepted.fetch_add(1, Ordering::SeqCst);
-        next_id += 1;
-        let id = next_id;
-        if !shared.register(id, &stream) {
-            return;
-        }
-        let spawned = std::thread::Builder::new()
-            .name(format!("fault-proxy-{id}"))
-            .spawn({
-                let shared = shared.clone();
-                move || {
-                    serve(id, stream, &shared);
-                    shared.unregister(id);
-                }
-            });
-        let mut workers = workers.lock().unwrap();
-        workers.retain(|w| !w.is_finished());
-        match spawned {
-            Ok(worker) => workers.push(worker),
-            Err(_) => shared.unregister(id),
-        }
+/// Whether a new client connection is served: not under [`Fault::Refuse`].
+fn admit(shared: &Shared) -> bool {
+    if shared.refuses_connections() {
+        shared.counters.refused.fetch_add(1, Ordering::SeqCst);
+        return false;
     }
+    shared.counters.accepted.fetch_add(1, Ordering::SeqCst);
+    true
 }
 
 /// Serves one client connection, exchange by exchange, until either side closes it or a fault
@@ -475,7 +419,7 @@ fn forward(
     if upstream.is_none() {
         let addr = *shared.upstream.lock().unwrap();
         let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).ok()?;
-        if !shared.register(id, &stream) {
+        if !shared.sockets.register(id, &stream) {
             return None;
         }
         *upstream = Some(Peer::new(stream));

@@ -1,5 +1,7 @@
 //! The proxy against a tiny upstream, one test per fault.
 
+use std::thread::JoinHandle;
+
 use super::*;
 
 /// `(path, body)` of every request an [`Upstream`] got.

@@ -19,12 +19,9 @@
 //! // A client trusting `ca` talks https to `front.url()`; `upstream` sees plain HTTP.
 //! ```
 
-use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::PemObject;
@@ -34,6 +31,7 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls::{RootCertStore, ServerConfig, ServerConnection};
 
 use super::{Identity, TestCa};
+use crate::served::{Served, Sockets};
 
 /// Most connections open at once; more are closed at accept (and recorded as failed).
 pub const MAX_CONNECTIONS: usize = 64;
@@ -75,11 +73,8 @@ struct Shared {
     client_verifier: Option<Arc<dyn ClientCertVerifier>>,
     upstream: SocketAddr,
     handshakes: Mutex<Vec<Handshake>>,
-    /// Set once, by `Drop`; checked under the `open` lock.
-    stopped: AtomicBool,
-    /// Every open socket (client and upstream sides), by connection, for `Drop` to shut down.
-    open: Mutex<HashMap<u64, Vec<TcpStream>>>,
-    active: AtomicUsize,
+    /// Every open socket (client and upstream sides), for `Drop` to shut down.
+    sockets: Arc<Sockets>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -97,22 +92,6 @@ impl Shared {
             });
         }
     }
-
-    /// Keeps a clone of `stream` so that `Drop` can shut it down; `false` once stopped.
-    fn register(&self, id: u64, stream: &TcpStream) -> bool {
-        let mut open = lock(&self.open);
-        if self.stopped.load(Ordering::SeqCst) {
-            return false;
-        }
-        if let Ok(clone) = stream.try_clone() {
-            open.entry(id).or_default().push(clone);
-        }
-        true
-    }
-
-    fn unregister(&self, id: u64) {
-        lock(&self.open).remove(&id);
-    }
 }
 
 /// A TLS terminator on 127.0.0.1 in front of one plain-HTTP upstream (see the module docs).
@@ -120,8 +99,7 @@ pub struct TlsFront {
     /// Where clients connect.
     pub addr: SocketAddr,
     shared: Arc<Shared>,
-    accept: Option<JoinHandle<()>>,
-    workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    served: Served,
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -169,28 +147,37 @@ impl TlsFront {
         });
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the TLS front");
         let addr = listener.local_addr().expect("the front's address");
+        let sockets = Arc::new(Sockets::default());
         let shared = Arc::new(Shared {
             config: Mutex::new(server_config(identity, client_verifier.as_ref())),
             client_verifier,
             upstream,
             handshakes: Mutex::new(Vec::new()),
-            stopped: AtomicBool::new(false),
-            open: Mutex::new(HashMap::new()),
-            active: AtomicUsize::new(0),
+            sockets: sockets.clone(),
         });
-        let workers = Arc::new(Mutex::new(Vec::new()));
-        let accept = std::thread::Builder::new()
-            .name("tls-front-accept".into())
-            .spawn({
-                let (shared, workers) = (shared.clone(), workers.clone());
-                move || accept_loop(listener, &shared, &workers)
-            })
-            .expect("spawn the TLS front's accept thread");
+        let served = Served::start(
+            listener,
+            "tls-front",
+            sockets,
+            {
+                let shared = shared.clone();
+                move |sockets| {
+                    let room = sockets.active() < MAX_CONNECTIONS;
+                    if !room {
+                        shared.record(false, Some("refused: too many connections".into()));
+                    }
+                    room
+                }
+            },
+            {
+                let shared = shared.clone();
+                move |id, stream| serve(id, stream, &shared)
+            },
+        );
         Self {
             addr,
             shared,
-            accept: Some(accept),
-            workers,
+            served,
         }
     }
 
@@ -217,60 +204,7 @@ impl TlsFront {
 
 impl Drop for TlsFront {
     fn drop(&mut self) {
-        self.shared.stopped.store(true, Ordering::SeqCst);
-        // The accept thread blocks in accept(2): one connection of our own wakes it.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.join();
-        }
-        for streams in lock(&self.shared.open).values() {
-            for stream in streams {
-                let _ = stream.shutdown(Shutdown::Both);
-            }
-        }
-        let workers = std::mem::take(&mut *lock(&self.workers));
-        for worker in workers {
-            let _ = worker.join();
-        }
-    }
-}
-
-fn accept_loop(listener: TcpListener, shared: &Arc<Shared>, workers: &Mutex<Vec<JoinHandle<()>>>) {
-    let mut next_id = 0u64;
-    for stream in listener.incoming() {
-        if shared.stopped.load(Ordering::SeqCst) {
-            return;
-        }
-        let Ok(stream) = stream else { continue };
-        if shared.active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
-            shared.record(false, Some("refused: too many connections".into()));
-            continue;
-        }
-        next_id += 1;
-        let id = next_id;
-        if !shared.register(id, &stream) {
-            return;
-        }
-        shared.active.fetch_add(1, Ordering::SeqCst);
-        let spawned = std::thread::Builder::new()
-            .name(format!("tls-front-{id}"))
-            .spawn({
-                let shared = shared.clone();
-                move || {
-                    serve(id, stream, &shared);
-                    shared.unregister(id);
-                    shared.active.fetch_sub(1, Ordering::SeqCst);
-                }
-            });
-        let mut workers = lock(workers);
-        workers.retain(|w| !w.is_finished());
-        match spawned {
-            Ok(worker) => workers.push(worker),
-            Err(_) => {
-                shared.unregister(id);
-                shared.active.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
+        self.served.stop(|| {});
     }
 }
 
@@ -330,7 +264,7 @@ fn serve(id: u64, tcp: TcpStream, shared: &Shared) {
         let _ = conn.write_tls(&mut &tcp);
         return;
     };
-    if !shared.register(id, &upstream) {
+    if !shared.sockets.register(id, &upstream) {
         return;
     }
     let conn = Arc::new(Mutex::new(conn));
