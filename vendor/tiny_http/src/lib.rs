@@ -111,7 +111,7 @@ pub use conn::fuzzing::{
 };
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
 // golectra: the connection policy, its counters and the refusal signer.
-pub use policy::{ConnectionPolicy, ConnectionStats, RefusalSigner};
+pub use policy::{ConnectionPolicy, ConnectionStats, RefusalSigner, SignFn};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;

@@ -74,8 +74,11 @@ pub struct RefusalSigner {
     /// The header's name.
     pub name: String,
     /// The header's value for a body.
-    pub sign: Arc<dyn Fn(&[u8]) -> String + Send + Sync>,
+    pub sign: Arc<SignFn>,
 }
+
+/// golectra: what computes a [`RefusalSigner`]'s header value over a refusal's body.
+pub type SignFn = dyn Fn(&[u8]) -> String + Send + Sync;
 
 impl RefusalSigner {
     /// A signer adding the header `name` with the value `sign(body)`.

@@ -12,7 +12,7 @@ use rustix::event::epoll;
 
 use super::slab::slot;
 use super::{Conn, ConnState, Reactor};
-use crate::conn::Expiry;
+use crate::conn::{Expiry, Phase};
 
 /// No heap position.
 const NONE: usize = usize::MAX;
@@ -201,6 +201,13 @@ impl Reactor {
                 };
                 let now = Instant::now();
                 match conn.state.try_lock() {
+                    // The server is behind on this connection, not its client: look again
+                    // shortly, without judging the client by bytes no worker has read yet.
+                    Ok(mut st) if Self::input_waits(&conn, &st) => {
+                        let later = now + self.env.retry;
+                        st.alarm = Some(later);
+                        self.deadlines.schedule(token, later);
+                    }
                     Ok(mut st) => {
                         st.alarm = None;
                         self.expire(&conn, &mut st, now);
@@ -212,6 +219,16 @@ impl Reactor {
                 };
             }
         }
+    }
+
+    /// Whether a connection that is reading a request has bytes waiting in its socket that no
+    /// worker has read: every worker was busy (a slow store, say) when they came. A read
+    /// deadline (idle, head, body, the body's pace, `io_timeout`) judges what the client sent,
+    /// so it waits until a worker has taken them; once workers are free again the bytes are
+    /// read at once and the deadlines apply as usual.
+    fn input_waits(conn: &Conn, st: &ConnState) -> bool {
+        matches!(st.m.phase(), Phase::Idle | Phase::Head | Phase::Body)
+            && rustix::io::ioctl_fionread(&conn.socket).is_ok_and(|n| n > 0)
     }
 
     fn expire(&self, conn: &Conn, st: &mut ConnState, now: Instant) {

@@ -48,6 +48,8 @@ mod admission;
 mod deadlines;
 mod peers;
 mod slab;
+#[cfg(test)]
+mod tests;
 pub(crate) mod transport;
 mod writing;
 
