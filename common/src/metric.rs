@@ -134,8 +134,9 @@ impl fmt::Display for InvalidMetric {
 
 impl std::error::Error for InvalidMetric {}
 
-/// Trims a name and checks it against the naming rules of docs/http-api.md.
-pub fn validate_name(raw: &str) -> Result<&str, InvalidMetric> {
+/// Trims a name, checks it against the naming rules of docs/http-api.md and returns its
+/// canonical form (a tagged name's tags sorted by key, [`crate::tags::canonical`]).
+pub fn validate_name(raw: &str) -> Result<Cow<'_, str>, InvalidMetric> {
     let name = raw.trim();
     if name.is_empty() {
         return Err(InvalidMetric::EmptyName);
@@ -146,7 +147,7 @@ pub fn validate_name(raw: &str) -> Result<&str, InvalidMetric> {
     if name.chars().any(char::is_control) {
         return Err(InvalidMetric::ControlInName);
     }
-    Ok(name)
+    Ok(crate::tags::canonical(name))
 }
 
 /// Parses a gauge value from text; rejects NaN and infinities.
@@ -201,7 +202,7 @@ impl Update {
     /// Validates the three path segments of `POST /update/{type}/{name}/{value}`.
     pub fn from_text(kind: &str, name: &str, value: &str) -> Result<Self, InvalidMetric> {
         let kind = MetricKind::parse(kind)?;
-        let name = validate_name(name)?.to_owned();
+        let name = validate_name(name)?.into_owned();
         Ok(match kind {
             MetricKind::Gauge => Self::Gauge {
                 name,
@@ -274,7 +275,7 @@ impl<'a> Metric<'a> {
     /// Checks the metric and turns it into an [`Update`].
     pub fn to_update(&self) -> Result<Update, InvalidMetric> {
         let kind = MetricKind::parse(&self.kind)?;
-        let name = validate_name(&self.id)?.to_owned();
+        let name = validate_name(&self.id)?.into_owned();
         Ok(match kind {
             MetricKind::Gauge => {
                 let value = self.value.ok_or(InvalidMetric::MissingValue)?;
@@ -350,9 +351,9 @@ mod tests {
 
     #[test]
     fn names_are_trimmed_and_bounded() {
-        assert_eq!(validate_name("  cpu "), Ok("cpu"));
+        assert_eq!(validate_name("  cpu "), Ok("cpu".into()));
         assert_eq!(validate_name("   "), Err(InvalidMetric::EmptyName));
-        assert_eq!(validate_name(&"a".repeat(255)).map(str::len), Ok(255));
+        assert_eq!(validate_name(&"a".repeat(255)).map(|n| n.len()), Ok(255));
         assert_eq!(
             validate_name(&"a".repeat(256)),
             Err(InvalidMetric::NameTooLong(256))

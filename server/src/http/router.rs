@@ -117,7 +117,7 @@ fn decode_segment(segment: &str) -> Result<Cow<'_, str>, ApiError> {
 fn path_name(segment: &str) -> Result<String, ApiError> {
     let decoded = decode_segment(segment)?;
     match metric::validate_name(&decoded) {
-        Ok(name) => Ok(name.to_owned()),
+        Ok(name) => Ok(name.into_owned()),
         Err(InvalidMetric::EmptyName) => Err(ApiError::not_found("missing metric name")),
         Err(e) => Err(e.into()),
     }
@@ -316,9 +316,9 @@ fn json_value(app: &App, req: &Incoming) -> Result<Reply, ApiError> {
     let id: MetricId = serde_json::from_slice(&req.body).map_err(malformed)?;
     let kind = MetricKind::parse(&id.kind)?;
     let name = metric::validate_name(&id.id)?;
-    match app.store.get(kind, name)? {
-        Some(value) => Ok(Reply::json(metric_json(name, value))),
-        None => Err(not_stored(kind, name)),
+    match app.store.get(kind, &name)? {
+        Some(value) => Ok(Reply::json(metric_json(&name, value))),
+        None => Err(not_stored(kind, &name)),
     }
 }
 
