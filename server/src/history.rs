@@ -246,11 +246,11 @@ struct Round {
 /// the values without a series.
 fn advance<T: Copy + PartialEq>(
     series: &mut HashMap<String, Series<T>>,
-    values: &[(String, T)],
+    values: &[(String, T, SystemTime)],
     round: Round,
 ) -> Vec<usize> {
     let mut new = Vec::new();
-    for (i, (name, value)) in values.iter().enumerate() {
+    for (i, (name, value, _)) in values.iter().enumerate() {
         match series.get_mut(name.as_str()) {
             Some(s) => {
                 if s.ring.last().is_none_or(|(_, last)| last != *value) {
@@ -289,12 +289,12 @@ impl Budget {
     fn add<T: Copy>(
         &mut self,
         series: &mut HashMap<String, Series<T>>,
-        values: &[(String, T)],
+        values: &[(String, T, SystemTime)],
         new: &[usize],
         round: Round,
     ) {
         for &i in new {
-            let (name, value) = &values[i];
+            let (name, value, _) = &values[i];
             let cost = self.options.series_bytes(name.len());
             if self.bytes + cost > self.options.max_bytes {
                 self.untracked += 1;
@@ -404,8 +404,14 @@ mod tests {
 
     fn snap(gauges: &[(&str, f64)], counters: &[(&str, i64)]) -> Reading {
         Reading {
-            gauges: gauges.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
-            counters: counters.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+            gauges: gauges
+                .iter()
+                .map(|(n, v)| (n.to_string(), *v, UNIX_EPOCH))
+                .collect(),
+            counters: counters
+                .iter()
+                .map(|(n, v)| (n.to_string(), *v, UNIX_EPOCH))
+                .collect(),
             updated_at: None,
         }
     }

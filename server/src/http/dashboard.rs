@@ -47,8 +47,8 @@ pub fn render(app: &App, query: &str) -> Result<Reply, ApiError> {
     let total = snap.gauges.len() + snap.counters.len();
     let plan = page::plan(
         &query,
-        snap.gauges.iter().map(|(name, _)| name.as_str()),
-        snap.counters.iter().map(|(name, _)| name.as_str()),
+        snap.gauges.iter().map(|(name, ..)| name.as_str()),
+        snap.counters.iter().map(|(name, ..)| name.as_str()),
     );
     let mut html = String::with_capacity(8192 + 900 * (plan.gauges.len() + plan.counters.len()));
     let version = golectra_common::version::VERSION;
@@ -100,7 +100,7 @@ pub fn render(app: &App, query: &str) -> Result<Reply, ApiError> {
     }
     app.history.read(|history| {
         let gauges = plan.gauges.iter().map(|&(i, visible)| {
-            let (name, v) = &snap.gauges[i];
+            let (name, v, _) = &snap.gauges[i];
             Row {
                 name,
                 visible,
@@ -119,7 +119,7 @@ pub fn render(app: &App, query: &str) -> Result<Reply, ApiError> {
             &mut html, "gauges", "Gauges", gauges, counts, now_ms, history,
         );
         let counters = plan.counters.iter().map(|&(i, visible)| {
-            let (name, v) = &snap.counters[i];
+            let (name, v, _) = &snap.counters[i];
             Row {
                 name,
                 visible,

@@ -21,8 +21,8 @@ pub fn render(app: &App) -> Result<Reply, ApiError> {
     let snap = app.store.read_all()?;
     // Each stored metric takes its name about three times (HELP, TYPE, sample) and some 120
     // bytes of text: sized once, the body is never copied to grow.
-    let names = snap.gauges.iter().map(|(n, _)| n.len());
-    let names = names.chain(snap.counters.iter().map(|(n, _)| n.len()));
+    let names = snap.gauges.iter().map(|(n, ..)| n.len());
+    let names = names.chain(snap.counters.iter().map(|(n, ..)| n.len()));
     let room = names.map(|len| 3 * len + 120).sum::<usize>() + 64 * 1024;
     let mut out = Exposition::with_room(64 + snap.gauges.len() + snap.counters.len(), room);
 
@@ -77,13 +77,13 @@ pub fn render(app: &App) -> Result<Reply, ApiError> {
         exporter.export(&mut out);
     }
 
-    let gauge_names: Vec<&str> = snap.gauges.iter().map(|(n, _)| n.as_str()).collect();
-    let counter_names: Vec<&str> = snap.counters.iter().map(|(n, _)| n.as_str()).collect();
+    let gauge_names: Vec<&str> = snap.gauges.iter().map(|(n, ..)| n.as_str()).collect();
+    let counter_names: Vec<&str> = snap.counters.iter().map(|(n, ..)| n.as_str()).collect();
     let (gauge_names, counter_names) = export_names(&gauge_names, &counter_names);
-    for ((name, value), exported) in snap.gauges.iter().zip(&gauge_names) {
+    for ((name, value, _), exported) in snap.gauges.iter().zip(&gauge_names) {
         stored(&mut out, exported, name, "gauge", "", *value);
     }
-    for ((name, value), exported) in snap.counters.iter().zip(&counter_names) {
+    for ((name, value, _), exported) in snap.counters.iter().zip(&counter_names) {
         let note = " (a running total that may decrease, hence typed gauge)";
         stored(&mut out, exported, name, "counter", note, *value);
     }

@@ -407,11 +407,15 @@ fn snapshot(app: &App) -> Result<Reply, ApiError> {
         counters: BTreeMap<&'a str, i64>,
     }
     let body = Body {
-        gauges: snap.gauges.iter().map(|(k, v)| (k.as_str(), *v)).collect(),
+        gauges: snap
+            .gauges
+            .iter()
+            .map(|(k, v, _)| (k.as_str(), *v))
+            .collect(),
         counters: snap
             .counters
             .iter()
-            .map(|(k, v)| (k.as_str(), *v))
+            .map(|(k, v, _)| (k.as_str(), *v))
             .collect(),
     };
     Ok(Reply::json(

@@ -8,15 +8,18 @@
 //!
 //! Every store holds at most [`MaxMetrics`] gauges and as many counters (`MAX_METRICS`): a
 //! write that would add a name past it is refused whole ([`StoreError::Full`]), while writes
-//! to stored names always pass.
+//! to stored names always pass. Every metric carries the time it was last written; metrics
+//! leave a store only by a delete or an expiry pass ([`removal`]).
 
 pub mod idempotency;
 pub mod memory;
 pub mod postgres;
+pub mod removal;
 pub mod snapshot;
 
 pub use idempotency::{Key, KeyOptions};
 pub use memory::Ticket;
+pub use removal::{Cutoff, Removed, Selection};
 
 use std::fmt;
 use std::time::SystemTime;
@@ -136,10 +139,10 @@ impl std::error::Error for StoreError {}
 /// [`Store::read_all`] returns. ("Snapshot" means only the memory store's file.)
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Reading {
-    /// Every gauge as `(name, value)`, sorted by name.
-    pub gauges: Vec<(String, f64)>,
-    /// Every counter as `(name, total)`, sorted by name.
-    pub counters: Vec<(String, i64)>,
+    /// Every gauge as `(name, value, last written)`, sorted by name.
+    pub gauges: Vec<(String, f64, SystemTime)>,
+    /// Every counter as `(name, total, last written)`, sorted by name.
+    pub counters: Vec<(String, i64, SystemTime)>,
     /// When the last write was applied, if known.
     pub updated_at: Option<SystemTime>,
 }
@@ -160,6 +163,12 @@ pub trait Store: Send + Sync {
     /// Applies a batch atomically; says when it is durable. A keyed empty batch still records
     /// its key.
     fn apply(&self, batch: &Batch, key: Option<&Key>) -> Result<Written<()>, StoreError>;
+    /// Removes the metrics `selection` names (a delete); returns their names and when the
+    /// removal is durable, like a write.
+    fn delete(&self, selection: &Selection) -> Result<Written<Removed>, StoreError>;
+    /// Removes at most `cutoff.limit` metrics last written before their type's cutoff (an
+    /// expiry pass); returns their names and when the removal is durable.
+    fn expire(&self, cutoff: &Cutoff) -> Result<Written<Removed>, StoreError>;
     /// Reads one metric.
     fn get(&self, kind: MetricKind, name: &str) -> Result<Option<Value>, StoreError>;
     /// Reads every metric.

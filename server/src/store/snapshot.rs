@@ -1,11 +1,14 @@
 //! The snapshot file of the memory store (docs/storage.md): a JSON array of metrics in the wire form,
-//! `[{"id":"Alloc","type":"gauge","value":1.5},{"id":"PollCount","type":"counter","delta":7}]`,
-//! the same format the original writes and reads.
+//! `[{"id":"Alloc","type":"gauge","value":1.5,"updated":1764547200000},{"id":"PollCount","type":"counter","delta":7,"updated":…}]`,
+//! the format the original writes and reads, plus `updated`: when the metric was last written,
+//! in Unix milliseconds. The original's loader ignores fields it does not know, so it reads
+//! these files; a file without `updated` (the original's) is read as written when the file was.
 //!
 //! Writes are crash-safe: the bytes go to a temporary file in the same directory, which is
 //! fsynced, renamed over the old snapshot, and the directory is fsynced. A `kill -9` at any
 //! moment leaves the old or the new snapshot, never a torn or empty one.
 
+use std::borrow::Cow;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -22,24 +25,63 @@ fn temp_prefix(path: &Path) -> String {
     format!(".{}.golectra-tmp-", name.unwrap_or_default())
 }
 
-/// Serializes metrics into the snapshot format.
+/// One entry of the file: a metric in the wire form (the fields of [`Metric`]) and when it was
+/// last written. Spelled out rather than flattened: serde's `flatten` buffers every entry.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Entry<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    delta: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    value: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    updated: Option<u64>,
+}
+
+impl<'a> Entry<'a> {
+    fn new(metric: Metric<'a>, updated: u64) -> Self {
+        Self {
+            id: metric.id,
+            kind: metric.kind,
+            delta: metric.delta,
+            value: metric.value,
+            updated: Some(updated),
+        }
+    }
+
+    fn to_update(&self) -> Result<Update, golectra_common::metric::InvalidMetric> {
+        Metric {
+            id: Cow::Borrowed(&self.id),
+            kind: Cow::Borrowed(&self.kind),
+            delta: self.delta,
+            value: self.value,
+        }
+        .to_update()
+    }
+}
+
+/// Serializes metrics with the times they were last written (Unix milliseconds) into the
+/// snapshot format.
 pub fn encode<'a>(
-    gauges: impl Iterator<Item = (&'a str, f64)>,
-    counters: impl Iterator<Item = (&'a str, i64)>,
+    gauges: impl Iterator<Item = (&'a str, f64, u64)>,
+    counters: impl Iterator<Item = (&'a str, i64, u64)>,
     capacity_hint: usize,
 ) -> Vec<u8> {
     use serde::ser::{SerializeSeq, Serializer};
-    let mut out = Vec::with_capacity(capacity_hint * 48 + 2);
+    let mut out = Vec::with_capacity(capacity_hint * 64 + 2);
     let mut ser = serde_json::Serializer::new(&mut out);
     let mut seq = ser
         .serialize_seq(None)
         .expect("serializing to a Vec cannot fail");
-    for (name, value) in gauges {
-        seq.serialize_element(&Metric::gauge(name, value))
+    for (name, value, updated) in gauges {
+        seq.serialize_element(&Entry::new(Metric::gauge(name, value), updated))
             .expect("serializing to a Vec cannot fail");
     }
-    for (name, delta) in counters {
-        seq.serialize_element(&Metric::counter(name, delta))
+    for (name, delta, updated) in counters {
+        seq.serialize_element(&Entry::new(Metric::counter(name, delta), updated))
             .expect("serializing to a Vec cannot fail");
     }
     seq.end().expect("serializing to a Vec cannot fail");
@@ -58,16 +100,25 @@ pub enum LoadError {
 /// Parses snapshot bytes. Empty (or whitespace-only) content is an empty store. Later entries
 /// for the same (type, name) replace earlier ones, as a reload of the original's file would.
 pub fn decode(bytes: &[u8]) -> Result<Vec<Update>, LoadError> {
+    Ok(decode_with_times(bytes)?
+        .into_iter()
+        .map(|(update, _)| update)
+        .collect())
+}
+
+/// [`decode`], with each metric's `updated` time (Unix milliseconds) when the file has it.
+pub fn decode_with_times(bytes: &[u8]) -> Result<Vec<(Update, Option<u64>)>, LoadError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Vec::new());
     }
-    let metrics: Vec<Metric> = serde_json::from_slice(bytes)
+    let entries: Vec<Entry> = serde_json::from_slice(bytes)
         .map_err(|e| LoadError::Corrupt(format!("not a JSON array of metrics: {e}")))?;
-    metrics
+    entries
         .iter()
         .enumerate()
-        .map(|(i, m)| {
-            m.to_update()
+        .map(|(i, e)| {
+            e.to_update()
+                .map(|update| (update, e.updated))
                 .map_err(|e| LoadError::Corrupt(format!("entry {i}: {e}")))
         })
         .collect()
@@ -76,8 +127,10 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Update>, LoadError> {
 /// A snapshot file as loaded at start.
 #[derive(Debug, Default, PartialEq)]
 pub struct Restored {
-    /// Its metrics.
-    pub metrics: Vec<Update>,
+    /// Its metrics, with when each was last written (Unix milliseconds) if the file says.
+    pub metrics: Vec<(Update, Option<u64>)>,
+    /// When the file was last written (its modification time), if it was read.
+    pub written: Option<SystemTime>,
     /// Its bytes, when a valid file was read (their hash names its records in the key log).
     pub content: Option<Vec<u8>>,
 }
@@ -96,9 +149,11 @@ pub fn restore(path: &Path) -> Result<Restored, io::Error> {
         }
         Err(e) => return Err(e),
     };
-    match decode(&bytes) {
+    let written = fs::metadata(path).and_then(|m| m.modified()).ok();
+    match decode_with_times(&bytes) {
         Ok(metrics) => Ok(Restored {
             metrics,
+            written,
             content: Some(bytes),
         }),
         Err(LoadError::Io(e)) => Err(e),
@@ -186,12 +241,22 @@ mod tests {
 
     #[test]
     fn encode_decode_round_trip() {
-        let bytes = encode([("g", 0.1)].into_iter(), [("c", -3)].into_iter(), 2);
+        let bytes = encode(
+            [("g;host=a", 0.1, 7)].into_iter(),
+            [("c", -3, 9)].into_iter(),
+            2,
+        );
         assert_eq!(
             std::str::from_utf8(&bytes).unwrap(),
-            r#"[{"id":"g","type":"gauge","value":0.1},{"id":"c","type":"counter","delta":-3}]"#
+            r#"[{"id":"g;host=a","type":"gauge","value":0.1,"updated":7},{"id":"c","type":"counter","delta":-3,"updated":9}]"#
         );
-        assert_eq!(decode(&bytes).unwrap().len(), 2);
+        let decoded = decode_with_times(&bytes).unwrap();
+        assert_eq!(decoded.len(), 2);
+        assert_eq!((decoded[0].0.name(), decoded[0].1), ("g;host=a", Some(7)));
+        assert_eq!((decoded[1].0.name(), decoded[1].1), ("c", Some(9)));
+        // The original's entries have no time.
+        let original = br#"[{"id":"c","type":"counter","delta":1}]"#;
+        assert_eq!(decode_with_times(original).unwrap()[0].1, None);
     }
 
     #[test]

@@ -52,7 +52,8 @@ use golectra_common::metric::{MetricKind, Update};
 
 use super::idempotency::{Key, KeyOptions};
 use super::{
-    Batch, Durable, MaxMetrics, Reading, Store, StoreError, StoreKind, Value, Written, snapshot,
+    Batch, Cutoff, Durable, MaxMetrics, Reading, Removed, Selection, Store, StoreError, StoreKind,
+    Value, Written, snapshot,
 };
 use crate::exposition::{Exposition, FamilyType};
 use crate::ticker::Ticker;
@@ -136,7 +137,7 @@ impl MemoryStore {
             // were never in place must not join a later snapshot's keys.
             let hash = restored.content.as_deref().map(keylog::content_hash);
             keylog::rewrite(&path, &mut log, hash.as_ref(), &keys.entries())?;
-            let tables = Tables::restored(restored.metrics, keys, options.max_metrics);
+            let tables = Tables::restored(restored, keys, options.max_metrics);
             for (kind, held) in [
                 ("gauges", tables.gauges.len()),
                 ("counters", tables.counters.len()),
@@ -265,6 +266,22 @@ impl MemoryStore {
     }
 }
 
+impl MemoryStore {
+    /// What a removal returns: durable now when nothing was removed, else like a write that
+    /// brought the tables to `version`.
+    fn removed(&self, removed: Removed, version: u64) -> Written<Removed> {
+        let durable = match removed.is_empty() {
+            true => Durable::Now,
+            false => self.durability(version),
+        };
+        Written {
+            value: removed.sorted(),
+            durable,
+            repeat: false,
+        }
+    }
+}
+
 /// Unix seconds now (the clock of key retention, which must survive restarts).
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -292,6 +309,33 @@ impl Store for MemoryStore {
 
     fn apply(&self, batch: &Batch, key: Option<&Key>) -> Result<Written<()>, StoreError> {
         self.write(batch, key, |_| None, |_| Ok(()))
+    }
+
+    fn delete(&self, selection: &Selection) -> Result<Written<Removed>, StoreError> {
+        self.refuse_while_failing()?;
+        let mut tables = self.tables.write().expect("poisoned");
+        let (gauges, counters) = tables.selected(selection);
+        let removed = tables.remove(gauges, counters);
+        let version = tables.version;
+        drop(tables);
+        Ok(self.removed(removed, version))
+    }
+
+    /// Looks for expired metrics under the read lock (writers go on meanwhile), then removes
+    /// those still expired under the write lock.
+    fn expire(&self, cutoff: &Cutoff) -> Result<Written<Removed>, StoreError> {
+        self.refuse_while_failing()?;
+        let (gauges, counters) = self.tables.read().expect("poisoned").expired(cutoff);
+        if gauges.is_empty() && counters.is_empty() {
+            return Ok(Written::now(Removed::default()));
+        }
+        let mut tables = self.tables.write().expect("poisoned");
+        let gauges = Tables::still_older(&tables.gauges, gauges, cutoff.gauges);
+        let counters = Tables::still_older(&tables.counters, counters, cutoff.counters);
+        let removed = tables.remove(gauges, counters);
+        let version = tables.version;
+        drop(tables);
+        Ok(self.removed(removed, version))
     }
 
     fn get(&self, kind: MetricKind, name: &str) -> Result<Option<Value>, StoreError> {

@@ -1,20 +1,37 @@
-//! The maps of the memory store: every gauge and counter, the idempotency keys applied, the
-//! write version, and how a batch is applied to them (all of it or nothing, and never past
-//! [`MaxMetrics`] names per type). Knows nothing about files or durability.
+//! The maps of the memory store: every gauge and counter with the time it was last written,
+//! the idempotency keys applied, the write version, and how a batch is applied to them (all of
+//! it or nothing, and never past [`MaxMetrics`] names per type) and metrics removed (deletes
+//! and expiry). Knows nothing about files or durability.
 
 use std::collections::HashMap;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use golectra_common::metric::{MetricKind, Update};
 
 use super::keys::KeyTable;
-use crate::store::{Batch, MaxMetrics, Reading, StoreError, Value};
+use crate::store::snapshot::Restored;
+use crate::store::{Batch, Cutoff, MaxMetrics, Reading, Removed, Selection, StoreError, Value};
+
+/// A stored value and when it was last written, in Unix milliseconds (8 bytes, not the 16 of a
+/// `SystemTime`: the maps hold up to `MAX_METRICS` of each).
+pub(super) type Slot<T> = (T, u64);
+
+/// `at` in Unix milliseconds (0 before the epoch).
+pub(crate) fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis().min(u64::MAX as u128) as u64)
+}
+
+/// The time `ms` Unix milliseconds stand for.
+pub(crate) fn from_unix_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
 
 /// Every metric of the store; kept behind the store's `RwLock`.
 #[derive(Default)]
 pub(super) struct Tables {
-    pub(super) gauges: HashMap<String, f64>,
-    pub(super) counters: HashMap<String, i64>,
+    pub(super) gauges: HashMap<String, Slot<f64>>,
+    pub(super) counters: HashMap<String, Slot<i64>>,
     /// Number of writes applied since start; identifies what a snapshot contains.
     pub(super) version: u64,
     pub(super) updated_at: Option<SystemTime>,
@@ -36,16 +53,21 @@ impl Tables {
 
     /// Tables holding `restored` (the contents of a snapshot file) and its keys, at version 0.
     /// A snapshot may hold more than `max_metrics` (the limit was lowered): all of it is kept,
-    /// and new names are refused until the limit is raised again.
-    pub(super) fn restored(restored: Vec<Update>, keys: KeyTable, max_metrics: MaxMetrics) -> Self {
+    /// and new names are refused until the limit is raised again. An entry without its time
+    /// (a file of the original's, or of an older Golectra) counts as written when the file was.
+    pub(super) fn restored(restored: Restored, keys: KeyTable, max_metrics: MaxMetrics) -> Self {
         let mut tables = Self::new(keys, max_metrics);
-        for update in restored {
+        let file_time = restored
+            .written
+            .map_or_else(|| unix_ms(SystemTime::now()), unix_ms);
+        for (update, written) in restored.metrics {
+            let at = written.unwrap_or(file_time);
             match update {
                 Update::Gauge { name, value } => {
-                    tables.gauges.insert(name, value);
+                    tables.gauges.insert(name, (value, at));
                 }
                 Update::Counter { name, delta } => {
-                    tables.counters.insert(name, delta);
+                    tables.counters.insert(name, (delta, at));
                 }
             }
         }
@@ -67,44 +89,134 @@ impl Tables {
             new_names(&self.counters, &batch.counters, self.max_metrics),
         )?;
         for (name, delta) in &batch.counters {
-            let current = self.counters.get(name.as_str()).copied().unwrap_or(0);
+            let current = self.counters.get(name.as_str()).map_or(0, |c| c.0);
             if current.checked_add(*delta).is_none() {
                 return Err(StoreError::Overflow { name: name.clone() });
             }
         }
+        let now = SystemTime::now();
+        let at = unix_ms(now);
         for (name, value) in &batch.gauges {
             match self.gauges.get_mut(name.as_str()) {
-                Some(slot) => *slot = *value,
+                Some(slot) => *slot = (*value, at),
                 None => {
-                    self.gauges.insert(name.clone(), *value);
+                    self.gauges.insert(name.clone(), (*value, at));
                 }
             }
         }
         for (name, delta) in &batch.counters {
             match self.counters.get_mut(name.as_str()) {
-                Some(total) => *total += delta,
+                Some(slot) => *slot = (slot.0 + delta, at),
                 None => {
-                    self.counters.insert(name.clone(), *delta);
+                    self.counters.insert(name.clone(), (*delta, at));
                 }
             }
         }
         self.version += 1;
-        self.updated_at = Some(SystemTime::now());
+        self.updated_at = Some(now);
         Ok(())
+    }
+
+    /// Removes the `gauges` and `counters` named (those stored), and bumps the version when
+    /// any was; returns the names removed.
+    pub(super) fn remove(&mut self, gauges: Vec<String>, counters: Vec<String>) -> Removed {
+        let gauges: Vec<String> = gauges
+            .into_iter()
+            .filter(|n| self.gauges.remove(n.as_str()).is_some())
+            .collect();
+        let counters: Vec<String> = counters
+            .into_iter()
+            .filter(|n| self.counters.remove(n.as_str()).is_some())
+            .collect();
+        let removed = Removed { gauges, counters };
+        if !removed.is_empty() {
+            self.version += 1;
+            self.updated_at = Some(SystemTime::now());
+        }
+        removed
+    }
+
+    /// The names `selection` picks: `(gauges, counters)`.
+    pub(super) fn selected(&self, selection: &Selection) -> (Vec<String>, Vec<String>) {
+        if let Selection::One(kind, name) = selection {
+            let stored = match kind {
+                MetricKind::Gauge => self.gauges.contains_key(name.as_str()),
+                MetricKind::Counter => self.counters.contains_key(name.as_str()),
+            };
+            let one = || stored.then(|| name.clone()).into_iter().collect();
+            return match kind {
+                MetricKind::Gauge => (one(), Vec::new()),
+                MetricKind::Counter => (Vec::new(), one()),
+            };
+        }
+        let pick = |kind, names: &mut dyn Iterator<Item = &String>| -> Vec<String> {
+            names
+                .filter(|name| selection.selects(kind, name))
+                .cloned()
+                .collect()
+        };
+        (
+            pick(MetricKind::Gauge, &mut self.gauges.keys()),
+            pick(MetricKind::Counter, &mut self.counters.keys()),
+        )
+    }
+
+    /// At most `cutoff.limit` names last written before their type's cutoff: `(gauges,
+    /// counters)`.
+    pub(super) fn expired(&self, cutoff: &Cutoff) -> (Vec<String>, Vec<String>) {
+        let mut room = cutoff.limit;
+        let mut pick = |before: Option<SystemTime>,
+                        stamps: &mut dyn Iterator<Item = (&String, u64)>| {
+            let Some(before) = before.map(unix_ms) else {
+                return Vec::new();
+            };
+            let names: Vec<String> = stamps
+                .filter(|(_, at)| *at < before)
+                .take(room)
+                .map(|(name, _)| name.clone())
+                .collect();
+            room -= names.len();
+            names
+        };
+        let gauges = pick(
+            cutoff.gauges,
+            &mut self.gauges.iter().map(|(n, v)| (n, v.1)),
+        );
+        let counters = pick(
+            cutoff.counters,
+            &mut self.counters.iter().map(|(n, v)| (n, v.1)),
+        );
+        (gauges, counters)
+    }
+
+    /// Keeps of `names` those still last written before `before` (a write may have come
+    /// between the expiry pass's look and its removal).
+    pub(super) fn still_older<T>(
+        map: &HashMap<String, Slot<T>>,
+        names: Vec<String>,
+        before: Option<SystemTime>,
+    ) -> Vec<String> {
+        let Some(before) = before.map(unix_ms) else {
+            return Vec::new();
+        };
+        names
+            .into_iter()
+            .filter(|n| map.get(n.as_str()).is_some_and(|v| v.1 < before))
+            .collect()
     }
 
     /// The value `update`, once applied, left stored (a counter's new total).
     pub(super) fn stored(&self, update: &Update) -> Value {
         match update {
             Update::Gauge { value, .. } => Value::Gauge(*value),
-            Update::Counter { name, .. } => Value::Counter(self.counters[name.as_str()]),
+            Update::Counter { name, .. } => Value::Counter(self.counters[name.as_str()].0),
         }
     }
 
     pub(super) fn get(&self, kind: MetricKind, name: &str) -> Option<Value> {
         match kind {
-            MetricKind::Gauge => self.gauges.get(name).map(|v| Value::Gauge(*v)),
-            MetricKind::Counter => self.counters.get(name).map(|v| Value::Counter(*v)),
+            MetricKind::Gauge => self.gauges.get(name).map(|v| Value::Gauge(v.0)),
+            MetricKind::Counter => self.counters.get(name).map(|v| Value::Counter(v.0)),
         }
     }
 
@@ -116,8 +228,8 @@ impl Tables {
     /// The contents in the snapshot file's format.
     pub(super) fn encode(&self) -> Vec<u8> {
         crate::store::snapshot::encode(
-            self.gauges.iter().map(|(k, v)| (k.as_str(), *v)),
-            self.counters.iter().map(|(k, v)| (k.as_str(), *v)),
+            self.gauges.iter().map(|(k, v)| (k.as_str(), v.0, v.1)),
+            self.counters.iter().map(|(k, v)| (k.as_str(), v.0, v.1)),
             self.len(),
         )
     }
@@ -125,8 +237,16 @@ impl Tables {
     /// Copies out every metric; the caller sorts (outside the lock).
     pub(super) fn read_all(&self) -> Reading {
         Reading {
-            gauges: self.gauges.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-            counters: self.counters.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            gauges: self
+                .gauges
+                .iter()
+                .map(|(k, v)| (k.clone(), v.0, from_unix_ms(v.1)))
+                .collect(),
+            counters: self
+                .counters
+                .iter()
+                .map(|(k, v)| (k.clone(), v.0, from_unix_ms(v.1)))
+                .collect(),
             updated_at: self.updated_at,
         }
     }

@@ -565,7 +565,7 @@ mod interleavings {
                     *expected.entry(format!("c{n}")).or_default() += d;
                 }
             }
-            let stored: BTreeMap<String, i64> = store.read_all().unwrap().counters.into_iter().collect();
+            let stored: BTreeMap<String, i64> = store.read_all().unwrap().counters.into_iter().map(|(n, v, _)| (n, v)).collect();
             prop_assert_eq!(stored, expected);
         }
     }

@@ -44,6 +44,7 @@ mod keys;
 mod migrate;
 mod open;
 mod pool;
+mod removal;
 mod retry;
 mod round;
 mod sql;
@@ -56,8 +57,8 @@ use std::time::{Duration, Instant};
 use golectra_common::metric::{MetricKind, Update};
 
 use super::{
-    Batch, Durable, Key, KeyOptions, MaxMetrics, Reading, Store, StoreError, StoreKind, Value,
-    Written,
+    Batch, Cutoff, Durable, Key, KeyOptions, MaxMetrics, Reading, Removed, Selection, Store,
+    StoreError, StoreKind, Value, Written,
 };
 use combiner::Combiner;
 use group::{Answer, Entry, Round};
@@ -284,6 +285,19 @@ impl Store for PostgresStore {
             durable: Durable::Now,
             repeat,
         })
+    }
+
+    /// Committed on return. A retry after a commit whose answer was lost finds nothing left to
+    /// remove: the names it returns are then fewer than were removed.
+    fn delete(&self, selection: &Selection) -> Result<Written<Removed>, StoreError> {
+        let removed = self.run("delete", |conn| removal::delete(conn, selection))?;
+        Ok(Written::now(removed))
+    }
+
+    /// Committed on return.
+    fn expire(&self, cutoff: &Cutoff) -> Result<Written<Removed>, StoreError> {
+        let removed = self.run("expiry", |conn| removal::expire(conn, cutoff))?;
+        Ok(Written::now(removed))
     }
 
     fn get(&self, kind: MetricKind, name: &str) -> Result<Option<Value>, StoreError> {

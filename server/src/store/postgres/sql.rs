@@ -151,9 +151,9 @@ pub(super) fn snapshot_of(rows: Vec<Row>) -> Reading {
             snapshot.updated_at = Some(updated);
         }
         if row.get(0) {
-            snapshot.counters.push((row.get(1), row.get(3)));
+            snapshot.counters.push((row.get(1), row.get(3), updated));
         } else {
-            snapshot.gauges.push((row.get(1), row.get(2)));
+            snapshot.gauges.push((row.get(1), row.get(2), updated));
         }
     }
     // Byte order, like the memory store, whatever the database's collation.
