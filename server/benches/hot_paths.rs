@@ -88,6 +88,9 @@ fn app() -> App {
         })),
         listener: OnceLock::new(),
         store_slots: golectra_server::store_slots::StoreSlots::for_workers(4),
+        expiry: Default::default(),
+        expiry_stats: Default::default(),
+        admin_token: None,
     }
 }
 

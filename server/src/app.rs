@@ -1,5 +1,6 @@
 //! What every request handler can reach: the store, the audit trail, the signing settings, the
-//! traffic counters, the history, the listener and the store slots. Its own module so that the HTTP layer, the
+//! traffic counters, the history, the listener, the store slots, how metrics age and who may
+//! delete them. Its own module so that the HTTP layer, the
 //! traffic summary and the start-up code share it without depending on each other.
 
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::time::Instant;
 
 use crate::audit::Audit;
 use crate::config::Limits;
+use crate::expiry::{ExpiryOptions, ExpiryStats};
 use crate::history::History;
 use crate::store::{MaxMetrics, Store};
 use crate::store_slots::StoreSlots;
@@ -38,4 +40,11 @@ pub struct App {
     /// How many requests may wait on a PostgreSQL store at once (one worker fewer than the
     /// pool), so that one worker always answers.
     pub store_slots: StoreSlots,
+    /// Staleness and expiry (`STALE_AFTER`, `METRIC_TTL`, `EXPIRE_COUNTERS`).
+    pub expiry: ExpiryOptions,
+    /// What expiry removed, for `/metrics`.
+    pub expiry_stats: Arc<ExpiryStats>,
+    /// The bearer token that authorises deletes (`ADMIN_TOKEN`); `None`: deletes only from
+    /// loopback peers.
+    pub admin_token: Option<String>,
 }

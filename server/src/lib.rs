@@ -8,6 +8,7 @@ pub mod app;
 pub mod audit;
 pub mod client_addr;
 pub mod config;
+pub mod expiry;
 pub mod exposition;
 pub mod health;
 pub mod history;
@@ -74,6 +75,7 @@ pub struct Server {
     app: Arc<App>,
     sampler: Option<Sampler>,
     summary: Option<summary::Summary>,
+    expiry: Option<ticker::Ticker>,
     tls: Option<Arc<tls::Tls>>,
 }
 
@@ -116,6 +118,9 @@ impl Server {
             history,
             listener: std::sync::OnceLock::new(),
             store_slots: store_slots::StoreSlots::for_workers(config.workers),
+            expiry: config.expiry,
+            expiry_stats: Default::default(),
+            admin_token: config.admin_token.clone(),
         });
         let http = match HttpServer::start(
             config.listen,
@@ -137,6 +142,12 @@ impl Server {
                 });
             }
         };
+        // Expiry is opt-in housekeeping: without its thread the server still serves.
+        let expiry = expiry::spawn(app.store.clone(), app.expiry, app.expiry_stats.clone())
+            .unwrap_or_else(|e| {
+                log::error!("cannot start the expiry thread: metrics do not expire: {e}");
+                None
+            });
         // The traffic summary is a convenience: without it the server still serves.
         let summary =
             summary::Summary::spawn(config.summary_interval, app.clone()).unwrap_or_else(|e| {
@@ -148,6 +159,7 @@ impl Server {
             app,
             sampler,
             summary,
+            expiry,
             tls,
         })
     }
@@ -198,6 +210,9 @@ impl Server {
     pub fn shutdown(self) -> Result<(), store::StoreError> {
         if let Some(summary) = self.summary {
             summary.stop();
+        }
+        if let Some(expiry) = self.expiry {
+            expiry.stop();
         }
         self.http.shutdown();
         if let Some(sampler) = self.sampler {

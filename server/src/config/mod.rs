@@ -13,6 +13,7 @@ use golectra_common::settings::{self, ConfigError, INTERVAL_BOUNDS};
 
 use crate::audit::AuditConfig;
 use crate::client_addr::{self, IpNet};
+use crate::expiry::ExpiryOptions;
 use crate::history::HistoryOptions;
 use crate::store::{KeyOptions, MaxMetrics};
 
@@ -20,6 +21,18 @@ use crate::store::{KeyOptions, MaxMetrics};
 /// having) and at most a week.
 const RETENTION_BOUNDS: std::ops::RangeInclusive<Duration> =
     Duration::from_secs(600)..=Duration::from_secs(7 * 24 * 3600);
+
+/// `STALE_AFTER`: one second to a year.
+const STALE_BOUNDS: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(365 * 24 * 3600);
+
+/// `METRIC_TTL` when set: a minute (an expiry pass runs at most every few seconds, and a TTL
+/// shorter than a report interval would remove live metrics) to a year.
+const TTL_BOUNDS: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(60)..=Duration::from_secs(365 * 24 * 3600);
+
+/// The shortest `ADMIN_TOKEN`: a bearer token must not be guessable.
+const MIN_ADMIN_TOKEN: usize = 16;
 
 /// The bounds of the connection timeouts: 1 ms to one day (a deadline further out would overflow
 /// `Instant` arithmetic; nothing useful waits longer).
@@ -137,6 +150,12 @@ pub struct Config {
     pub history: HistoryOptions,
     /// Time between traffic summaries in the log (`SUMMARY_INTERVAL`, default 60 s; 0 = off).
     pub summary_interval: Duration,
+    /// Staleness and expiry (`STALE_AFTER`, default 5 min; `METRIC_TTL`, default off;
+    /// `EXPIRE_COUNTERS`, default false).
+    pub expiry: ExpiryOptions,
+    /// The bearer token that authorises deletes (`ADMIN_TOKEN`, default none: deletes only
+    /// from loopback peers).
+    pub admin_token: Option<String>,
     /// Connection count, timeouts and the body buffer budget (docs/limits.md).
     pub connections: Connections,
 }
@@ -267,6 +286,37 @@ impl Config {
                     ),
                 ));
             }
+            let ttl = values.duration_in(&METRIC_TTL, TTL_BOUNDS, true)?;
+            let expire_counters = values.bool(&EXPIRE_COUNTERS)?;
+            if expire_counters && ttl.is_zero() {
+                return Err(EXPIRE_COUNTERS.invalid(
+                    values.text(&EXPIRE_COUNTERS),
+                    "needs METRIC_TTL: without a TTL nothing expires",
+                ));
+            }
+            let expiry = ExpiryOptions {
+                stale_after: values.duration_in(&STALE_AFTER, STALE_BOUNDS, false)?,
+                ttl: (!ttl.is_zero()).then_some(ttl),
+                counters: expire_counters,
+            };
+            // The messages never echo the token: it is a secret.
+            let bad_token =
+                |why: String| ConfigError(format!("invalid {} value: {why}", ADMIN_TOKEN.label()));
+            let admin_token = match values.text(&ADMIN_TOKEN).trim() {
+                "" => None,
+                token if token.chars().count() < MIN_ADMIN_TOKEN => {
+                    return Err(bad_token(format!(
+                        "it is {} characters long: at least {MIN_ADMIN_TOKEN} are required",
+                        token.chars().count()
+                    )));
+                }
+                token if token.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+                    return Err(bad_token(
+                        "it must not hold spaces or control characters (it is sent in an Authorization header)".into(),
+                    ));
+                }
+                token => Some(token.to_owned()),
+            };
             Ok(Box::new(Config {
                 listen,
                 tls,
@@ -291,6 +341,8 @@ impl Config {
                 history,
                 connections,
                 summary_interval: values.duration_in(&SUMMARY_INTERVAL, INTERVAL_BOUNDS, true)?,
+                expiry,
+                admin_token,
             }))
         })
     }

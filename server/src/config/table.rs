@@ -37,6 +37,10 @@ pub static SETTINGS: &[&Setting] = &[
     &HISTORY_INTERVAL,
     &HISTORY_POINTS,
     &HISTORY_MAX_BYTES,
+    &STALE_AFTER,
+    &METRIC_TTL,
+    &EXPIRE_COUNTERS,
+    &ADMIN_TOKEN,
     &SUMMARY_INTERVAL,
     &MAX_CONNECTIONS,
     &IDLE_TIMEOUT,
@@ -317,6 +321,46 @@ pub static HISTORY_MAX_BYTES: Setting = Setting {
     default: Value("128MiB"),
     arity: Arity::Value,
     help: "memory for the whole history (rings and bookkeeping); metrics first seen once it is full get no history",
+};
+
+/// Age after which the dashboard marks a metric stale.
+pub static STALE_AFTER: Setting = Setting {
+    env: "STALE_AFTER",
+    short: None,
+    long: "stale-after",
+    default: Value("5m"),
+    arity: Arity::Value,
+    help: "age after which the dashboard marks a metric stale (1s to 365d)",
+};
+
+/// Gauges not written within it are removed (0 = never); counters too with EXPIRE_COUNTERS.
+pub static METRIC_TTL: Setting = Setting {
+    env: "METRIC_TTL",
+    short: None,
+    long: "metric-ttl",
+    default: Value("0"),
+    arity: Arity::Value,
+    help: "gauges not written within it are removed, 1m to 365d (0 = never); counters too with EXPIRE_COUNTERS",
+};
+
+/// With METRIC_TTL: counters not written within it are removed too.
+pub static EXPIRE_COUNTERS: Setting = Setting {
+    env: "EXPIRE_COUNTERS",
+    short: None,
+    long: "expire-counters",
+    default: Value("false"),
+    arity: Arity::Value,
+    help: "with METRIC_TTL, counters not written within it are removed too (their totals are lost)",
+};
+
+/// Bearer token that authorises deletes; empty = deletes only from loopback peers.
+pub static ADMIN_TOKEN: Setting = Setting {
+    env: "ADMIN_TOKEN",
+    short: None,
+    long: "admin-token",
+    default: Value(""),
+    arity: Arity::Value,
+    help: "bearer token that authorises deletes (at least 16 characters); empty = deletes only from loopback peers",
 };
 
 /// Time between the one-line traffic summaries in the log (only after traffic), 10ms to 24h; 0 turns them off.

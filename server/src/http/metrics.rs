@@ -42,6 +42,7 @@ pub fn render(app: &App) -> Result<Reply, ApiError> {
         1u64,
     );
     app.stats.export(&mut out);
+    app.expiry_stats.export(&mut out);
     out.family(
         "golectra_metrics_stored",
         "Metrics in the store, by type.",
