@@ -113,6 +113,7 @@ fn incoming(method: Method, path: &str, body: Vec<u8>) -> Incoming {
         x_forwarded_for: None,
         accept_gzip: false,
         idempotency_key: None,
+        authorization: None,
     }
 }
 

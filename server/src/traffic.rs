@@ -33,13 +33,15 @@ pub enum Route {
     History,
     /// `GET /metrics`: the Prometheus exposition.
     Metrics,
+    /// `DELETE /api/v1/series`: metrics removed by matcher or name.
+    Series,
     /// Any path that is not an endpoint (404).
     Other,
 }
 
 impl Route {
     /// Every route in declaration order, so a route's position is its index in the counters.
-    pub const ALL: [Route; 11] = [
+    pub const ALL: [Route; 12] = [
         Route::Dashboard,
         Route::UpdateText,
         Route::UpdateJson,
@@ -50,6 +52,7 @@ impl Route {
         Route::Snapshot,
         Route::History,
         Route::Metrics,
+        Route::Series,
         Route::Other,
     ];
 
@@ -66,6 +69,7 @@ impl Route {
             Route::Snapshot => "/api/v1/snapshot",
             Route::History => "/api/v1/history/{type}/{name}",
             Route::Metrics => "/metrics",
+            Route::Series => "/api/v1/series",
             Route::Other => "other",
         }
     }
@@ -93,6 +97,7 @@ impl Route {
             ["metrics"] => Route::Metrics,
             ["api", "v1", "snapshot"] => Route::Snapshot,
             ["api", "v1", "history", ..] => Route::History,
+            ["api", "v1", "series"] => Route::Series,
             _ => Route::Other,
         }
     }

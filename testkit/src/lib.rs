@@ -55,7 +55,7 @@ pub use database::{DSN_ENV, TestDatabase, fresh_postgres_dsn};
 pub use env::command;
 pub use fake::{Answer, Fake, Seen};
 pub use http::{Client, Received, free_port};
-pub use netns::PrivateNetwork;
+pub use netns::{PrivateNetwork, Veth};
 pub use process::{
     Daemon, JOURNAL_STREAM_OF_STDERR, ServerProcess, agent_binary, binary_dir, run, send_signal,
     server_binary, wait_exit,

@@ -10,6 +10,10 @@
 //! spawned from such a thread starts in it. Nothing outside the namespace is touched; the
 //! holder is killed when the value is dropped, which ends the namespace once its last process
 //! and socket are gone.
+//!
+//! [`PrivateNetwork::veth`] links the namespace to the test's own namespace by a veth pair on a
+//! private /30, so a client in it reaches a server outside from a non-loopback address (a
+//! "remote" peer on this machine); the pair is removed when its [`Veth`] is dropped.
 
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -92,6 +96,73 @@ impl PrivateNetwork {
                 "ip rule {verb} {direction} {ip} blackhole failed"
             );
         }
+    }
+}
+
+/// A veth pair between the test's namespace and a [`PrivateNetwork`]; removed on drop.
+pub struct Veth {
+    /// The address of the test's end (a server listening on it is reached from the namespace).
+    pub host: Ipv4Addr,
+    /// The address of the namespace's end (the peer address a server outside sees).
+    pub inside: Ipv4Addr,
+    name: String,
+}
+
+impl PrivateNetwork {
+    /// Links the namespace to the caller's by a veth pair with addresses on a /30 of
+    /// `10.201.0.0/16` chosen from the process id and a counter, so concurrent tests do not
+    /// collide. Panics with the command that failed.
+    pub fn veth(&self) -> Veth {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pid = std::process::id();
+        let slot = (pid.wrapping_mul(7) + n) % (256 * 64);
+        let base = Ipv4Addr::new(10, 201, (slot / 64) as u8, ((slot % 64) * 4) as u8);
+        let [a, b, c, d] = base.octets();
+        let (host, inside) = (Ipv4Addr::new(a, b, c, d + 1), Ipv4Addr::new(a, b, c, d + 2));
+        let name = format!("glh{}x{n}", pid % 100_000);
+        let peer = format!("gln{}x{n}", pid % 100_000);
+        let holder = self.holder.id().to_string();
+        let net = format!("--net={}", self.path.display());
+        let run = |args: &[&str]| {
+            let status = Command::new(args[0])
+                .args(&args[1..])
+                .status()
+                .unwrap_or_else(|e| panic!("run {args:?}: {e}"));
+            assert!(status.success(), "{args:?} failed");
+        };
+        run(&[
+            "ip", "link", "add", &name, "type", "veth", "peer", "name", &peer,
+        ]);
+        let veth = Veth {
+            host,
+            inside,
+            name: name.clone(),
+        };
+        run(&["ip", "link", "set", &peer, "netns", &holder]);
+        run(&["ip", "addr", "add", &format!("{host}/30"), "dev", &name]);
+        run(&["ip", "link", "set", &name, "up"]);
+        run(&[
+            "nsenter",
+            &net,
+            "ip",
+            "addr",
+            "add",
+            &format!("{inside}/30"),
+            "dev",
+            &peer,
+        ]);
+        run(&["nsenter", &net, "ip", "link", "set", &peer, "up"]);
+        veth
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.name])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 

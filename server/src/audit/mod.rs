@@ -76,14 +76,28 @@ pub struct Event {
 impl Event {
     /// An event for a write of `metrics` (already sorted and unique) at `ts` by `ip`.
     pub fn new(ts: u64, metrics: &[String], ip: IpAddr) -> Self {
+        Self::with_action(ts, None, metrics, ip)
+    }
+
+    /// An event for a delete of `metrics` (sorted, unique):
+    /// `{"ts":…,"action":"delete","metrics":[…],"ip_address":"…"}`. Writes carry no `action`,
+    /// as in the original's events.
+    pub fn deletion(ts: u64, metrics: &[String], ip: IpAddr) -> Self {
+        Self::with_action(ts, Some("delete"), metrics, ip)
+    }
+
+    fn with_action(ts: u64, action: Option<&str>, metrics: &[String], ip: IpAddr) -> Self {
         #[derive(serde::Serialize)]
         struct Wire<'a> {
             ts: u64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            action: Option<&'a str>,
             metrics: &'a [String],
             ip_address: String,
         }
         let wire = Wire {
             ts,
+            action,
             metrics,
             ip_address: ip.to_string(),
         };
@@ -252,6 +266,19 @@ impl Audit {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         self.publish(&Event::new(ts, &names, ip));
+    }
+
+    /// Records a delete of the names `names` yields (sorted, unique), like [`Audit::record`].
+    pub fn record_delete(&self, names: impl FnOnce() -> Vec<String>, origin: Origin<'_>) {
+        if self.sinks.is_empty() {
+            return;
+        }
+        let names = names();
+        let ip = origin.client(&self.trusted_proxies);
+        let ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.publish(&Event::deletion(ts, &names, ip));
     }
 
     /// Queues `event` for every sink. Never blocks on a sink.
@@ -568,6 +595,15 @@ mod tests {
         assert_eq!(
             e.json(),
             r#"{"ts":1735584000,"metrics":["Alloc","Poll\"Count"],"ip_address":"192.168.0.42"}"#
+        );
+    }
+
+    #[test]
+    fn a_delete_event_says_so() {
+        let e = Event::deletion(7, &["Alloc;host=web1".into()], "127.0.0.1".parse().unwrap());
+        assert_eq!(
+            e.json(),
+            r#"{"ts":7,"action":"delete","metrics":["Alloc;host=web1"],"ip_address":"127.0.0.1"}"#
         );
     }
 

@@ -39,6 +39,7 @@
 //! the request in its hands first.
 
 pub mod dashboard;
+pub mod deletes;
 pub mod metrics;
 pub mod reply;
 pub mod request;

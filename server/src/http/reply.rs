@@ -132,6 +132,8 @@ pub struct ApiError {
     pub message: String,
     /// For 405: the methods the path accepts.
     pub allow: Option<&'static str>,
+    /// For 401: the `WWW-Authenticate` challenge.
+    pub challenge: Option<&'static str>,
 }
 
 impl ApiError {
@@ -141,6 +143,7 @@ impl ApiError {
             status,
             message: message.to_string(),
             allow: None,
+            challenge: None,
         }
     }
     /// A `400 Bad Request` with the reason.
@@ -161,6 +164,15 @@ impl ApiError {
             status: 405,
             message: format!("method {method} is not allowed here: use {allow}"),
             allow: Some(allow),
+            challenge: None,
+        }
+    }
+
+    /// A `401 Unauthorized` with the reason and the `WWW-Authenticate: Bearer` challenge.
+    pub fn unauthorized(message: impl fmt::Display) -> Self {
+        Self {
+            challenge: Some("Bearer realm=\"golectra\""),
+            ..Self::new(401, message)
         }
     }
 }
@@ -174,11 +186,14 @@ impl From<ApiError> for Reply {
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect();
         message.push('\n');
-        let reply = Reply::text(e.status, message);
-        match e.allow {
-            Some(allow) => reply.with_header("Allow", allow),
-            None => reply,
+        let mut reply = Reply::text(e.status, message);
+        if let Some(allow) = e.allow {
+            reply = reply.with_header("Allow", allow);
         }
+        if let Some(challenge) = e.challenge {
+            reply = reply.with_header("WWW-Authenticate", challenge);
+        }
+        reply
     }
 }
 

@@ -22,6 +22,8 @@ pub enum Method {
     Head,
     /// `POST`.
     Post,
+    /// `DELETE` (deletes of metrics).
+    Delete,
     /// Any other method; every endpoint answers it with 405.
     Other,
 }
@@ -55,6 +57,9 @@ pub struct Incoming {
     pub accept_gzip: bool,
     /// The `Idempotency-Key` header, checked (1–255 bytes, trimmed).
     pub idempotency_key: Option<String>,
+    /// The `Authorization` header, if sent once (deletes check it against `ADMIN_TOKEN`); an
+    /// empty string when it was sent more than once, which never matches.
+    pub authorization: Option<String>,
 }
 
 impl Incoming {
@@ -79,6 +84,7 @@ pub fn intake(
         tiny_http::Method::Get => Method::Get,
         tiny_http::Method::Head => Method::Head,
         tiny_http::Method::Post => Method::Post,
+        tiny_http::Method::Delete => Method::Delete,
         _ => Method::Other,
     };
     let mut content_encoding = None;
@@ -88,6 +94,7 @@ pub fn intake(
     let mut request_signature: Option<String> = None;
     let mut accept_gzip = false;
     let mut idempotency_key: Option<Result<String, String>> = None;
+    let mut authorization: Option<String> = None;
     for h in request.headers() {
         let field = &h.field;
         if field.equiv("Content-Encoding") {
@@ -98,6 +105,11 @@ pub fn intake(
             signature = Some(h.value.as_str().to_owned());
         } else if field.equiv(signed_request::HEADER) {
             request_signature = Some(match request_signature {
+                None => h.value.as_str().to_owned(),
+                Some(_) => String::new(),
+            });
+        } else if field.equiv("Authorization") {
+            authorization = Some(match authorization {
                 None => h.value.as_str().to_owned(),
                 Some(_) => String::new(),
             });
@@ -161,6 +173,7 @@ pub fn intake(
         x_forwarded_for,
         accept_gzip,
         idempotency_key,
+        authorization,
     })
 }
 

@@ -10,6 +10,7 @@ use golectra_common::signed_request;
 use percent_encoding::percent_decode_str;
 use serde::de::{Deserializer, Error as _, IgnoredAny, SeqAccess, Visitor};
 
+use super::deletes;
 use super::reply::{ApiError, Reply};
 use super::request::{Incoming, Method};
 use crate::app::App;
@@ -17,6 +18,7 @@ use crate::store::{Batch, Key, StoreError, Value, Written};
 use crate::traffic::Route;
 
 const GET: &str = "GET, HEAD";
+const GET_DELETE: &str = "GET, HEAD, DELETE";
 const POST: &str = "POST";
 
 /// Serves one request addressed to `route` (see [`Route::of`]): the reply, and when it may be
@@ -61,8 +63,13 @@ pub fn route(app: &App, req: &Incoming, route: Route) -> Result<Written<Reply>, 
             json_value(app, req).map(Written::now)
         }
         Route::ValueText => {
-            allow(is_get, GET)?;
+            let is_delete = req.method == Method::Delete;
+            allow(is_get || is_delete, GET_DELETE)?;
             match &segments[1..] {
+                [kind, name] if is_delete => {
+                    let kind = MetricKind::parse(&decode_segment(kind)?)?;
+                    deletes::delete_value(app, req, kind, path_name(name)?)
+                }
                 [kind, name] => text_value(app, kind, name).map(Written::now),
                 [_] => Err(ApiError::not_found(
                     "missing metric name: use /value/{type}/{name}",
@@ -98,6 +105,10 @@ pub fn route(app: &App, req: &Incoming, route: Route) -> Result<Written<Reply>, 
                 )),
                 _ => Err(ApiError::not_found("use /api/v1/history/{type}/{name}")),
             }
+        }
+        Route::Series => {
+            allow(req.method == Method::Delete, "DELETE")?;
+            deletes::delete_series(app, req)
         }
         Route::Other => Err(ApiError::not_found(format!(
             "no such endpoint: {}",

@@ -13,6 +13,8 @@ use golectra_common::tags::Matcher;
 pub enum Selection {
     /// One metric, by type and canonical name.
     One(MetricKind, String),
+    /// The gauge and the counter of this canonical name, those stored.
+    Name(String),
     /// Every metric of `kinds` that `matcher` selects (never an empty matcher: the HTTP layer
     /// refuses a delete of everything).
     Matching {
@@ -24,10 +26,20 @@ pub enum Selection {
 }
 
 impl Selection {
+    /// The one name selected, with the type if only one is, when the selection is by name.
+    pub fn name(&self) -> Option<(Option<MetricKind>, &str)> {
+        match self {
+            Self::One(kind, name) => Some((Some(*kind), name)),
+            Self::Name(name) => Some((None, name)),
+            Self::Matching { .. } => None,
+        }
+    }
+
     /// Whether the metric `name` of `kind` is selected.
     pub fn selects(&self, kind: MetricKind, name: &str) -> bool {
         match self {
             Self::One(k, n) => *k == kind && n == name,
+            Self::Name(n) => n == name,
             Self::Matching { matcher, kind: k } => {
                 k.is_none_or(|k| k == kind) && matcher.matches(name)
             }

@@ -9,7 +9,9 @@
 mod api;
 mod audit;
 mod cli;
+mod deletes;
 mod exactly_once;
+mod expiry;
 mod harness;
 mod idempotency;
 mod limits_store;

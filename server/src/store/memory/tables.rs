@@ -138,16 +138,18 @@ impl Tables {
 
     /// The names `selection` picks: `(gauges, counters)`.
     pub(super) fn selected(&self, selection: &Selection) -> (Vec<String>, Vec<String>) {
-        if let Selection::One(kind, name) = selection {
-            let stored = match kind {
-                MetricKind::Gauge => self.gauges.contains_key(name.as_str()),
-                MetricKind::Counter => self.counters.contains_key(name.as_str()),
+        if let Some((kind, name)) = selection.name() {
+            let pick = |k: MetricKind, stored: bool| -> Vec<String> {
+                let wanted = kind.is_none_or(|kind| kind == k);
+                (wanted && stored)
+                    .then(|| name.to_owned())
+                    .into_iter()
+                    .collect()
             };
-            let one = || stored.then(|| name.clone()).into_iter().collect();
-            return match kind {
-                MetricKind::Gauge => (one(), Vec::new()),
-                MetricKind::Counter => (Vec::new(), one()),
-            };
+            return (
+                pick(MetricKind::Gauge, self.gauges.contains_key(name)),
+                pick(MetricKind::Counter, self.counters.contains_key(name)),
+            );
         }
         let pick = |kind, names: &mut dyn Iterator<Item = &String>| -> Vec<String> {
             names

@@ -109,11 +109,11 @@ fn matching(
 pub(super) fn delete(conn: &mut Conn, selection: &Selection) -> Result<Removed, Failure> {
     let mut removed = Removed::default();
     for kind in [MetricKind::Gauge, MetricKind::Counter] {
-        let names = match selection {
-            Selection::One(k, name) if *k == kind => vec![name.clone()],
-            Selection::One(..) => continue,
-            Selection::Matching { kind: Some(k), .. } if *k != kind => continue,
-            Selection::Matching { .. } => matching(conn, kind, selection)?,
+        let names = match (selection.name(), selection) {
+            (Some((Some(k), _)), _) if k != kind => continue,
+            (Some((_, name)), _) => vec![name.to_owned()],
+            (None, Selection::Matching { kind: Some(k), .. }) if *k != kind => continue,
+            (None, _) => matching(conn, kind, selection)?,
         };
         let gone = delete_names(conn, kind, &names)?;
         match kind {
