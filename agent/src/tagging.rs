@@ -39,11 +39,12 @@ impl Tagger {
         if self.tags.is_empty() {
             return base;
         }
-        let tags = &self.tags;
-        *self
-            .names
-            .entry(base)
-            .or_insert_with(|| Box::leak(with_tags(base, tags).into_boxed_str()))
+        if let Some(name) = self.names.get(base) {
+            return name;
+        }
+        let name: Name = Box::leak(with_tags(base, &self.tags).into_boxed_str());
+        self.names.insert(base, name);
+        name
     }
 }
 
