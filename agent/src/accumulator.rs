@@ -7,8 +7,14 @@
 //! (`crate::in_doubt`), since merging it back would count it twice whenever the server had
 //! applied it. Only the pending deltas saved in the state file come back, at start
 //! ([`Accumulator::add_pending`]).
+//!
+//! This is where a sample's names become the names the agent sends: [`Accumulator::record`]
+//! gives each one the agent's `TAGS` ([`crate::tagging`]), so every total here is kept under
+//! its tagged name.
 
 use std::collections::BTreeMap;
+
+use crate::tagging::Tagger;
 
 /// Metric names are fixed at start-up (see `runtime` and `host`), so they are `'static`.
 pub type Name = &'static str;
@@ -38,9 +44,11 @@ impl Batch {
     }
 }
 
-/// Latest gauges and pending counter deltas.
+/// Latest gauges and pending counter deltas, by the names they are sent as.
 #[derive(Debug, Default)]
 pub struct Accumulator {
+    /// Turns a collector's name into the name it is sent as.
+    tagger: Tagger,
     gauges: BTreeMap<Name, f64>,
     pending: BTreeMap<Name, i64>,
     /// Every delta ever recorded per counter (restores excluded), for the final log line.
@@ -48,21 +56,38 @@ pub struct Accumulator {
 }
 
 impl Accumulator {
+    /// Plain names (no `TAGS`).
+    #[cfg(test)]
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Records a sample. Non-finite gauge readings are skipped (the server would reject the
-    /// whole batch for one NaN); the previous value stays.
+    /// Keeps every sample's names with `tagger`'s tags.
+    pub fn with_tagger(tagger: Tagger) -> Self {
+        Self {
+            tagger,
+            ..Self::default()
+        }
+    }
+
+    /// The name a collector's `base` is kept and sent as (its tagged form).
+    pub fn name(&mut self, base: Name) -> Name {
+        self.tagger.name(base)
+    }
+
+    /// Records a sample under the tagged names. Non-finite gauge readings are skipped (the
+    /// server would reject the whole batch for one NaN); the previous value stays.
     pub fn record(&mut self, sample: Sample) {
         for (name, value) in sample.gauges {
             if value.is_finite() {
+                let name = self.tagger.name(name);
                 self.gauges.insert(name, value);
             } else {
                 log::debug!("skipping non-finite reading {value} of {name}");
             }
         }
         for (name, delta) in sample.counters {
+            let name = self.tagger.name(name);
             add(&mut self.pending, name, delta);
             add(&mut self.recorded, name, delta);
         }
@@ -78,8 +103,9 @@ impl Accumulator {
         (!batch.is_empty()).then_some(batch)
     }
 
-    /// Adds counter deltas that were pending in an earlier process (from the state file). They
-    /// are not counted as recorded by this one.
+    /// Adds counter deltas that were pending in an earlier process (from the state file), under
+    /// the names they were recorded with (an earlier run's `TAGS`). They are not counted as
+    /// recorded by this one.
     pub fn add_pending(&mut self, counters: impl IntoIterator<Item = (Name, i64)>) {
         for (name, delta) in counters {
             add(&mut self.pending, name, delta);
@@ -87,6 +113,7 @@ impl Accumulator {
     }
 
     /// Sum of the pending deltas of counter `name` (not in any report yet).
+    #[cfg(test)]
     pub fn pending(&self, name: &str) -> i64 {
         self.pending.get(name).copied().unwrap_or(0)
     }
@@ -164,6 +191,27 @@ mod tests {
             vec![("PollCount", 8)]
         );
         assert_eq!(acc.take().unwrap().counters, vec![("PollCount", 8)]);
+    }
+
+    #[test]
+    fn samples_are_kept_under_their_tagged_names() {
+        let tags = golectra_common::tags::parse_tag_list("host=a").unwrap();
+        let mut acc = Accumulator::with_tagger(Tagger::new(tags));
+        acc.add_pending([("PollCount;host=old", 2)]);
+        acc.record(poll(1.0));
+        acc.record(poll(2.0));
+        let polls = acc.name("PollCount");
+        assert_eq!(polls, "PollCount;host=a");
+        assert_eq!((acc.pending(polls), acc.recorded(polls)), (2, 2));
+        assert_eq!(acc.recorded("PollCount"), 0, "nothing under the plain name");
+        let batch = acc.take().unwrap();
+        assert_eq!(batch.gauges, vec![("g;host=a", 2.0)]);
+        // An earlier run's delta leaves once, under the name it was recorded with.
+        assert_eq!(
+            batch.counters,
+            vec![("PollCount;host=a", 2), ("PollCount;host=old", 2)]
+        );
+        assert!(acc.take().unwrap().counters.is_empty());
     }
 
     #[test]

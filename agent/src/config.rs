@@ -5,9 +5,11 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use golectra_common::metric::MAX_NAME_BYTES;
 use golectra_common::settings::{
     self, Arity, ConfigError, Fallback::Value, INTERVAL_BOUNDS, Setting,
 };
+use golectra_common::tags::parse_tag_list;
 use golectra_common::tls_client::{ClientTls, TlsSettings};
 
 /// Every agent setting. The order is the order of `--help`.
@@ -18,6 +20,7 @@ pub static SETTINGS: &[&Setting] = &[
     &POLL_INTERVAL,
     &RATE_LIMIT,
     &STATE_FILE,
+    &TAGS,
     &CA_FILE,
     &TLS_CLIENT_CERT_FILE,
     &TLS_CLIENT_KEY_FILE,
@@ -84,6 +87,17 @@ pub static STATE_FILE: Setting = Setting {
     help: "file keeping the instance id, pending deltas and reports in doubt across restarts; empty = none",
 };
 
+/// Tags added to every metric name in Graphite's tagged form (`host=web1,dc=eu` sends
+/// `Alloc;dc=eu;host=web1`); empty = the original's plain names.
+pub static TAGS: Setting = Setting {
+    env: "TAGS",
+    short: None,
+    long: "tags",
+    default: Value(""),
+    arity: Arity::Value,
+    help: "tags added to every metric name: host=web1,dc=eu sends Alloc;dc=eu;host=web1; empty = plain names",
+};
+
 /// With an `https://` address: verify the server against only the CA certificates of this PEM
 /// file; empty = the system trust store.
 pub static CA_FILE: Setting = Setting {
@@ -128,6 +142,11 @@ const INTRO: &str =
 /// Most sender workers accepted; more would only open more idle connections.
 const MAX_RATE_LIMIT: u64 = 64;
 
+/// Most bytes `TAGS` may add to a name (`;key=value` per tag): the longest name a collector
+/// makes, `CPUutilization` and a CPU number, stays under 24 bytes, and a name the server
+/// accepts is at most [`MAX_NAME_BYTES`].
+pub const MAX_TAGS_BYTES: usize = MAX_NAME_BYTES - 24;
+
 /// The agent's configuration, immutable once parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -148,6 +167,8 @@ pub struct Config {
     pub rate_limit: usize,
     /// The state file (`STATE_FILE`, default none).
     pub state_file: Option<PathBuf>,
+    /// Tags added to every metric name, in the order given (`TAGS`, default none).
+    pub tags: Vec<(String, String)>,
 }
 
 /// What the command line asks the agent to do.
@@ -174,6 +195,7 @@ impl Config {
                 state_file: Some(values.string(&STATE_FILE))
                     .filter(|path| !path.is_empty())
                     .map(PathBuf::from),
+                tags: values.parse(&TAGS, parse_tags)?,
             })
         })
     }
@@ -181,7 +203,7 @@ impl Config {
     /// One line for the start-up log; the key is masked.
     pub fn describe(&self) -> String {
         format!(
-            "server {}{}, report every {:?}, poll every {:?}, {} sender(s), signing {}, state file {}",
+            "server {}{}, report every {:?}, poll every {:?}, {} sender(s), signing {}, state file {}, tags {}",
             self.server,
             self.tls
                 .as_ref()
@@ -192,9 +214,28 @@ impl Config {
             if self.key.is_some() { "on" } else { "off" },
             self.state_file
                 .as_deref()
-                .map_or("none".into(), |p| p.display().to_string())
+                .map_or("none".into(), |p| p.display().to_string()),
+            if self.tags.is_empty() {
+                "none".to_owned()
+            } else {
+                let tags: Vec<String> = self.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                tags.join(",")
+            }
         )
     }
+}
+
+/// Parses `TAGS` ([`parse_tag_list`]) and checks that the tagged names stay within the
+/// server's name limit ([`MAX_TAGS_BYTES`]).
+pub fn parse_tags(text: &str) -> Result<Vec<(String, String)>, String> {
+    let tags = parse_tag_list(text)?;
+    let added: usize = tags.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+    if added > MAX_TAGS_BYTES {
+        return Err(format!(
+            "the tags add {added} bytes to every metric name: at most {MAX_TAGS_BYTES} (a name is at most {MAX_NAME_BYTES} bytes)"
+        ));
+    }
+    Ok(tags)
 }
 
 /// Turns every address form the original agent accepts into a base URL without a trailing
@@ -299,8 +340,71 @@ mod tests {
                 poll_interval: Duration::from_secs(2),
                 rate_limit: 1,
                 state_file: None,
+                tags: Vec::new(),
             }
         );
+    }
+
+    fn tags(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn tags_env_beats_flag_and_empty_means_plain_names() {
+        let c = parse(&["--tags", "host=flag"], &[("TAGS", "host=web1, dc=eu")]).unwrap();
+        assert_eq!(c.tags, tags(&[("host", "web1"), ("dc", "eu")]));
+        assert!(
+            c.describe().ends_with(", tags host=web1,dc=eu"),
+            "{}",
+            c.describe()
+        );
+        let c = parse(&["--tags=host=flag"], &[]).unwrap();
+        assert_eq!(c.tags, tags(&[("host", "flag")]));
+        let c = parse(&["-tags", "rack=r1=a"], &[]).unwrap();
+        assert_eq!(c.tags, tags(&[("rack", "r1=a")]), "a value may hold '='");
+        // An empty TAGS counts as unset (systemd's `TAGS=` in agent.env turns the unit's off).
+        let c = parse(&["--tags", "host=flag"], &[("TAGS", "")]).unwrap();
+        assert_eq!(c.tags, tags(&[("host", "flag")]));
+        let c = parse(&["--tags", ""], &[]).unwrap();
+        assert_eq!(c.tags, []);
+        assert!(c.describe().ends_with(", tags none"), "{}", c.describe());
+        assert_eq!(parse(&["--tags", " , "], &[]).unwrap().tags, []);
+    }
+
+    #[test]
+    fn a_bad_tag_list_is_one_line_naming_tags() {
+        let long = format!("host={}", "x".repeat(MAX_TAGS_BYTES));
+        let fits = format!("host={}", "x".repeat(MAX_TAGS_BYTES - "host".len() - 2));
+        for (value, why) in [
+            (
+                "host",
+                "invalid TAGS (--tags) value \"host\": tag \"host\" is not key=value",
+            ),
+            ("1h=x", "tag key \"1h\" must match"),
+            ("host=", "tag \"host\" needs a non-empty value"),
+            ("host=a;b", "without ';'"),
+            ("host=a\tb", "control characters"),
+            ("host=a,host=b", "tag key \"host\" appears twice"),
+            ("ho st=a", "tag key \"ho st\""),
+            (
+                long.as_str(),
+                "the tags add 237 bytes to every metric name: at most 231",
+            ),
+        ] {
+            for err in [
+                parse(&[], &[("TAGS", value)]).unwrap_err(),
+                parse(&["--tags", value], &[]).unwrap_err(),
+            ] {
+                assert!(err.0.contains(why), "{value:?}: {err}");
+                assert!(err.0.starts_with("invalid TAGS (--tags) value "), "{err}");
+                assert!(!err.0.contains('\n'), "one line: {err}");
+            }
+        }
+        let c = parse(&[], &[("TAGS", fits.as_str())]).unwrap();
+        let name = golectra_common::tags::with_tags("CPUutilization99999", &c.tags);
+        assert!(name.len() <= MAX_NAME_BYTES, "{}", name.len());
     }
 
     #[test]

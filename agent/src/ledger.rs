@@ -7,14 +7,19 @@
 //! deltas could still join the next one; while every sender holds a report in doubt the
 //! reports are skipped and the deltas stay pending, bounded by the number of names. Reports
 //! restored from the state file are outstanding from the start and go out before any new one.
+//!
+//! Polls are counted by the `PollCount` deltas: this process's under its tagged name, the
+//! pending and outstanding ones under any tags ([`is_poll_count`]), since deltas restored from
+//! a run with other `TAGS` keep their names.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::accumulator::{Accumulator, Sample};
+use crate::accumulator::{Accumulator, Name, Sample};
 use crate::report::{Keys, Report};
 use crate::runtime::POLL_COUNT;
 use crate::state::{FORMAT, Restored, Run, Saved, State};
+use crate::tagging::{Tagger, is_poll_count};
 
 #[derive(Debug)]
 struct Outstanding {
@@ -27,6 +32,8 @@ struct Outstanding {
 #[derive(Debug)]
 pub struct Ledger {
     acc: Accumulator,
+    /// `PollCount` as this process records it (with its tags).
+    poll_count: Name,
     keys: Keys,
     senders: usize,
     /// By sequence number, i.e. oldest first.
@@ -34,9 +41,11 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// The books of `senders` sender workers, starting from what an earlier process left.
-    pub fn new(restored: Restored, senders: usize) -> Self {
-        let mut acc = Accumulator::new();
+    /// The books of `senders` sender workers, starting from what an earlier process left;
+    /// every sample's names get `tagger`'s tags.
+    pub fn new(restored: Restored, senders: usize, tagger: Tagger) -> Self {
+        let mut acc = Accumulator::with_tagger(tagger);
+        let poll_count = acc.name(POLL_COUNT);
         acc.add_pending(restored.pending);
         let outstanding = restored
             .in_doubt
@@ -51,6 +60,7 @@ impl Ledger {
             .collect();
         Self {
             acc,
+            poll_count,
             keys: restored.keys,
             senders,
             outstanding,
@@ -67,12 +77,16 @@ impl Ledger {
 
     /// Polls recorded by this process.
     pub fn polls_made(&self) -> u64 {
-        self.acc.recorded(POLL_COUNT).max(0) as u64
+        self.acc.recorded(self.poll_count).max(0) as u64
     }
 
-    /// Polls in no report yet.
+    /// Polls in no report yet (restored ones under an earlier run's tags included).
     pub fn pending_polls(&self) -> i64 {
-        self.acc.pending(POLL_COUNT)
+        self.acc
+            .pending_counters_iter()
+            .filter(|(name, _)| is_poll_count(name))
+            .map(|(_, delta)| delta)
+            .sum()
     }
 
     /// Polls in outstanding reports (in flight or in doubt).
@@ -191,7 +205,7 @@ mod tests {
     }
 
     fn ledger(senders: usize) -> Ledger {
-        Ledger::new(Restored::fresh(), senders)
+        Ledger::new(Restored::fresh(), senders, Tagger::default())
     }
 
     #[test]
@@ -228,7 +242,7 @@ mod tests {
 
     #[test]
     fn restored_reports_go_out_first_with_their_keys() {
-        let mut old = Ledger::new(Restored::fresh(), 2);
+        let mut old = ledger(2);
         old.record(poll());
         assert!(old.cut());
         old.record(poll());
@@ -241,7 +255,7 @@ mod tests {
         let restored_key = saved.in_doubt[0].key.clone();
         let state = State::decode(&saved.encode()).unwrap();
         let restored = Restored::of(state);
-        let mut books = Ledger::new(restored, 1);
+        let mut books = Ledger::new(restored, 1, Tagger::default());
         assert_eq!(books.instance(), old.instance());
         assert_eq!((books.pending_polls(), books.in_doubt_polls()), (2, 1));
         assert!(!books.cut(), "the restored report takes the only sender");
@@ -252,6 +266,58 @@ mod tests {
         let next = books.hand_out().unwrap();
         assert_eq!(next.sequence, first.sequence + 1, "keys continue");
         assert_eq!(next.polls, 2);
+    }
+
+    #[test]
+    fn deltas_saved_under_other_tags_leave_once_under_their_names() {
+        let old_tags = golectra_common::tags::parse_tag_list("host=old").unwrap();
+        let mut old = Ledger::new(Restored::fresh(), 1, Tagger::new(old_tags));
+        old.record(poll());
+        assert!(old.cut());
+        old.record(poll());
+        old.record(poll());
+        let run = Run {
+            id: "r".into(),
+            polls: 3,
+            clean: true,
+        };
+        let saved = old.state(run);
+        assert_eq!(saved.pending["PollCount;host=old"], 2);
+        assert!(
+            saved.in_doubt[0]
+                .body
+                .contains(r#""id":"PollCount;host=old""#)
+        );
+        let restored = Restored::of(State::decode(&saved.encode()).unwrap());
+        let new_tags = golectra_common::tags::parse_tag_list("host=new").unwrap();
+        let mut books = Ledger::new(restored, 1, Tagger::new(new_tags));
+        assert_eq!((books.pending_polls(), books.in_doubt_polls()), (2, 1));
+        books.record(poll());
+        assert_eq!((books.polls_made(), books.pending_polls()), (1, 3));
+        // The report in doubt goes out as it was; the old pending deltas join the next one.
+        let first = books.hand_out().unwrap();
+        assert!(
+            String::from_utf8_lossy(&first.body)
+                .contains(r#""PollCount;host=old","type":"counter","delta":1"#)
+        );
+        books.settled(first.sequence);
+        assert!(books.cut());
+        let next = books.hand_out().unwrap();
+        assert_eq!(next.polls, 3);
+        let body = String::from_utf8_lossy(&next.body).into_owned();
+        assert!(
+            body.contains(r#"{"id":"g;host=new","type":"gauge","value":1.0}"#),
+            "{body}"
+        );
+        assert!(
+            body.contains(r#"{"id":"PollCount;host=new","type":"counter","delta":1}"#),
+            "{body}"
+        );
+        assert!(
+            body.contains(r#"{"id":"PollCount;host=old","type":"counter","delta":2}"#),
+            "{body}"
+        );
+        assert_eq!(books.pending_polls(), 0);
     }
 
     #[test]

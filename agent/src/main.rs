@@ -14,6 +14,7 @@ mod runtime;
 mod scheduler;
 mod sender;
 mod state;
+mod tagging;
 
 use std::process::ExitCode;
 use std::sync::Arc;

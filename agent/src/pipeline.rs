@@ -39,6 +39,7 @@ use crate::runtime;
 use crate::scheduler::{Event, Scheduler};
 use crate::sender::HttpSender;
 use crate::state::{Restored, StateFile};
+use crate::tagging::Tagger;
 
 /// Stack size of every agent thread, a quarter of Rust's default: nothing recurses, but an HTTP
 /// request with gzip needs a few hundred KiB in unoptimized builds. Only touched pages become
@@ -118,7 +119,11 @@ impl Pipeline {
             reports_tx: Some(reports_tx),
             reports,
             stop,
-            ledger: Ledger::new(restored, config.rate_limit),
+            ledger: Ledger::new(
+                restored,
+                config.rate_limit,
+                Tagger::new(config.tags.clone()),
+            ),
             state_file,
         };
         let scheduler = spawn("scheduler", move || scheduler.run())?;

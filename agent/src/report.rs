@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use golectra_common::Metric;
 
 use crate::accumulator::Batch;
-use crate::runtime::POLL_COUNT;
+use crate::tagging::is_poll_count;
 
 /// One keyed batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,7 +27,7 @@ pub struct Report {
     pub body: Vec<u8>,
     /// Number of metrics in `body` (for log lines).
     pub metrics: usize,
-    /// The `PollCount` delta the batch carries: the polls it accounts for.
+    /// The `PollCount` delta the batch carries (under whatever tags): the polls it accounts for.
     pub polls: i64,
     /// When the batch was cut and first sent, in Unix seconds.
     pub first_sent: u64,
@@ -46,7 +46,7 @@ impl Report {
             .map_err(|e| format!("the body of report {key} is not a JSON array of metrics: {e}"))?;
         let carried: i64 = metrics
             .iter()
-            .filter(|m| m.id == POLL_COUNT && m.kind == "counter")
+            .filter(|m| is_poll_count(&m.id) && m.kind == "counter")
             .filter_map(|m| m.delta)
             .sum();
         if carried != polls {
@@ -130,7 +130,7 @@ impl Keys {
             polls: batch
                 .counters
                 .iter()
-                .filter(|(name, _)| *name == POLL_COUNT)
+                .filter(|(name, _)| is_poll_count(name))
                 .map(|(_, delta)| delta)
                 .sum(),
             first_sent: unix_now(),
@@ -239,6 +239,23 @@ mod tests {
             ]
         );
         assert_eq!(report.single_bodies(), singles);
+    }
+
+    #[test]
+    fn a_tagged_batch_counts_its_polls_and_comes_back_from_the_file() {
+        let tagged = Batch {
+            gauges: vec![("Alloc;host=a", 1.5)],
+            counters: vec![("PollCount;host=a", 3), ("PollCount;host=old", 2)],
+        };
+        let report = Keys::fresh().cut(&tagged);
+        assert_eq!(report.polls, 5, "PollCount under any tags");
+        assert_eq!(
+            String::from_utf8(report.body.clone()).unwrap(),
+            r#"[{"id":"Alloc;host=a","type":"gauge","value":1.5},{"id":"PollCount;host=a","type":"counter","delta":3},{"id":"PollCount;host=old","type":"counter","delta":2}]"#
+        );
+        let body = String::from_utf8(report.body.clone()).unwrap();
+        let back = Report::from_saved(report.key.clone(), 1, body, report.first_sent, 5);
+        assert_eq!(back.unwrap().body, report.body);
     }
 
     #[test]

@@ -24,6 +24,7 @@ use crate::accumulator::Name;
 use crate::journal::{self, Journal};
 use crate::report::{self, Keys, Report};
 use crate::runtime::POLL_COUNT;
+use crate::tagging::is_poll_count;
 
 /// The version of the file's layout; another version is not read (moved aside).
 pub const FORMAT: u32 = 1;
@@ -40,7 +41,8 @@ pub struct State {
     pub next_sequence: u64,
     /// The process that wrote the file.
     pub run: Run,
-    /// Counter deltas in no report yet, by name (gauges are not kept: the next poll has them).
+    /// Counter deltas in no report yet, by the name they were recorded (and are sent) with,
+    /// `TAGS` included (gauges are not kept: the next poll has them).
     pub pending: BTreeMap<String, i64>,
     /// Reports sent or about to be sent without a definite answer, oldest first.
     pub in_doubt: Vec<Saved>,
@@ -116,9 +118,13 @@ impl State {
         bytes
     }
 
-    /// Polls in the pending deltas.
+    /// Polls in the pending deltas (`PollCount` under any tags).
     pub fn pending_polls(&self) -> i64 {
-        self.pending.get(POLL_COUNT).copied().unwrap_or(0)
+        self.pending
+            .iter()
+            .filter(|(name, _)| is_poll_count(name))
+            .map(|(_, delta)| delta)
+            .sum()
     }
 
     /// Polls in the reports in doubt.
@@ -177,7 +183,9 @@ impl Restored {
 }
 
 /// Metric names are `'static` (fixed at start-up); a saved name is mapped onto the agent's own,
-/// and one this build does not know (an older version's) is leaked once, at start.
+/// and one this build does not know (an older version's, or one with other `TAGS`) is leaked
+/// once, at start. Saved names are never re-tagged: a delta goes out under the name it was
+/// recorded with.
 fn static_name(name: String) -> Name {
     if name == POLL_COUNT {
         POLL_COUNT
@@ -409,6 +417,28 @@ mod tests {
         assert_eq!(report.key, "0123456789abcdef0123456789abcdef:5");
         assert_eq!(report.body, state.in_doubt[0].body.as_bytes());
         assert_eq!((report.polls, report.metrics), (4, 3));
+    }
+
+    #[test]
+    fn pending_polls_of_any_tags_are_counted_and_keep_their_names() {
+        let mut state = sample_state();
+        state.pending = [
+            ("PollCount;host=old".to_owned(), 5),
+            ("PollCount".to_owned(), 2),
+            ("Other;host=old".to_owned(), 9),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(state.pending_polls(), 7);
+        let restored = Restored::of(State::decode(&state.encode()).unwrap());
+        assert_eq!(
+            restored.pending,
+            vec![
+                ("Other;host=old", 9),
+                ("PollCount", 2),
+                ("PollCount;host=old", 5)
+            ]
+        );
     }
 
     #[test]

@@ -14,7 +14,8 @@
 #   install, enable --now; checks 1-5 and 10, which leave the daemons alone; the server's watchdog
 #   window (its WatchdogSec + 5 s) ends: its half of 6, then 9 (no warnings so far); 7 and 8
 #   restart and stop the server, which leaves the agent running; the agent's watchdog window
-#   ends: its half of 6; then 11 (the upgrade restarts both), 12, 14 (env-file quoting) and 13.
+#   ends: its half of 6; then 11 (the upgrade restarts both), 12, 14 (env-file quoting), 15 (an
+#   empty TAGS= in agent.env) and 13.
 #
 # Journal windows are cut by __REALTIME_TIMESTAMP in jq, not with journalctl --after-cursor or
 # --since: systemd 252's journalctl combined with a field match (-p err, PRIORITY=3) and
@@ -33,6 +34,9 @@ set -x
 BASE=http://localhost:8080
 SERVER=golectra-server
 AGENT=golectra-agent
+# The packaged agent unit tags every metric with the host name systemd gives %H: this one.
+HOST=$(uname -n)
+TAG=";host=$HOST"
 # Slack added to every WatchdogSec wait; bound for the agent's first report (REPORT_INTERVAL is
 # 10 s, POLL_INTERVAL 2 s); bound for a counter to appear or grow after a restart.
 SLACK_S=5
@@ -71,8 +75,8 @@ http() {
     BODY=$(cat "$out")
     rm -f "$out"
 }
-poll_count() { # the server's PollCount now (empty when it has none)
-    http /value/counter/PollCount
+poll_count() { # the server's PollCount of this host now (empty when it has none); $1: tags
+    http "/value/counter/PollCount${1-$TAG}"
     if [ "$CODE" = 200 ]; then printf '%s' "$BODY"; fi
 }
 is_int() { case $1 in '' | *[!0-9]*) return 1 ;; *) return 0 ;; esac; }
@@ -84,6 +88,18 @@ poll_count_above() { # poll_count_above SECONDS [FLOOR]
         value=$(poll_count)
         if { is_int "$value" && { [ -z "${2:-}" ] || [ "$value" -gt "$2" ]; }; } ||
             [ "$(date +%s)" -ge "$deadline" ]; then
+            printf '%s' "$value"
+            return
+        fi
+        sleep 0.5
+    done
+}
+# The untagged PollCount once it exists, waiting up to $1 s (empty when it never does).
+poll_count_plain_within() { # poll_count_plain_within SECONDS
+    local deadline=$(($(date +%s) + $1)) value
+    while :; do
+        value=$(poll_count "")
+        if is_int "$value" || [ "$(date +%s)" -ge "$deadline" ]; then
             printf '%s' "$value"
             return
         fi
@@ -173,18 +189,23 @@ http /ping
 [ "$CODE" = 200 ]
 verdict $? 2 ping "GET $BASE/ping -> $CODE ${BODY:0:80}"
 
-# 3. The agent's metrics arrive.
+# 3. The agent's metrics arrive, tagged with the host name (the unit's TAGS=host=%H), and
+# nothing arrives under the plain names.
 t=$(date +%s)
 deadline=$((t + REPORT_BOUND_S))
 while :; do
     pc=$(poll_count)
-    http /value/gauge/Alloc
+    http "/value/gauge/Alloc$TAG"
     alloc_code=$CODE alloc=$BODY
     if { [ -n "$pc" ] && [ "$alloc_code" = 200 ]; } || [ "$(date +%s)" -ge "$deadline" ]; then break; fi
     sleep 0.5
 done
-[ -n "$pc" ] && [ "$alloc_code" = 200 ]
-verdict $? 3 agent-metrics-arrive "after $(($(date +%s) - t))s (bound ${REPORT_BOUND_S}s): GET /value/counter/PollCount -> ${pc:-<none>}, GET /value/gauge/Alloc -> $alloc_code ${alloc:0:40}" \
+http /value/counter/PollCount
+plain_pc=$CODE
+http /value/gauge/Alloc
+plain_alloc=$CODE
+[ -n "$pc" ] && [ "$alloc_code" = 200 ] && [ "$plain_pc" = 404 ] && [ "$plain_alloc" = 404 ]
+verdict $? 3 agent-metrics-arrive "after $(($(date +%s) - t))s (bound ${REPORT_BOUND_S}s): GET /value/counter/PollCount$TAG -> ${pc:-<none>}, GET /value/gauge/Alloc$TAG -> $alloc_code ${alloc:0:40}; untagged PollCount -> $plain_pc, Alloc -> $plain_alloc; unit Environment: $(show "$AGENT" Environment)" \
     "$(journalctl -q -u "$AGENT" -n 6 --no-hostname)"
 
 # 4. The standard process_* metrics.
@@ -275,7 +296,7 @@ rc=$?
 result=$(show "$SERVER" Result)
 status=$(show "$SERVER" ExecMainStatus)
 mtime_us=$(stat -L -c %.6Y "$snap" 2>/dev/null | tr -d .)
-snap_pc=$(jq -r '.[] | select(.id == "PollCount" and .type == "counter") | .delta' "$snap" 2>/dev/null)
+snap_pc=$(jq -r --arg id "PollCount$TAG" '.[] | select(.id == $id and .type == "counter") | .delta' "$snap" 2>/dev/null)
 is_int "${mtime_us:-x}" && [ "$mtime_us" -ge "$stop_us" ] && is_int "$last" && is_int "$snap_pc" &&
     [ "$snap_pc" -ge "$last" ] && [ "$result" = success ] && [ "$status" = 0 ] && [ "$rc" -eq 0 ]
 verdict $? 8 stop-writes-snapshot "systemctl stop: exit $rc, Result=$result, ExecMainStatus=$status; $snap written $(((${mtime_us:-0} - stop_us) / 1000))ms after the stop began, PollCount ${snap_pc:-<none>} in it, ${last:-<none>} read before the stop" \
@@ -350,6 +371,18 @@ verdict $? 14 env-file-quoting "KEY='$key_text' in both env files: server got [$
 cp -p "$results/agent.env.orig" /etc/golectra/agent.env
 cp -p "$results/server.env.orig14" "$env"
 timeout 90 systemctl restart "$SERVER" "$AGENT"
+
+# 15. An empty TAGS= in agent.env overrides the unit's Environment="TAGS=host=%H" (settings of
+# EnvironmentFile= override Environment=): the agent then sends the original's plain names.
+echo 'TAGS=' >>/etc/golectra/agent.env
+timeout 90 systemctl restart "$AGENT"
+agt_tags=$(tr '\0' '\n' <"/proc/$(show "$AGENT" MainPID)/environ" | grep '^TAGS=' | oneline)
+plain=$(poll_count_plain_within "$GROW_BOUND_S")
+[ "$agt_tags" = "TAGS=" ] && is_int "$plain" && [ "$plain" -gt 0 ]
+verdict $? 15 env-file-empty-tags "TAGS= in agent.env: the agent's environment has [$agt_tags]; GET /value/counter/PollCount (untagged) -> ${plain:-<none>} within ${GROW_BOUND_S}s" \
+    "$(journalctl -q -u "$AGENT" -n 4 --no-hostname)"
+cp -p "$results/agent.env.orig" /etc/golectra/agent.env
+timeout 90 systemctl restart "$AGENT"
 
 # 13. Removing the package stops the units and leaves no enable symlinks.
 pre="$SERVER $(show "$SERVER" ActiveState), $AGENT $(show "$AGENT" ActiveState)"

@@ -15,6 +15,7 @@ pub const AGENT_SETTINGS: &[&str] = &[
     "POLL_INTERVAL",
     "RATE_LIMIT",
     "STATE_FILE",
+    "TAGS",
     "CA_FILE",
     "TLS_CLIENT_CERT_FILE",
     "TLS_CLIENT_KEY_FILE",

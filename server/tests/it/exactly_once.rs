@@ -56,9 +56,12 @@ pub(crate) struct Stopped {
     pub polls: i64,
     /// `final report delivered`.
     pub delivered: bool,
-    pending: i64,
-    in_doubt: i64,
-    lost: i64,
+    /// `P polls pending` (0 when delivered).
+    pub pending: i64,
+    /// `D polls in doubt`.
+    pub in_doubt: i64,
+    /// `L polls lost`.
+    pub lost: i64,
 }
 
 /// The number just before `marker` in `text` (`12` in `"… 12 polls lost"` for `" polls lost"`).

@@ -3,8 +3,10 @@
 //! included), the audit trail, `/metrics` and the dashboard, strict signatures against replay,
 //! exactly-once delivery with the real agent through a fault proxy and across `kill -9`, slow
 //! senders beside the agent and the per-peer caps, request smuggling on raw sockets, bounded
-//! store size (`MAX_METRICS`, the paged dashboard, the history cap), and operations (systemd
-//! units, sd_notify, journald logging, packaging).
+//! store size (`MAX_METRICS`, the paged dashboard, the history cap), a fleet of tagged agents
+//! on one server and tagged names through every API and store, deletes (a remote peer through a
+//! veth pair) and expiry, and operations (systemd units,
+//! sd_notify, journald logging, packaging).
 
 mod api;
 mod audit;
@@ -12,6 +14,7 @@ mod cli;
 mod deletes;
 mod exactly_once;
 mod expiry;
+mod fleet;
 mod harness;
 mod idempotency;
 mod limits_store;

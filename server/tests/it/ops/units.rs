@@ -172,9 +172,14 @@ fn units_carry_the_required_settings() {
     // not share one.
     assert_eq!(agent["StateDirectory"], ["golectra-agent"]);
     assert_ne!(agent["StateDirectory"], server["StateDirectory"]);
+    // Packaged defaults: the state file, and the host name as a tag (%H, expanded by systemd;
+    // agent.env's TAGS= overrides it, docs/agent.md "Tags and fleets").
     assert_eq!(
         agent["Environment"],
-        ["STATE_FILE=/var/lib/golectra-agent/state.json"]
+        [
+            "STATE_FILE=/var/lib/golectra-agent/state.json",
+            "\"TAGS=host=%H\""
+        ]
     );
 }
 
@@ -243,6 +248,8 @@ fn agent_env_lists_every_setting_with_its_default() {
         ("RATE_LIMIT", "1"),
         // Empty in the binary; the packaged unit sets it (a comment in the file says so).
         ("STATE_FILE", ""),
+        // Empty in the binary; the packaged unit sets host=%H (the file's comment says so).
+        ("TAGS", ""),
         ("CA_FILE", ""),
         ("TLS_CLIENT_CERT_FILE", ""),
         ("TLS_CLIENT_KEY_FILE", ""),
