@@ -5,8 +5,8 @@
 //! senders beside the agent and the per-peer caps, request smuggling on raw sockets, bounded
 //! store size (`MAX_METRICS`, the paged dashboard, the history cap), a fleet of tagged agents
 //! on one server and tagged names through every API and store, deletes (a remote peer through a
-//! veth pair) and expiry, and operations (systemd units,
-//! sd_notify, journald logging, packaging).
+//! veth pair) and expiry, and operations (systemd units, sd_notify, journald logging,
+//! packaging).
 
 mod api;
 mod audit;
