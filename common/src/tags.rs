@@ -115,7 +115,8 @@ pub fn with_tags(name: &str, tags: &[(String, String)]) -> String {
 }
 
 /// Parses a tag list as the agent's `TAGS` setting spells it: `host=web1,dc=eu` (spaces around
-/// items are ignored; empty = no tags). The error names the first bad item.
+/// items are ignored; empty = no tags; keys starting with `__` are reserved). The error names
+/// the first bad item.
 pub fn parse_tag_list(list: &str) -> Result<Vec<(String, String)>, String> {
     let mut tags: Vec<(String, String)> = Vec::new();
     for item in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
@@ -125,6 +126,11 @@ pub fn parse_tag_list(list: &str) -> Result<Vec<(String, String)>, String> {
         let (key, value) = (key.trim(), value.trim());
         if !is_tag_key(key) {
             return Err(format!("tag key {key:?} must match [A-Za-z_][A-Za-z0-9_]*"));
+        }
+        if key.starts_with("__") {
+            return Err(format!(
+                "tag key {key:?} starts with __, which is reserved ({NAME_KEY} matches the base name)"
+            ));
         }
         if value.is_empty() || value.contains(';') || value.chars().any(char::is_control) {
             return Err(format!(
@@ -292,6 +298,7 @@ mod tests {
             ("host=", "needs a non-empty value"),
             ("host=a;b", "without ';'"),
             ("host=a,host=b", "appears twice"),
+            ("__name__=x", "reserved"),
         ] {
             let e = parse_tag_list(list).unwrap_err();
             assert!(e.contains(says), "{list}: {e}");
