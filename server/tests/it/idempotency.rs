@@ -169,7 +169,7 @@ fn sync_mode_fails_fast_and_retries_with_keys_are_exact() {
     assert_eq!(poll_count(&c), "15");
     let on_disk = std::fs::read_to_string(&path).unwrap();
     assert!(
-        on_disk.contains(r#"{"id":"PollCount","type":"counter","delta":15}"#),
+        on_disk.contains(r#"{"id":"PollCount","type":"counter","delta":15,"updated":"#),
         "{on_disk}"
     );
 }

@@ -77,12 +77,20 @@ fn restores_the_originals_format_and_writes_it_back() {
     c.post("/update/counter/PollCount/1", b"");
     let (code, log) = server.terminate();
     assert_eq!(code, 0, "{log}");
-    // Written back as an array of {"id","type","value"|"delta"} the original reads.
+    // Written back as an array of {"id","type","value"|"delta"} the original reads, plus the
+    // last-write time "updated" (Unix ms), which the original's loader ignores.
     let written = read_snapshot(&path);
     for m in written.as_array().unwrap() {
         let keys: Vec<&str> = m.as_object().unwrap().keys().map(String::as_str).collect();
         assert!(
-            keys == ["delta", "id", "type"] || keys == ["id", "type", "value"],
+            keys == ["delta", "id", "type", "updated"]
+                || keys == ["id", "type", "updated", "value"],
+            "{m}"
+        );
+        assert!(
+            m["updated"]
+                .as_u64()
+                .is_some_and(|ms| ms > 1_700_000_000_000),
             "{m}"
         );
     }
