@@ -7,9 +7,11 @@
 //! the HTTP statistics, the process, the history, the store (through [`crate::store::Store::export`])
 //! and the audit trail — so a new source of self-metrics plugs in without touching the renderer.
 //!
-//! [`export_names`] maps stored metric names, which may be any UTF-8, to Prometheus names by the
-//! rule documented in docs/observability.md; it never maps two different metrics
-//! to one name.
+//! [`export_names`] maps stored base names, which may be any UTF-8, to Prometheus names by the
+//! rule documented in docs/observability.md; it never maps two different names to one.
+//! [`stored`] groups the stored metrics into those families, their tags as labels.
+
+pub mod stored;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
@@ -222,8 +224,8 @@ pub struct ExportedName {
     pub suffixed: bool,
 }
 
-/// Maps stored names (each list sorted, as [`crate::store::Reading`] has them) to distinct
-/// Prometheus names that `promtool check metrics` accepts without a lint complaint:
+/// Maps stored names — the base names of tagged ones, see [`stored`] — (each list sorted) to
+/// distinct Prometheus names that `promtool check metrics` accepts without a lint complaint:
 ///
 /// 1. case boundaries become `_` and everything is lower-cased (`HeapAlloc` → `heap_alloc`,
 ///    `PauseTotalNs` → `pause_total_ns`); every other character outside `[a-z0-9_]` becomes `_`
@@ -240,7 +242,8 @@ pub struct ExportedName {
 /// 4. should two names still coincide (a 32-bit hash collision), the later in the order
 ///    gauges-then-counters, each by name, gets `_2`, `_3`, … appended.
 ///
-/// Every exported name that differs from the stored one carries the original in a `name` label.
+/// Every exported name that differs from the stored one carries the original in a `name` label
+/// ([`stored::Layout::labels`]).
 pub fn export_names(gauges: &[&str], counters: &[&str]) -> (Vec<ExportedName>, Vec<ExportedName>) {
     let gauge_set: HashSet<&str> = gauges.iter().copied().collect();
     let all = gauges

@@ -1,5 +1,6 @@
-//! `GET /metrics` (docs/observability.md): the server's own families, the process, then every stored metric
-//! under the name [`export_names`] gives it, in the Prometheus text format.
+//! `GET /metrics` (docs/observability.md): the server's own families, the process, then every
+//! stored metric as a sample of its base name's family, its tags as labels ([`Layout`]), in the
+//! Prometheus text format.
 //!
 //! Stored counters are typed `gauge`: a Golectra counter is a running total of deltas that may
 //! be negative, and a Prometheus `counter` that goes down is read as a process restart by
@@ -7,7 +8,8 @@
 
 use std::time::UNIX_EPOCH;
 
-use crate::exposition::{ExportedName, Exporter, Exposition, FamilyType, export_names};
+use crate::exposition::stored::{Layout, StoredFamily};
+use crate::exposition::{Exporter, Exposition, FamilyType, SampleValue};
 use crate::process::ProcessExporter;
 
 use super::reply::{ApiError, PROMETHEUS, Reply};
@@ -80,13 +82,26 @@ pub fn render(app: &App) -> Result<Reply, ApiError> {
 
     let gauge_names: Vec<&str> = snap.gauges.iter().map(|(n, ..)| n.as_str()).collect();
     let counter_names: Vec<&str> = snap.counters.iter().map(|(n, ..)| n.as_str()).collect();
-    let (gauge_names, counter_names) = export_names(&gauge_names, &counter_names);
-    for ((name, value, _), exported) in snap.gauges.iter().zip(&gauge_names) {
-        stored(&mut out, exported, name, "gauge", "", *value);
+    let layout = Layout::new(&gauge_names, &counter_names);
+    let mut labels = Vec::new();
+    for family in &layout.gauges.families {
+        let members = layout.gauges.members(family).map(|i| &snap.gauges[i]);
+        let samples = members.map(|(name, value, _)| (name.as_str(), *value));
+        stored(&mut out, &layout, family, "gauge", "", samples, &mut labels);
     }
-    for ((name, value, _), exported) in snap.counters.iter().zip(&counter_names) {
+    for family in &layout.counters.families {
+        let members = layout.counters.members(family).map(|i| &snap.counters[i]);
+        let samples = members.map(|(name, value, _)| (name.as_str(), *value));
         let note = " (a running total that may decrease, hence typed gauge)";
-        stored(&mut out, exported, name, "counter", note, *value);
+        stored(
+            &mut out,
+            &layout,
+            family,
+            "counter",
+            note,
+            samples,
+            &mut labels,
+        );
     }
     Ok(Reply {
         status: 200,
@@ -96,20 +111,22 @@ pub fn render(app: &App) -> Result<Reply, ApiError> {
     })
 }
 
-fn stored(
+/// One family of stored metrics: a sample per `(stored name, value)` of `samples`, their
+/// labels put together in `labels` (one buffer for the whole body).
+fn stored<'n, V: Into<SampleValue>>(
     out: &mut Exposition,
-    exported: &ExportedName,
-    name: &str,
+    layout: &'n Layout,
+    family: &'n StoredFamily,
     kind: &str,
     note: &str,
-    value: impl Into<crate::exposition::SampleValue>,
+    samples: impl Iterator<Item = (&'n str, V)>,
+    labels: &mut Vec<(&'n str, &'n str)>,
 ) {
-    let help = format!("Golectra {kind} {name:?}{note}.");
-    let mut family = out.family(&exported.name, &help, FamilyType::Gauge);
-    if exported.suffixed {
-        family.sample(&[("name", name)], value);
-    } else {
-        family.sample(&[], value);
+    let help = format!("Golectra {kind} {:?}{note}.", family.base);
+    let mut family_out = out.family(&family.exported.name, &help, FamilyType::Gauge);
+    for (name, value) in samples {
+        layout.labels(family, name, labels);
+        family_out.sample(labels, value);
     }
 }
 

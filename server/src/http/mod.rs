@@ -44,6 +44,7 @@ pub mod metrics;
 pub mod reply;
 pub mod request;
 pub mod router;
+pub mod selection;
 mod worker;
 
 use std::net::SocketAddr;

@@ -13,6 +13,7 @@ use serde::de::{Deserializer, Error as _, IgnoredAny, SeqAccess, Visitor};
 use super::deletes;
 use super::reply::{ApiError, Reply};
 use super::request::{Incoming, Method};
+use super::selection;
 use crate::app::App;
 use crate::store::{Batch, Key, StoreError, Value, Written};
 use crate::traffic::Route;
@@ -90,7 +91,7 @@ pub fn route(app: &App, req: &Incoming, route: Route) -> Result<Written<Reply>, 
         }
         Route::Snapshot => {
             allow(is_get, GET)?;
-            snapshot(app).map(Written::now)
+            snapshot(app, &req.query).map(Written::now)
         }
         Route::Metrics => {
             allow(is_get, GET)?;
@@ -99,7 +100,7 @@ pub fn route(app: &App, req: &Incoming, route: Route) -> Result<Written<Reply>, 
         Route::History => {
             allow(is_get, GET)?;
             match &segments[3..] {
-                [kind, name] => history(app, kind, name).map(Written::now),
+                [kind, name] => history(app, kind, name, &req.query).map(Written::now),
                 [_] => Err(ApiError::not_found(
                     "missing metric name: use /api/v1/history/{type}/{name}",
                 )),
@@ -259,10 +260,14 @@ fn count_ingested(app: &App, updates: &[Update]) {
     }
 }
 
-/// `GET /api/v1/history/{type}/{name}`: the metric's recent points, oldest first.
-fn history(app: &App, kind: &str, name: &str) -> Result<Reply, ApiError> {
+/// `GET /api/v1/history/{type}/{name}`: the metric's recent points, oldest first; with
+/// `?match=`, those of every metric of that base name the terms select.
+fn history(app: &App, kind: &str, name: &str, query: &str) -> Result<Reply, ApiError> {
     let kind = MetricKind::parse(&decode_segment(kind)?)?;
     let name = path_name(name)?;
+    if let Some(matcher) = selection::matcher(query)? {
+        return selection::history(app, kind, &name, &matcher);
+    }
     let Some(current) = app.store.get(kind, &name)? else {
         return Err(not_stored(kind, &name));
     };
@@ -410,7 +415,9 @@ pub fn decode_batch(body: &[u8], max_items: usize) -> Result<Vec<Update>, ApiErr
     Ok(updates)
 }
 
-fn snapshot(app: &App) -> Result<Reply, ApiError> {
+/// `GET /api/v1/snapshot`: every stored metric, or with `?match=` those the terms select.
+fn snapshot(app: &App, query: &str) -> Result<Reply, ApiError> {
+    let matcher = selection::matcher(query)?.unwrap_or_default();
     let snap = app.store.read_all()?;
     #[derive(serde::Serialize)]
     struct Body<'a> {
@@ -421,11 +428,13 @@ fn snapshot(app: &App) -> Result<Reply, ApiError> {
         gauges: snap
             .gauges
             .iter()
+            .filter(|(k, ..)| matcher.matches(k))
             .map(|(k, v, _)| (k.as_str(), *v))
             .collect(),
         counters: snap
             .counters
             .iter()
+            .filter(|(k, ..)| matcher.matches(k))
             .map(|(k, v, _)| (k.as_str(), *v))
             .collect(),
     };

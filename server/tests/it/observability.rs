@@ -387,6 +387,82 @@ fn promtool_accepts_agent_names_and_lint_traps_without_a_complaint() {
     assert_eq!(heap.len(), 2, "{body}");
 }
 
+/// Tagged names are samples of their base name's family, tags as labels: one `# HELP` and
+/// `# TYPE` per family, its samples together, keys that could be taken for our labels
+/// prefixed, values escaped — and promtool has nothing to say.
+#[test]
+fn tags_become_labels_of_one_family_per_base_name() {
+    let s = TestServer::start(Backend::Memory);
+    let c = s.client();
+    let batch = serde_json::json!([
+        {"id": "Alloc", "type": "gauge", "value": 1.0},
+        {"id": "Alloc;host=web1", "type": "gauge", "value": 2.0},
+        // Sent out of order: stored (and exported) in canonical order.
+        {"id": "Alloc;host=web2;dc=eu", "type": "gauge", "value": 3.5},
+        {"id": "cpu load;host=a \"b\"\\c", "type": "gauge", "value": 0.25},
+        {"id": "up;name=x;__meta=y;tag_z=w;rackName=r7", "type": "gauge", "value": 1.0},
+        {"id": "up;host=é", "type": "gauge", "value": 0.0},
+        // Not valid tag syntax: a plain name.
+        {"id": "temp.°c;", "type": "gauge", "value": -4.0},
+        {"id": "HeapAlloc;host=web1", "type": "gauge", "value": 6.0},
+        // A counter with a gauge's base name: distinct families, as for plain names.
+        {"id": "HeapAlloc;host=web1", "type": "counter", "delta": 5},
+        {"id": "PollCount;host=web1", "type": "counter", "delta": 7},
+    ]);
+    assert_eq!(c.post_json("/updates", &batch.to_string()).status, 200);
+    assert_eq!(
+        c.post("/update/counter/PollCount;host=web2/9", b"").status,
+        200
+    );
+    assert_eq!(
+        c.post("/update/gauge/Alloc%3Bhost%3Dweb3/4", b"").status,
+        200
+    );
+
+    let body = c.get("/metrics").text();
+    parse_exposition(&body);
+    // The stored metrics come last: gauges, then counters, each by base name (bytewise).
+    let expected = r#"# HELP alloc Golectra gauge "Alloc".
+# TYPE alloc gauge
+alloc{name="Alloc"} 1.0
+alloc{dc="eu",host="web2",name="Alloc"} 3.5
+alloc{host="web1",name="Alloc"} 2.0
+alloc{host="web3",name="Alloc"} 4.0
+# HELP heap_alloc_99353c79 Golectra gauge "HeapAlloc".
+# TYPE heap_alloc_99353c79 gauge
+heap_alloc_99353c79{host="web1",name="HeapAlloc"} 6.0
+# HELP cpu_load_778a899c Golectra gauge "cpu load".
+# TYPE cpu_load_778a899c gauge
+cpu_load_778a899c{host="a \"b\"\\c",name="cpu load"} 0.25
+# HELP temp_c_9036f9ba Golectra gauge "temp.°c;".
+# TYPE temp_c_9036f9ba gauge
+temp_c_9036f9ba{name="temp.°c;"} -4.0
+# HELP up Golectra gauge "up".
+# TYPE up gauge
+up{rack_name="r7",tag___meta="y",tag_name="x",tag_tag_z="w"} 1.0
+up{host="é"} 0.0
+# HELP heap_alloc_4a4de6ee Golectra counter "HeapAlloc" (a running total that may decrease, hence typed gauge).
+# TYPE heap_alloc_4a4de6ee gauge
+heap_alloc_4a4de6ee{host="web1",name="HeapAlloc"} 5
+# HELP pollcount Golectra counter "PollCount" (a running total that may decrease, hence typed gauge).
+# TYPE pollcount gauge
+pollcount{host="web1",name="PollCount"} 7
+pollcount{host="web2",name="PollCount"} 9
+"#;
+    assert!(body.ends_with(expected), "{body}");
+    assert_eq!(
+        body.matches("\n# TYPE alloc gauge\n").count(),
+        1,
+        "one family"
+    );
+
+    let Some(promtool) = find_tool(&["promtool"], "prometheus") else {
+        return;
+    };
+    let (code, out) = promtool_check(&promtool, &body);
+    assert_eq!((code, out.as_str()), (0, ""), "promtool on\n{body}");
+}
+
 #[test]
 fn self_metrics_follow_known_traffic() {
     let s = TestServer::start(Backend::Memory);
