@@ -12,7 +12,6 @@
 
 use golectra_common::metric::MetricKind;
 use golectra_common::tags::Matcher;
-use percent_encoding::percent_decode_str;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -120,7 +119,7 @@ pub fn series_selection(query: &str) -> Result<Selection, ApiError> {
     let mut kind: Option<MetricKind> = None;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = decode(value)?;
+        let value = super::selection::decoded_value(key, value)?;
         match key {
             "match" => matcher.add(&value).map_err(ApiError::bad_request)?,
             "name" if name.is_none() => {
@@ -150,12 +149,4 @@ pub fn series_selection(query: &str) -> Result<Selection, ApiError> {
             "DELETE /api/v1/series needs match=key=value or name=…: it never deletes everything",
         )),
     }
-}
-
-fn decode(value: &str) -> Result<String, ApiError> {
-    let plus_as_space = value.replace('+', " ");
-    percent_decode_str(&plus_as_space)
-        .decode_utf8()
-        .map(|v| v.into_owned())
-        .map_err(|_| ApiError::bad_request("query value is not valid UTF-8 after percent-decoding"))
 }

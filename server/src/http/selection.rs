@@ -31,17 +31,22 @@ pub fn matcher(query: &str) -> Result<Option<Matcher>, ApiError> {
         if decode(name).as_deref() != Some(PARAM) {
             continue;
         }
-        let term = decode(value).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "query parameter {PARAM:?} is not valid UTF-8 after percent-decoding"
-            ))
-        })?;
+        let term = decoded_value(PARAM, value)?;
         matcher
             .get_or_insert_with(Matcher::default)
             .add(&term)
             .map_err(ApiError::bad_request)?;
     }
     Ok(matcher)
+}
+
+/// The value of query parameter `name`, form-decoded; a client error when it is not UTF-8.
+pub(super) fn decoded_value<'a>(name: &str, value: &'a str) -> Result<Cow<'a, str>, ApiError> {
+    decode(value).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "query parameter {name:?} is not valid UTF-8 after percent-decoding"
+        ))
+    })
 }
 
 /// A form-encoded query component, decoded; `None` when it is not UTF-8.
