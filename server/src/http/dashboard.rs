@@ -1,29 +1,38 @@
 //! The HTML dashboard at `GET /` (docs/observability.md): a page an operator keeps open.
 //!
-//! The server renders everything: a header with counts, last write, uptime, version and store
-//! kind; gauges and counters in two tables sorted by name with a value for people (exact on
-//! hover), an inline SVG sparkline of the metric's history ([`crate::history`]) and the age of
-//! its last change. The filter (`?q=`, a case-insensitive substring of the name) is applied by
-//! the server, and a large store is shown a page of at most `PAGE_ROWS` (500) rows at a time
-//! (`?page=`, `page.rs`), so the page stays small whatever the store holds. A small inline
-//! script keeps the filter box and the page in the URL (a reload or a shared link keeps them),
-//! filters a small store as the operator types (a large one is asked again), and refreshes the
-//! tables every few seconds by fetching the page again and swapping them in. Without JavaScript
-//! the page still works through the query string and reloads itself. No external assets: it
-//! works offline. Every name is escaped for HTML (which also covers the SVG `<title>`); the
-//! script only reads names through attributes and never builds markup from them.
+//! The server renders everything: a header with counts (hosts and stale metrics among them),
+//! last write, uptime, version and store kind; the host selector (`hosts.rs`: every host of the
+//! `host` tag with its metrics and stale ones); gauges and counters in two tables in name order
+//! (`page.rs`) — the name as its base and a chip per tag, a value for people (exact on hover),
+//! an inline SVG sparkline of the metric's history ([`crate::history`]), the age of its last
+//! change and the age of its last write, marked stale past `STALE_AFTER` (`freshness.rs`).
+//! The selection (`?host=`, `?match=`) and the filter (`?q=`, a case-insensitive substring of
+//! the name) are applied by the server (`query.rs`), and a large selection is shown a page of
+//! at most `PAGE_ROWS` (500) rows at a time (`?page=`), so the page stays small whatever the
+//! store holds. A small inline script keeps the filter box, the selection and the page in the
+//! URL (a reload or a shared link keeps them), filters a small selection as the operator types
+//! (a large one is asked again), and refreshes the header, the host selector and the tables
+//! every few seconds by fetching the page again and swapping them in. Without JavaScript the
+//! page still works through links, the query string and a reload. No external assets: it
+//! works offline. Every name and tag is escaped for HTML (which also covers the SVG `<title>`);
+//! the script only reads names through attributes and never builds markup from them.
 
+mod freshness;
+mod hosts;
 mod page;
+mod query;
 
 use std::fmt::Write;
 use std::time::SystemTime;
 
 use golectra_common::metric::format_gauge;
+use golectra_common::tags::TaggedName;
 
 use super::reply::{ApiError, Reply};
 use crate::app::App;
 use crate::history::{Series, Tables, unix_ms};
-use page::Query;
+use freshness::{Freshness, human_age};
+use query::{HostFilter, Query};
 
 /// Seconds between automatic refreshes of the page.
 const REFRESH_SECS: u32 = 10;
@@ -43,13 +52,29 @@ pub fn render(app: &App, query: &str) -> Result<Reply, ApiError> {
     let query = Query::parse(query)?;
     let snap = app.store.read_all()?;
     let now = SystemTime::now();
+    let fresh = Freshness {
+        now,
+        stale_after: app.expiry.stale_after,
+    };
     let now_ms = unix_ms(now);
-    let total = snap.gauges.len() + snap.counters.len();
+    let hosts = hosts::count(
+        snap.gauges
+            .iter()
+            .map(|(name, _, at)| (name.as_str(), *at))
+            .chain(
+                snap.counters
+                    .iter()
+                    .map(|(name, _, at)| (name.as_str(), *at)),
+            ),
+        &fresh,
+        &query.host,
+    );
     let plan = page::plan(
         &query,
         snap.gauges.iter().map(|(name, ..)| name.as_str()),
         snap.counters.iter().map(|(name, ..)| name.as_str()),
     );
+    let scope = query.scope();
     let mut html = String::with_capacity(8192 + 900 * (plan.gauges.len() + plan.counters.len()));
     let version = golectra_common::version::VERSION;
     let last_write = match snap.updated_at {
@@ -63,24 +88,63 @@ pub fn render(app: &App, query: &str) -> Result<Reply, ApiError> {
         }
         None => "<li>last write <b>none since start</b></li>".to_owned(),
     };
+    let mut fleet = String::new();
+    if hosts.hosts > 0 {
+        let _ = write!(fleet, "<li><b>{} hosts</b></li>", hosts.hosts);
+    }
+    if hosts.all.stale > 0 {
+        let _ = write!(
+            fleet,
+            "<li class=\"stale\" title=\"not written for more than {} (STALE_AFTER)\"><b>{} stale</b></li>",
+            humantime::format_duration(fresh.stale_after),
+            hosts.all.stale
+        );
+    }
+    // The selection rides along when the filter box is submitted without the script.
+    let mut keep = String::new();
+    match &query.host {
+        HostFilter::Any => {}
+        HostFilter::Host(host) => {
+            let _ = write!(
+                keep,
+                "<input type=\"hidden\" name=\"host\" value=\"{}\">",
+                escaped(host)
+            );
+        }
+        HostFilter::Untagged => keep.push_str("<input type=\"hidden\" name=\"host\" value=\"\">"),
+    }
+    for term in &query.matcher.terms {
+        let _ = write!(
+            keep,
+            "<input type=\"hidden\" name=\"match\" value=\"{}={}\">",
+            escaped(&term.key),
+            escaped(&term.value)
+        );
+    }
     let _ = write!(
         html,
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <noscript><meta http-equiv="refresh" content="{REFRESH_SECS}"></noscript>
-<title>Golectra · {total} metrics</title>
+<title>Golectra · {title}{selected} metrics</title>
 <style>{STYLE}</style></head><body><div class="wrap">
 <header><h1>Golectra<small>v{version}</small></h1>
-<ul class="facts" id="facts"><li><b>{gauges} gauges</b></li><li><b>{counters} counters</b></li>{last_write}<li>up <b>{uptime}</b></li><li>store <b>{store}</b></li></ul></header>
-<form class="bar" method="get" action="/"><input id="filter" name="q" type="search" value="{filter}" placeholder="Filter by name…" aria-label="Filter metrics by name" autocomplete="off" spellcheck="false"><span id="status">refreshes every {REFRESH_SECS}s</span></form>
+<ul class="facts" id="facts"><li><b>{gauges} gauges</b></li><li><b>{counters} counters</b></li>{fleet}{last_write}<li>up <b>{uptime}</b></li><li>store <b>{store}</b></li></ul></header>
+<form class="bar" method="get" action="/"><input id="filter" name="q" type="search" value="{filter}" placeholder="Filter by name…" aria-label="Filter metrics by name" autocomplete="off" spellcheck="false">{keep}<span id="status">refreshes every {REFRESH_SECS}s</span></form>
 "#,
+        title = scope
+            .as_deref()
+            .map(|s| format!("{} · ", escaped(s)))
+            .unwrap_or_default(),
+        selected = plan.selected.0 + plan.selected.1,
         gauges = snap.gauges.len(),
         counters = snap.counters.len(),
         uptime = human_age(app.started.elapsed().as_secs()),
         store = app.store.kind(),
         filter = escaped(&query.filter),
     );
+    hosts::render(&mut html, &hosts, &query, &fresh);
     match &plan.paging {
         Some(paging) => {
             let _ = writeln!(
@@ -93,57 +157,67 @@ pub fn render(app: &App, query: &str) -> Result<Reply, ApiError> {
                 &query,
                 paging,
                 plan.matched.0 + plan.matched.1,
-                total,
+                plan.selected.0 + plan.selected.1,
             );
         }
         None => html.push_str("<main id=\"tables\">\n"),
     }
+    let view = View {
+        fresh,
+        now_ms,
+        scope: scope.as_deref(),
+    };
     app.history.read(|history| {
         let gauges = plan.gauges.iter().map(|&(i, visible)| {
-            let (name, v, _) = &snap.gauges[i];
+            let (name, v, written) = &snap.gauges[i];
             Row {
                 name,
                 visible,
                 shown: human_float(*v),
                 exact: format_gauge(*v),
                 current: *v,
+                written: *written,
                 series: history.gauges.get(name.as_str()).map(Spark::from),
             }
         });
         let counts = Counts {
             matched: plan.matched.0,
+            selected: plan.selected.0,
             total: snap.gauges.len(),
             filtered: !query.filter.is_empty(),
         };
         table(
-            &mut html, "gauges", "Gauges", gauges, counts, now_ms, history,
+            &mut html, "gauges", "Gauges", gauges, counts, &view, history,
         );
         let counters = plan.counters.iter().map(|&(i, visible)| {
-            let (name, v, _) = &snap.counters[i];
+            let (name, v, written) = &snap.counters[i];
             Row {
                 name,
                 visible,
                 shown: group_digits(&v.to_string()),
                 exact: v.to_string(),
                 current: *v as f64,
+                written: *written,
                 series: history.counters.get(name.as_str()).map(Spark::from),
             }
         });
         let counts = Counts {
             matched: plan.matched.1,
+            selected: plan.selected.1,
             total: snap.counters.len(),
             filtered: counts.filtered,
         };
         table(
-            &mut html, "counters", "Counters", counters, counts, now_ms, history,
+            &mut html, "counters", "Counters", counters, counts, &view, history,
         );
     });
     let interval = app.history.options().interval;
     let _ = write!(
         html,
-        "</main>\n<footer>Sparklines: the last {} samples, one every {}. <a href=\"/metrics\">/metrics</a> · <a href=\"/api/v1/snapshot\">snapshot JSON</a></footer>\n</div><script>{}</script></body></html>\n",
+        "</main>\n<footer>Sparklines: the last {} samples, one every {}. Stale: not written for more than {} (STALE_AFTER). <a href=\"/metrics\">/metrics</a> · <a href=\"/api/v1/snapshot\">snapshot JSON</a></footer>\n</div><script>{}</script></body></html>\n",
         app.history.options().points,
         humantime::format_duration(interval),
+        humantime::format_duration(view.fresh.stale_after),
         SCRIPT.replace("REFRESH_SECS", &REFRESH_SECS.to_string()),
     );
     Ok(Reply::html(html).with_header("Cache-Control", "no-store"))
@@ -184,24 +258,45 @@ struct Row<'a> {
     shown: String,
     exact: String,
     current: f64,
+    /// When the metric was last written (the store's time, not the history's).
+    written: SystemTime,
     series: Option<Spark>,
 }
 
-/// A table's heading count: the rows that match the filter, of all stored.
+/// What every row of one page is rendered against.
+struct View<'a> {
+    /// The clock and `STALE_AFTER`.
+    fresh: Freshness,
+    /// The same moment in Unix milliseconds (the history's time axis).
+    now_ms: i64,
+    /// The selection for people, if any ([`Query::scope`]).
+    scope: Option<&'a str>,
+}
+
+/// A table's heading count: the rows that match the filter, of those selected, of all stored.
 #[derive(Clone, Copy)]
 struct Counts {
     matched: usize,
+    selected: usize,
     total: usize,
     filtered: bool,
 }
 
-/// The line above the tables of a paged store: which rows this page shows, and links to the
-/// others (keeping the filter).
+/// The line above the tables of a paged selection: which rows this page shows, and links to
+/// the others (keeping the filter and the selection).
 fn pager(html: &mut String, query: &Query, paging: &page::Paging, matched: usize, total: usize) {
     let (first, last) = paging.rows;
     let _ = write!(
         html,
-        "<nav class=\"pager\" id=\"pager\"><span>{total} metrics, {} a page: <b>rows {first}–{last} of {matched}</b>{}</span><span class=\"pages\">",
+        "<nav class=\"pager\" id=\"pager\"><span>{total} metrics"
+    );
+    if let Some(scope) = query.scope() {
+        html.push_str(" of ");
+        escape_into(html, &scope);
+    }
+    let _ = write!(
+        html,
+        ", {} a page: <b>rows {first}–{last} of {matched}</b>{}</span><span class=\"pages\">",
         page::PAGE_ROWS,
         if query.filter.is_empty() {
             ""
@@ -233,22 +328,33 @@ fn table<'a>(
     title: &str,
     rows: impl ExactSizeIterator<Item = Row<'a>>,
     counts: Counts,
-    now_ms: i64,
+    view: &View,
     history: &Tables,
 ) {
+    let _ = write!(html, "<section id=\"{id}\"><h2>{title}");
+    if let Some(scope) = view.scope {
+        html.push_str(" <span class=\"scope\">");
+        escape_into(html, scope);
+        html.push_str("</span>");
+    }
     let _ = write!(
         html,
-        "<section id=\"{id}\"><h2>{title} <span class=\"count\">({}{})</span></h2>",
+        " <span class=\"count\">({}{})</span></h2>",
         if counts.filtered {
             format!("{} of ", counts.matched)
         } else {
             String::new()
         },
-        counts.total
+        counts.selected
     );
     if rows.len() == 0 {
         let why = if counts.total == 0 {
             format!("No {id} yet: point an agent at this server or POST to /update.")
+        } else if counts.selected == 0 {
+            format!(
+                "No {id} for {}.",
+                escaped(view.scope.unwrap_or("the selection"))
+            )
         } else if counts.matched == 0 {
             format!("No {id} match the filter.")
         } else {
@@ -257,24 +363,52 @@ fn table<'a>(
         let _ = writeln!(html, "<p class=\"empty\">{why}</p></section>");
         return;
     }
-    html.push_str("<table><thead><tr><th>Name</th><th class=\"v\">Value</th><th>Recent</th><th class=\"v\">Changed</th></tr></thead><tbody>\n");
+    html.push_str("<table><thead><tr><th>Name</th><th class=\"v\">Value</th><th>Recent</th><th class=\"v\" title=\"when the value last changed (history)\">Changed</th><th class=\"v\" title=\"when the metric was last written\">Written</th></tr></thead><tbody>\n");
     for row in rows {
         html.push_str("<tr data-name=\"");
         escape_into(html, &row.name.to_lowercase());
-        html.push_str(if row.visible { "\">" } else { "\" hidden>" });
-        html.push_str("<td class=\"n\">");
-        escape_into(html, row.name);
+        html.push('"');
+        if view.fresh.is_stale(row.written) {
+            html.push_str(" class=\"stale\"");
+        }
+        html.push_str(if row.visible { ">" } else { " hidden>" });
+        name_cell(html, row.name);
         let _ = write!(
             html,
-            "</td><td class=\"v\" title=\"{}\">{}</td><td class=\"s\">",
+            "<td class=\"v\" title=\"{}\">{}</td><td class=\"s\">",
             row.exact, row.shown
         );
-        sparkline(html, &row, now_ms);
+        sparkline(html, &row, view.now_ms);
         html.push_str("</td><td class=\"a\"");
-        age_cell(html, &row, now_ms, history);
+        age_cell(html, &row, view.now_ms, history);
+        html.push_str("</td><td class=\"w\"");
+        view.fresh.cell(html, row.written);
         html.push_str("</td></tr>\n");
     }
     html.push_str("</tbody></table></section>\n");
+}
+
+/// The name cell: a plain name as it is; a tagged one as its base and a chip per tag, the
+/// whole name on hover. Hidden `;` between the parts make a copied name the stored one.
+fn name_cell(html: &mut String, name: &str) {
+    let Some(tagged) = TaggedName::parse(name) else {
+        html.push_str("<td class=\"n\">");
+        escape_into(html, name);
+        html.push_str("</td>");
+        return;
+    };
+    html.push_str("<td class=\"n\" title=\"");
+    escape_into(html, name);
+    html.push_str("\">");
+    escape_into(html, tagged.base);
+    for (key, value) in &tagged.tags {
+        html.push_str("<span class=\"tag\"><i>;</i>");
+        escape_into(html, key);
+        html.push_str("=<b>");
+        escape_into(html, value);
+        html.push_str("</b></span>");
+    }
+    html.push_str("</td>");
 }
 
 /// The "changed" cell: how long ago the sampler saw the value change.
@@ -431,15 +565,6 @@ fn group_digits(int: &str) -> String {
     out
 }
 
-fn human_age(secs: u64) -> String {
-    match secs {
-        0..60 => format!("{secs}s"),
-        60..3600 => format!("{}m {}s", secs / 60, secs % 60),
-        3600..86400 => format!("{}h {}m", secs / 3600, secs % 3600 / 60),
-        _ => format!("{}d {}h", secs / 86400, secs % 86400 / 3600),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,6 +586,132 @@ mod tests {
         assert_eq!(
             out,
             "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
+        );
+    }
+
+    fn row<'a>(name: &'a str, written: SystemTime) -> Row<'a> {
+        Row {
+            name,
+            visible: true,
+            shown: "1".into(),
+            exact: "1".into(),
+            current: 1.0,
+            written,
+            series: None,
+        }
+    }
+
+    fn view(now: SystemTime) -> View<'static> {
+        View {
+            fresh: Freshness {
+                now,
+                stale_after: std::time::Duration::from_secs(300),
+            },
+            now_ms: unix_ms(now),
+            scope: None,
+        }
+    }
+
+    fn counts(n: usize) -> Counts {
+        Counts {
+            matched: n,
+            selected: n,
+            total: n,
+            filtered: false,
+        }
+    }
+
+    #[test]
+    fn tags_are_chips_and_every_part_is_escaped() {
+        let mut html = String::new();
+        name_cell(&mut html, "Alloc;dc=eu;host=<b>\"&x");
+        assert_eq!(
+            html,
+            "<td class=\"n\" title=\"Alloc;dc=eu;host=&lt;b&gt;&quot;&amp;x\">Alloc\
+             <span class=\"tag\"><i>;</i>dc=<b>eu</b></span>\
+             <span class=\"tag\"><i>;</i>host=<b>&lt;b&gt;&quot;&amp;x</b></span></td>"
+        );
+        // A base with markup, and a name that is not tag syntax: shown whole, escaped.
+        let mut html = String::new();
+        name_cell(&mut html, "<i>;k=\"v\"");
+        assert_eq!(
+            html,
+            "<td class=\"n\" title=\"&lt;i&gt;;k=&quot;v&quot;\">&lt;i&gt;\
+             <span class=\"tag\"><i>;</i>k=<b>&quot;v&quot;</b></span></td>"
+        );
+        let mut html = String::new();
+        name_cell(&mut html, "a<b;c");
+        assert_eq!(html, "<td class=\"n\">a&lt;b;c</td>");
+    }
+
+    #[test]
+    fn rows_older_than_stale_after_are_marked_with_a_fixed_clock() {
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_764_547_200);
+        let ago = |s| now - std::time::Duration::from_secs(s);
+        let rows = vec![
+            row("fresh;host=web1", ago(300)),
+            row("old;host=<web2>", ago(725)),
+        ];
+        let mut html = String::new();
+        table(
+            &mut html,
+            "gauges",
+            "Gauges",
+            rows.into_iter(),
+            counts(2),
+            &view(now),
+            &Tables::default(),
+        );
+        let trs: Vec<&str> = html.split("<tr data-name=").skip(1).collect();
+        assert_eq!(trs.len(), 2, "{html}");
+        assert!(trs[0].starts_with("\"fresh;host=web1\"><td"), "{}", trs[0]);
+        assert!(!trs[0].contains("stale"), "{}", trs[0]);
+        assert!(
+            trs[0].contains("<td class=\"w\" title=\"written 2025-11-30T23:55:00Z\">5m 0s</td>"),
+            "{}",
+            trs[0]
+        );
+        assert!(
+            trs[1].starts_with("\"old;host=&lt;web2&gt;\" class=\"stale\"><td"),
+            "{}",
+            trs[1]
+        );
+        assert!(
+            trs[1].contains(
+                "<td class=\"w\" title=\"written 2025-11-30T23:47:55Z\">12m 5s <span class=\"mark\" \
+                 title=\"not written for 12m 5s (STALE_AFTER 5m)\">stale</span></td>"
+            ),
+            "{}",
+            trs[1]
+        );
+    }
+
+    #[test]
+    fn headings_show_the_selection_and_an_empty_one_says_so() {
+        let now = std::time::UNIX_EPOCH;
+        let mut v = view(now);
+        v.scope = Some("host <web9>");
+        let mut html = String::new();
+        let c = Counts {
+            matched: 0,
+            selected: 0,
+            total: 7,
+            filtered: false,
+        };
+        table(
+            &mut html,
+            "gauges",
+            "Gauges",
+            Vec::<Row>::new().into_iter(),
+            c,
+            &v,
+            &Tables::default(),
+        );
+        assert_eq!(
+            html,
+            "<section id=\"gauges\"><h2>Gauges <span class=\"scope\">host &lt;web9&gt;</span> \
+             <span class=\"count\">(0)</span></h2><p class=\"empty\">No gauges for host \
+             &lt;web9&gt;.</p></section>\n"
         );
     }
 }
