@@ -251,7 +251,7 @@ mod tests {
         );
         assert!(
             html.contains(
-                "<a class=\"host\" href=\"/?host=zz\" aria-current=\"page\">zz <b>0</b></a>"
+                "<a class=\"host\" href=\"?host=zz\" aria-current=\"page\">zz <b>0</b></a>"
             ),
             "{html}"
         );
@@ -272,11 +272,11 @@ mod tests {
         render(&mut html, &hosts, &query, &fresh());
         let expected = [
             "<nav class=\"hosts\" id=\"hosts\" aria-label=\"Hosts\">",
-            "<a class=\"host some-stale\" href=\"/?q=a%26b\">all hosts <b>5</b><span class=\"st\" title=\"2 of 5 not written for more than 5m (STALE_AFTER)\">2 stale</span></a>",
-            "<a class=\"host\" href=\"/?q=a%26b&amp;host=%3Cb%3E%22%26\">&lt;b&gt;&quot;&amp; <b>1</b></a>",
-            "<a class=\"host gone\" href=\"/?q=a%26b&amp;host=old\">old <b>1</b><span class=\"st\" title=\"1 of 1 not written for more than 5m (STALE_AFTER): the host may have gone away\">1 stale</span></a>",
-            "<a class=\"host some-stale\" href=\"/?q=a%26b&amp;host=web1\" aria-current=\"page\">web1 <b>2</b><span class=\"st\" title=\"1 of 2 not written for more than 5m (STALE_AFTER)\">1 stale</span></a>",
-            "<a class=\"host\" href=\"/?q=a%26b&amp;host=\">(no host) <b>1</b></a>",
+            "<a class=\"host some-stale\" href=\"?q=a%26b\">all hosts <b>5</b><span class=\"st\" title=\"2 of 5 not written for more than 5m (STALE_AFTER)\">2 stale</span></a>",
+            "<a class=\"host\" href=\"?q=a%26b&amp;host=%3Cb%3E%22%26\">&lt;b&gt;&quot;&amp; <b>1</b></a>",
+            "<a class=\"host gone\" href=\"?q=a%26b&amp;host=old\">old <b>1</b><span class=\"st\" title=\"1 of 1 not written for more than 5m (STALE_AFTER): the host may have gone away\">1 stale</span></a>",
+            "<a class=\"host some-stale\" href=\"?q=a%26b&amp;host=web1\" aria-current=\"page\">web1 <b>2</b><span class=\"st\" title=\"1 of 2 not written for more than 5m (STALE_AFTER)\">1 stale</span></a>",
+            "<a class=\"host\" href=\"?q=a%26b&amp;host=\">(no host) <b>1</b></a>",
             "</nav>\n",
         ];
         assert_eq!(html, expected.concat());
@@ -301,7 +301,7 @@ mod tests {
         );
         assert!(
             html.contains(
-                "<a class=\"host\" href=\"/?host=\" aria-current=\"page\">(no host) <b>2</b></a>"
+                "<a class=\"host\" href=\"?host=\" aria-current=\"page\">(no host) <b>2</b></a>"
             ),
             "{html}"
         );

@@ -53,6 +53,10 @@ pub struct Query {
     needle: String,
     /// The hosts selected.
     pub host: HostFilter,
+    /// `;host=<value>` for a selected host: every name with that tag holds it, so a name that
+    /// does not is rejected without parsing its tags (most names, when one host of many is
+    /// selected).
+    host_needle: Option<String>,
     /// The tag matchers (`match=`), as given.
     pub matcher: Matcher,
     /// The page asked for, from 1.
@@ -112,6 +116,10 @@ impl Query {
         Ok(Self {
             needle: filter.to_lowercase(),
             filter,
+            host_needle: match &host {
+                HostFilter::Host(value) => Some(format!(";{HOST_KEY}={value}")),
+                _ => None,
+            },
             host,
             matcher,
             page,
@@ -122,6 +130,11 @@ impl Query {
     pub fn selects(&self, name: &str) -> bool {
         if self.host == HostFilter::Any && self.matcher.is_empty() {
             return true;
+        }
+        if let Some(needle) = &self.host_needle
+            && !name.contains(needle.as_str())
+        {
+            return false;
         }
         let host = TaggedName::parse(name).and_then(|t| t.tag(HOST_KEY));
         self.host.admits(host) && self.matcher.matches(name)
@@ -154,7 +167,8 @@ impl Query {
         (!parts.is_empty()).then(|| parts.join(", "))
     }
 
-    /// The link to page `page` of this query (`/?q=…&host=…&match=…&page=…`).
+    /// The link to page `page` of this query: `?q=…&host=…&match=…&page=…` (a link without
+    /// parameters is `/`).
     pub fn link(&self, page: usize) -> String {
         self.href(&self.host, Some(page))
     }
@@ -188,7 +202,7 @@ impl Query {
         if params.is_empty() {
             "/".to_owned()
         } else {
-            format!("/?{}", params.join("&"))
+            format!("?{}", params.join("&"))
         }
     }
 }
@@ -233,8 +247,8 @@ mod tests {
             assert!(err.message.contains("page"), "{bad}: {}", err.message);
         }
         assert_eq!(Query::parse("q=%FF").unwrap_err().status, 400);
-        assert_eq!(q.link(4), "/?q=CPU%20load%21&page=4");
-        assert_eq!(Query::parse("").unwrap().link(2), "/?page=2");
+        assert_eq!(q.link(4), "?q=CPU%20load%21&page=4");
+        assert_eq!(Query::parse("").unwrap().link(2), "?page=2");
         assert_eq!(
             Query::parse("page=2").unwrap().host_link(&HostFilter::Any),
             "/"
@@ -290,22 +304,22 @@ mod tests {
     #[test]
     fn links_keep_the_filter_host_and_matchers() {
         let q = Query::parse("q=a b&host=we%3Db1&match=dc=eu&page=3").unwrap();
-        assert_eq!(q.link(2), "/?q=a%20b&host=we%3Db1&match=dc=eu&page=2");
+        assert_eq!(q.link(2), "?q=a%20b&host=we%3Db1&match=dc=eu&page=2");
         assert_eq!(
             q.host_link(&HostFilter::Untagged),
-            "/?q=a%20b&host=&match=dc=eu"
+            "?q=a%20b&host=&match=dc=eu"
         );
         assert_eq!(
             q.host_link(&HostFilter::Host("<\"&".into())),
-            "/?q=a%20b&host=%3C%22%26&match=dc=eu"
+            "?q=a%20b&host=%3C%22%26&match=dc=eu"
         );
         // A link reads back as the query it was made from.
-        let back = Query::parse(q.link(3).trim_start_matches("/?")).unwrap();
+        let back = Query::parse(q.link(3).trim_start_matches("?")).unwrap();
         assert_eq!(back, q);
         let untagged = Query::parse("host=").unwrap();
-        assert_eq!(untagged.link(1), "/?host=&page=1");
+        assert_eq!(untagged.link(1), "?host=&page=1");
         assert_eq!(
-            Query::parse(untagged.link(1).trim_start_matches("/?"))
+            Query::parse(untagged.link(1).trim_start_matches("?"))
                 .unwrap()
                 .host,
             HostFilter::Untagged
