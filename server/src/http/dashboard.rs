@@ -1,19 +1,27 @@
 //! The HTML dashboard at `GET /` (docs/observability.md): a page an operator keeps open.
 //!
-//! The server renders everything: a header with counts, last write, uptime, version and store
-//! kind; gauges and counters in two tables sorted by name with a value for people (exact on
-//! hover), an inline SVG sparkline of the metric's history ([`crate::history`]) and the age of
-//! its last change. The filter (`?q=`, a case-insensitive substring of the name) is applied by
-//! the server, and a large store is shown a page of at most `PAGE_ROWS` (500) rows at a time
-//! (`?page=`, `page.rs`), so the page stays small whatever the store holds. A small inline
-//! script keeps the filter box and the page in the URL (a reload or a shared link keeps them),
-//! filters a small store as the operator types (a large one is asked again), and refreshes the
-//! tables every few seconds by fetching the page again and swapping them in. Without JavaScript
-//! the page still works through the query string and reloads itself. No external assets: it
-//! works offline. Every name is escaped for HTML (which also covers the SVG `<title>`); the
-//! script only reads names through attributes and never builds markup from them.
+//! The server renders everything: a header with counts (hosts and stale metrics among them),
+//! last write, uptime, version and store kind; the host selector (`hosts.rs`: every host of the
+//! `host` tag with its metrics and stale ones); gauges and counters in two tables in name order
+//! (`page.rs`) — the name as its base and a chip per tag, a value for people (exact on hover),
+//! an inline SVG sparkline of the metric's history ([`crate::history`]), the age of its last
+//! change and the age of its last write, marked stale past `STALE_AFTER` (`freshness.rs`).
+//! The selection (`?host=`, `?match=`) and the filter (`?q=`, a case-insensitive substring of
+//! the name) are applied by the server (`query.rs`), and a large selection is shown a page of
+//! at most `PAGE_ROWS` (500) rows at a time (`?page=`), so the page stays small whatever the
+//! store holds. A small inline script keeps the filter box, the selection and the page in the
+//! URL (a reload or a shared link keeps them), filters a small selection as the operator types
+//! (a large one is asked again), and refreshes the header, the host selector and the tables
+//! every few seconds by fetching the page again and swapping them in. Without JavaScript the
+//! page still works through links, the query string and a reload. No external assets: it
+//! works offline. Every name and tag is escaped for HTML (which also covers the SVG `<title>`);
+//! the script only reads names through attributes and never builds markup from them.
 
+mod cells;
+mod freshness;
+mod hosts;
 mod page;
+mod query;
 
 use std::fmt::Write;
 use std::time::SystemTime;
@@ -22,15 +30,13 @@ use golectra_common::metric::format_gauge;
 
 use super::reply::{ApiError, Reply};
 use crate::app::App;
-use crate::history::{Series, Tables, unix_ms};
-use page::Query;
+use crate::history::{Tables, unix_ms};
+use cells::{Spark, age_cell, name_cell, sparkline};
+use freshness::{Freshness, human_age};
+use query::{HostFilter, Query};
 
 /// Seconds between automatic refreshes of the page.
 const REFRESH_SECS: u32 = 10;
-
-/// Sparkline size in CSS pixels.
-const SPARK_W: f64 = 120.0;
-const SPARK_H: f64 = 28.0;
 
 /// The page's style sheet and script, inlined into every page (no external assets: the
 /// dashboard must work offline). `REFRESH_SECS` in the script is replaced at render time.
@@ -43,13 +49,29 @@ pub fn render(app: &App, query: &str) -> Result<Reply, ApiError> {
     let query = Query::parse(query)?;
     let snap = app.store.read_all()?;
     let now = SystemTime::now();
+    let fresh = Freshness {
+        now,
+        stale_after: app.expiry.stale_after,
+    };
     let now_ms = unix_ms(now);
-    let total = snap.gauges.len() + snap.counters.len();
+    let hosts = hosts::count(
+        snap.gauges
+            .iter()
+            .map(|(name, _, at)| (name.as_str(), *at))
+            .chain(
+                snap.counters
+                    .iter()
+                    .map(|(name, _, at)| (name.as_str(), *at)),
+            ),
+        &fresh,
+        &query.host,
+    );
     let plan = page::plan(
         &query,
         snap.gauges.iter().map(|(name, ..)| name.as_str()),
         snap.counters.iter().map(|(name, ..)| name.as_str()),
     );
+    let scope = query.scope();
     let mut html = String::with_capacity(8192 + 900 * (plan.gauges.len() + plan.counters.len()));
     let version = golectra_common::version::VERSION;
     let last_write = match snap.updated_at {
@@ -63,24 +85,63 @@ pub fn render(app: &App, query: &str) -> Result<Reply, ApiError> {
         }
         None => "<li>last write <b>none since start</b></li>".to_owned(),
     };
+    let mut fleet = String::new();
+    if hosts.hosts > 0 {
+        let _ = write!(fleet, "<li><b>{} hosts</b></li>", hosts.hosts);
+    }
+    if hosts.all.stale > 0 {
+        let _ = write!(
+            fleet,
+            "<li class=\"stale\" title=\"not written for more than {} (STALE_AFTER)\"><b>{} stale</b></li>",
+            humantime::format_duration(fresh.stale_after),
+            hosts.all.stale
+        );
+    }
+    // The selection rides along when the filter box is submitted without the script.
+    let mut keep = String::new();
+    match &query.host {
+        HostFilter::Any => {}
+        HostFilter::Host(host) => {
+            let _ = write!(
+                keep,
+                "<input type=\"hidden\" name=\"host\" value=\"{}\">",
+                escaped(host)
+            );
+        }
+        HostFilter::Untagged => keep.push_str("<input type=\"hidden\" name=\"host\" value=\"\">"),
+    }
+    for term in &query.matcher.terms {
+        let _ = write!(
+            keep,
+            "<input type=\"hidden\" name=\"match\" value=\"{}={}\">",
+            escaped(&term.key),
+            escaped(&term.value)
+        );
+    }
     let _ = write!(
         html,
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <noscript><meta http-equiv="refresh" content="{REFRESH_SECS}"></noscript>
-<title>Golectra · {total} metrics</title>
+<title>Golectra · {title}{selected} metrics</title>
 <style>{STYLE}</style></head><body><div class="wrap">
 <header><h1>Golectra<small>v{version}</small></h1>
-<ul class="facts" id="facts"><li><b>{gauges} gauges</b></li><li><b>{counters} counters</b></li>{last_write}<li>up <b>{uptime}</b></li><li>store <b>{store}</b></li></ul></header>
-<form class="bar" method="get" action="/"><input id="filter" name="q" type="search" value="{filter}" placeholder="Filter by name…" aria-label="Filter metrics by name" autocomplete="off" spellcheck="false"><span id="status">refreshes every {REFRESH_SECS}s</span></form>
+<ul class="facts" id="facts"><li><b>{gauges} gauges</b></li><li><b>{counters} counters</b></li>{fleet}{last_write}<li>up <b>{uptime}</b></li><li>store <b>{store}</b></li></ul></header>
+<form class="bar" method="get" action="/"><input id="filter" name="q" type="search" value="{filter}" placeholder="Filter by name…" aria-label="Filter metrics by name" autocomplete="off" spellcheck="false">{keep}<span id="status">refreshes every {REFRESH_SECS}s</span></form>
 "#,
+        title = scope
+            .as_deref()
+            .map(|s| format!("{} · ", escaped(s)))
+            .unwrap_or_default(),
+        selected = plan.selected.0 + plan.selected.1,
         gauges = snap.gauges.len(),
         counters = snap.counters.len(),
         uptime = human_age(app.started.elapsed().as_secs()),
         store = app.store.kind(),
         filter = escaped(&query.filter),
     );
+    hosts::render(&mut html, &hosts, &query, &fresh);
     match &plan.paging {
         Some(paging) => {
             let _ = writeln!(
@@ -93,88 +154,70 @@ pub fn render(app: &App, query: &str) -> Result<Reply, ApiError> {
                 &query,
                 paging,
                 plan.matched.0 + plan.matched.1,
-                total,
+                plan.selected.0 + plan.selected.1,
             );
         }
         None => html.push_str("<main id=\"tables\">\n"),
     }
+    let view = View {
+        fresh,
+        now_ms,
+        scope: scope.as_deref(),
+    };
     app.history.read(|history| {
         let gauges = plan.gauges.iter().map(|&(i, visible)| {
-            let (name, v, _) = &snap.gauges[i];
+            let (name, v, written) = &snap.gauges[i];
             Row {
                 name,
                 visible,
                 shown: human_float(*v),
                 exact: format_gauge(*v),
                 current: *v,
+                written: *written,
                 series: history.gauges.get(name.as_str()).map(Spark::from),
             }
         });
         let counts = Counts {
             matched: plan.matched.0,
+            selected: plan.selected.0,
             total: snap.gauges.len(),
             filtered: !query.filter.is_empty(),
         };
         table(
-            &mut html, "gauges", "Gauges", gauges, counts, now_ms, history,
+            &mut html, "gauges", "Gauges", gauges, counts, &view, history,
         );
         let counters = plan.counters.iter().map(|&(i, visible)| {
-            let (name, v, _) = &snap.counters[i];
+            let (name, v, written) = &snap.counters[i];
             Row {
                 name,
                 visible,
                 shown: group_digits(&v.to_string()),
                 exact: v.to_string(),
                 current: *v as f64,
+                written: *written,
                 series: history.counters.get(name.as_str()).map(Spark::from),
             }
         });
         let counts = Counts {
             matched: plan.matched.1,
+            selected: plan.selected.1,
             total: snap.counters.len(),
             filtered: counts.filtered,
         };
         table(
-            &mut html, "counters", "Counters", counters, counts, now_ms, history,
+            &mut html, "counters", "Counters", counters, counts, &view, history,
         );
     });
     let interval = app.history.options().interval;
     let _ = write!(
         html,
-        "</main>\n<footer>Sparklines: the last {} samples, one every {}. <a href=\"/metrics\">/metrics</a> · <a href=\"/api/v1/snapshot\">snapshot JSON</a></footer>\n</div><script>{}</script></body></html>\n",
+        "</main>\n<footer>Sparklines: the last {} samples, one every {}. Stale: not written for more than {} (STALE_AFTER). <a href=\"/metrics\">/metrics</a> · <a href=\"/api/v1/snapshot\">snapshot JSON</a></footer>\n</div><script>{}</script></body></html>\n",
         app.history.options().points,
         humantime::format_duration(interval),
+        humantime::format_duration(view.fresh.stale_after),
         SCRIPT.replace("REFRESH_SECS", &REFRESH_SECS.to_string()),
     );
     Ok(Reply::html(html).with_header("Cache-Control", "no-store"))
-}
-
-/// A metric's history as the dashboard needs it: points as floats and the last change.
-struct Spark {
-    points: Vec<(i64, f64)>,
-    changed_at_ms: Option<i64>,
-}
-
-impl<T: Copy + Default + Into<SparkValue>> From<&Series<T>> for Spark {
-    fn from(s: &Series<T>) -> Self {
-        Self {
-            points: s.ring.iter().map(|(t, v)| (t, v.into().0)).collect(),
-            changed_at_ms: s.changed_at_ms,
-        }
-    }
-}
-
-/// Gauges and counters as plotted (an `i64` past 2^53 loses digits here, not in the tables).
-struct SparkValue(f64);
-impl From<f64> for SparkValue {
-    fn from(v: f64) -> Self {
-        Self(v)
-    }
-}
-impl From<i64> for SparkValue {
-    fn from(v: i64) -> Self {
-        Self(v as f64)
-    }
 }
 
 struct Row<'a> {
@@ -184,24 +227,45 @@ struct Row<'a> {
     shown: String,
     exact: String,
     current: f64,
+    /// When the metric was last written (the store's time, not the history's).
+    written: SystemTime,
     series: Option<Spark>,
 }
 
-/// A table's heading count: the rows that match the filter, of all stored.
+/// What every row of one page is rendered against.
+struct View<'a> {
+    /// The clock and `STALE_AFTER`.
+    fresh: Freshness,
+    /// The same moment in Unix milliseconds (the history's time axis).
+    now_ms: i64,
+    /// The selection for people, if any ([`Query::scope`]).
+    scope: Option<&'a str>,
+}
+
+/// A table's heading count: the rows that match the filter, of those selected, of all stored.
 #[derive(Clone, Copy)]
 struct Counts {
     matched: usize,
+    selected: usize,
     total: usize,
     filtered: bool,
 }
 
-/// The line above the tables of a paged store: which rows this page shows, and links to the
-/// others (keeping the filter).
+/// The line above the tables of a paged selection: which rows this page shows, and links to
+/// the others (keeping the filter and the selection).
 fn pager(html: &mut String, query: &Query, paging: &page::Paging, matched: usize, total: usize) {
     let (first, last) = paging.rows;
     let _ = write!(
         html,
-        "<nav class=\"pager\" id=\"pager\"><span>{total} metrics, {} a page: <b>rows {first}–{last} of {matched}</b>{}</span><span class=\"pages\">",
+        "<nav class=\"pager\" id=\"pager\"><span>{total} metrics"
+    );
+    if let Some(scope) = query.scope() {
+        html.push_str(" of ");
+        escape_into(html, &scope);
+    }
+    let _ = write!(
+        html,
+        ", {} a page: <b>rows {first}–{last} of {matched}</b>{}</span><span class=\"pages\">",
         page::PAGE_ROWS,
         if query.filter.is_empty() {
             ""
@@ -233,22 +297,33 @@ fn table<'a>(
     title: &str,
     rows: impl ExactSizeIterator<Item = Row<'a>>,
     counts: Counts,
-    now_ms: i64,
+    view: &View,
     history: &Tables,
 ) {
+    let _ = write!(html, "<section id=\"{id}\"><h2>{title}");
+    if let Some(scope) = view.scope {
+        html.push_str(" <span class=\"scope\">");
+        escape_into(html, scope);
+        html.push_str("</span>");
+    }
     let _ = write!(
         html,
-        "<section id=\"{id}\"><h2>{title} <span class=\"count\">({}{})</span></h2>",
+        " <span class=\"count\">({}{})</span></h2>",
         if counts.filtered {
             format!("{} of ", counts.matched)
         } else {
             String::new()
         },
-        counts.total
+        counts.selected
     );
     if rows.len() == 0 {
         let why = if counts.total == 0 {
             format!("No {id} yet: point an agent at this server or POST to /update.")
+        } else if counts.selected == 0 {
+            format!(
+                "No {id} for {}.",
+                escaped(view.scope.unwrap_or("the selection"))
+            )
         } else if counts.matched == 0 {
             format!("No {id} match the filter.")
         } else {
@@ -257,124 +332,29 @@ fn table<'a>(
         let _ = writeln!(html, "<p class=\"empty\">{why}</p></section>");
         return;
     }
-    html.push_str("<table><thead><tr><th>Name</th><th class=\"v\">Value</th><th>Recent</th><th class=\"v\">Changed</th></tr></thead><tbody>\n");
+    html.push_str("<table><thead><tr><th>Name</th><th class=\"v\">Value</th><th>Recent</th><th class=\"v\" title=\"when the value last changed (history)\">Changed</th><th class=\"v\" title=\"when the metric was last written\">Written</th></tr></thead><tbody>\n");
     for row in rows {
         html.push_str("<tr data-name=\"");
         escape_into(html, &row.name.to_lowercase());
-        html.push_str(if row.visible { "\">" } else { "\" hidden>" });
-        html.push_str("<td class=\"n\">");
-        escape_into(html, row.name);
+        html.push('"');
+        if view.fresh.is_stale(row.written) {
+            html.push_str(" class=\"stale\"");
+        }
+        html.push_str(if row.visible { ">" } else { " hidden>" });
+        name_cell(html, row.name);
         let _ = write!(
             html,
-            "</td><td class=\"v\" title=\"{}\">{}</td><td class=\"s\">",
+            "<td class=\"v\" title=\"{}\">{}</td><td class=\"s\">",
             row.exact, row.shown
         );
-        sparkline(html, &row, now_ms);
+        sparkline(html, &row, view.now_ms);
         html.push_str("</td><td class=\"a\"");
-        age_cell(html, &row, now_ms, history);
+        age_cell(html, &row, view.now_ms, history);
+        html.push_str("</td><td class=\"w\"");
+        view.fresh.cell(html, row.written);
         html.push_str("</td></tr>\n");
     }
     html.push_str("</tbody></table></section>\n");
-}
-
-/// The "changed" cell: how long ago the sampler saw the value change.
-fn age_cell(html: &mut String, row: &Row, now_ms: i64, history: &Tables) {
-    let last_sample_ms = history.last_sample_ms;
-    let last_sampled = row
-        .series
-        .as_ref()
-        .and_then(|s| s.points.last().map(|p| p.1));
-    match (&row.series, last_sampled) {
-        // The history is full: metrics without a series get none until room frees up.
-        (None, _) if history.untracked > 0 => html
-            .push_str(" title=\"no history kept for this metric: HISTORY_MAX_BYTES is reached\">—"),
-        // Changed after the last sample, or not sampled yet.
-        (None, _) => html.push_str(" title=\"written after the last history sample\">new"),
-        (Some(_), Some(v)) if v != row.current => {
-            let since = last_sample_ms.map_or(0, |t| (now_ms - t).max(0) as u64 / 1000);
-            let _ = write!(
-                html,
-                " title=\"changed after the last history sample\">&lt; {}",
-                human_age(since + 1)
-            );
-        }
-        (Some(s), _) => match s.changed_at_ms {
-            Some(at) => {
-                let at_time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(at as u64);
-                let _ = write!(
-                    html,
-                    " title=\"{}\">{}",
-                    humantime::format_rfc3339_seconds(at_time),
-                    human_age(((now_ms - at).max(0) / 1000) as u64)
-                );
-            }
-            None => html.push_str(" title=\"unchanged since the server started\">—"),
-        },
-    }
-}
-
-/// An inline SVG polyline of the recent values plus the current one, on a time axis.
-fn sparkline(html: &mut String, row: &Row, now_ms: i64) {
-    let mut points: Vec<(i64, f64)> = row
-        .series
-        .as_ref()
-        .map(|s| s.points.clone())
-        .unwrap_or_default();
-    points.push((now_ms, row.current));
-    let (min, max) = points
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
-            (lo.min(p.1), hi.max(p.1))
-        });
-    let t0 = points[0].0;
-    let span = (now_ms - t0).max(1) as f64;
-    let pad = 3.0;
-    let xy = |(t, v): (i64, f64)| {
-        let x = if points.len() == 1 {
-            SPARK_W
-        } else {
-            (t - t0) as f64 / span * SPARK_W
-        };
-        let y = if max > min {
-            SPARK_H - pad - (v - min) / (max - min) * (SPARK_H - 2.0 * pad)
-        } else {
-            SPARK_H / 2.0
-        };
-        (x.clamp(0.0, SPARK_W), y)
-    };
-    let mut line = String::with_capacity(points.len() * 12);
-    if points.len() == 1 {
-        let _ = write!(line, "0,{:.1} ", SPARK_H / 2.0);
-    }
-    for p in &points {
-        let (x, y) = xy(*p);
-        let _ = write!(line, "{x:.1},{y:.1} ");
-    }
-    let line = line.trim_end();
-    let (lx, ly) = xy(*points.last().expect("at least the current value"));
-    let _ = write!(
-        html,
-        "<svg class=\"spark\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\"><title>",
-        w = SPARK_W,
-        h = SPARK_H
-    );
-    escape_into(html, row.name);
-    let _ = write!(
-        html,
-        ": {} samples, min {}, max {}</title>{area}<polyline points=\"{line}\" fill=\"none\" stroke=\"currentColor\" stroke-width=\"1.5\" stroke-linejoin=\"round\" stroke-linecap=\"round\"/><circle cx=\"{lx:.1}\" cy=\"{ly:.1}\" r=\"2.2\" fill=\"currentColor\"/></svg>",
-        points.len(),
-        human_float(min),
-        human_float(max),
-        // A flat line needs no area under it.
-        area = if max > min {
-            format!(
-                "<polygon points=\"0,{h} {line} {lx:.1},{h}\" fill=\"currentColor\" fill-opacity=\".12\"/>",
-                h = SPARK_H
-            )
-        } else {
-            String::new()
-        },
-    );
 }
 
 /// `text` escaped for HTML.
@@ -431,15 +411,6 @@ fn group_digits(int: &str) -> String {
     out
 }
 
-fn human_age(secs: u64) -> String {
-    match secs {
-        0..60 => format!("{secs}s"),
-        60..3600 => format!("{}m {}s", secs / 60, secs % 60),
-        3600..86400 => format!("{}h {}m", secs / 3600, secs % 3600 / 60),
-        _ => format!("{}d {}h", secs / 86400, secs % 86400 / 3600),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,6 +432,109 @@ mod tests {
         assert_eq!(
             out,
             "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
+        );
+    }
+
+    fn row<'a>(name: &'a str, written: SystemTime) -> Row<'a> {
+        Row {
+            name,
+            visible: true,
+            shown: "1".into(),
+            exact: "1".into(),
+            current: 1.0,
+            written,
+            series: None,
+        }
+    }
+
+    fn view(now: SystemTime) -> View<'static> {
+        View {
+            fresh: Freshness {
+                now,
+                stale_after: std::time::Duration::from_secs(300),
+            },
+            now_ms: unix_ms(now),
+            scope: None,
+        }
+    }
+
+    fn counts(n: usize) -> Counts {
+        Counts {
+            matched: n,
+            selected: n,
+            total: n,
+            filtered: false,
+        }
+    }
+
+    #[test]
+    fn rows_older_than_stale_after_are_marked_with_a_fixed_clock() {
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_764_547_200);
+        let ago = |s| now - std::time::Duration::from_secs(s);
+        let rows = vec![
+            row("fresh;host=web1", ago(300)),
+            row("old;host=<web2>", ago(725)),
+        ];
+        let mut html = String::new();
+        table(
+            &mut html,
+            "gauges",
+            "Gauges",
+            rows.into_iter(),
+            counts(2),
+            &view(now),
+            &Tables::default(),
+        );
+        let trs: Vec<&str> = html.split("<tr data-name=").skip(1).collect();
+        assert_eq!(trs.len(), 2, "{html}");
+        assert!(trs[0].starts_with("\"fresh;host=web1\"><td"), "{}", trs[0]);
+        assert!(!trs[0].contains("stale"), "{}", trs[0]);
+        assert!(
+            trs[0].contains("<td class=\"w\" title=\"written 2025-11-30T23:55:00Z\">5m 0s</td>"),
+            "{}",
+            trs[0]
+        );
+        assert!(
+            trs[1].starts_with("\"old;host=&lt;web2&gt;\" class=\"stale\"><td"),
+            "{}",
+            trs[1]
+        );
+        assert!(
+            trs[1].contains(
+                "<td class=\"w\" title=\"written 2025-11-30T23:47:55Z\">12m 5s <span class=\"mark\" \
+                 title=\"not written for 12m 5s (STALE_AFTER 5m)\">stale</span></td>"
+            ),
+            "{}",
+            trs[1]
+        );
+    }
+
+    #[test]
+    fn headings_show_the_selection_and_an_empty_one_says_so() {
+        let now = std::time::UNIX_EPOCH;
+        let mut v = view(now);
+        v.scope = Some("host <web9>");
+        let mut html = String::new();
+        let c = Counts {
+            matched: 0,
+            selected: 0,
+            total: 7,
+            filtered: false,
+        };
+        table(
+            &mut html,
+            "gauges",
+            "Gauges",
+            Vec::<Row>::new().into_iter(),
+            c,
+            &v,
+            &Tables::default(),
+        );
+        assert_eq!(
+            html,
+            "<section id=\"gauges\"><h2>Gauges <span class=\"scope\">host &lt;web9&gt;</span> \
+             <span class=\"count\">(0)</span></h2><p class=\"empty\">No gauges for host \
+             &lt;web9&gt;.</p></section>\n"
         );
     }
 }

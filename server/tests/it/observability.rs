@@ -1,6 +1,6 @@
 //! Observability (docs/observability.md): `/metrics` checked by `promtool` and read back by a strict
 //! parser of the text format, self-metrics that follow known traffic, the history API, and the
-//! dashboard rendered by a headless Chromium.
+//! dashboard rendered by a headless Chromium (a fleet's hosts and stale rows in `fleet.rs`).
 //!
 //! `promtool` (Debian `prometheus`) and `chromium` are external tools: a test that needs one
 //! fails when `CI=true` and the tool is missing, and is skipped with a loud note otherwise.
@@ -718,6 +718,9 @@ fn history_api_is_bounded_and_exact() {
 
 // ---------------------------------------------------------------------------------------------
 // Dashboard in a headless browser
+
+/// A fleet's dashboard: hosts, tags and stale rows.
+mod fleet;
 
 /// Where screenshots go: `target/artifacts/` (not committed).
 fn artifacts_dir() -> PathBuf {

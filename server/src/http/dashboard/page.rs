@@ -1,94 +1,25 @@
-//! Which rows one dashboard request shows: its query (`?q=` filter, `?page=`), the filter
-//! applied on the server, and the page of at most [`PAGE_ROWS`] rows.
+//! Which rows one dashboard request shows: the selection (`?host=`, `?match=`, `query.rs`), the
+//! filter (`?q=`) applied on the server, the order of the rows and the page of at most
+//! [`PAGE_ROWS`] rows.
 //!
-//! A store of at most [`PAGE_ROWS`] metrics is shown whole: every row is sent, those that do not
-//! match the filter marked `hidden`, and the page's script filters again as the operator types.
-//! A larger store is *paged*: only the rows that match the filter are counted, and only one page
-//! of them is sent — gauges first, then counters, each in name order — so the page stays a few
-//! hundred kilobytes whatever the store holds, and typing asks the server again.
+//! Rows outside the selection are never sent. A selection of at most [`PAGE_ROWS`] metrics is
+//! shown whole: every selected row is sent, those that do not match the filter marked `hidden`,
+//! and the page's script filters again as the operator types. A larger one is *paged*: only the
+//! rows that match the filter are counted, and only one page of them is sent — gauges first,
+//! then counters — so the page stays a few hundred kilobytes whatever the store holds, and
+//! typing asks the server again.
+//!
+//! Rows are in [`display_order`]: by base name, then by tags, so that a metric's hosts sit
+//! together (`Alloc;host=a`, `Alloc;host=b`, then `Alloc2`, where plain byte order would put
+//! `Alloc2` between `Alloc` and `Alloc;host=a`). The store's lists are sorted by name, which is
+//! nearly this order, and the stable sort runs in about linear time over such input.
 
-use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use std::cmp::Ordering;
 
-use super::super::reply::ApiError;
+use super::query::Query;
 
 /// Most rows one page shows (gauges and counters together).
 pub const PAGE_ROWS: usize = 500;
-
-/// What a dashboard request asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Query {
-    /// The filter as typed, trimmed (empty: no filter).
-    pub filter: String,
-    /// The filter in lower case, as names are matched.
-    needle: String,
-    /// The page asked for, from 1.
-    pub page: usize,
-}
-
-impl Query {
-    /// Reads `q` and `page` from a raw query string (other parameters are ignored); a `page`
-    /// that is not a whole number from 1 is a client error.
-    pub fn parse(query: &str) -> Result<Self, ApiError> {
-        let mut filter = String::new();
-        let mut page = 1;
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let value = decode(value).ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "query parameter {name:?} is not valid UTF-8 after percent-decoding"
-                ))
-            })?;
-            match name {
-                "q" => filter = value.trim().to_owned(),
-                "page" => {
-                    page = value
-                        .trim()
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|p| *p >= 1)
-                        .ok_or_else(|| {
-                            ApiError::bad_request(format!(
-                                "page {value:?} is not a whole number from 1"
-                            ))
-                        })?;
-                }
-                _ => {}
-            }
-        }
-        Ok(Self {
-            needle: filter.to_lowercase(),
-            filter,
-            page,
-        })
-    }
-
-    /// Whether the metric `name` matches the filter (a case-insensitive substring, as the
-    /// page's script matches).
-    pub fn matches(&self, name: &str) -> bool {
-        self.needle.is_empty() || name.to_lowercase().contains(&self.needle)
-    }
-
-    /// The query string of page `page` of this filter, for a link (`?q=…&page=…`).
-    pub fn link(&self, page: usize) -> String {
-        let mut out = String::from("?");
-        if !self.filter.is_empty() {
-            out.push_str("q=");
-            out.extend(utf8_percent_encode(&self.filter, NON_ALPHANUMERIC));
-            out.push('&');
-        }
-        out.push_str(&format!("page={page}"));
-        out
-    }
-}
-
-/// `application/x-www-form-urlencoded` decoding of one value: `+` is a space.
-fn decode(value: &str) -> Option<String> {
-    let spaced = value.replace('+', " ");
-    percent_decode_str(&spaced)
-        .decode_utf8()
-        .ok()
-        .map(|s| s.into_owned())
-}
 
 /// The rows of one table a page shows: `(index in the store's sorted list, shown)`; a row not
 /// shown is sent `hidden` (only when the store is shown whole).
@@ -97,13 +28,15 @@ pub type Rows = Vec<(usize, bool)>;
 /// What one request shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
-    /// The gauge rows to send.
+    /// The gauge rows to send, in display order.
     pub gauges: Rows,
-    /// The counter rows to send.
+    /// The counter rows to send, in display order.
     pub counters: Rows,
-    /// Gauges and counters that match the filter (all of them without one).
+    /// Gauges and counters in the selection (all of them without a host or matcher).
+    pub selected: (usize, usize),
+    /// Gauges and counters in the selection that match the filter.
     pub matched: (usize, usize),
-    /// The page, when the store is too large to be shown whole.
+    /// The page, when the selection is too large to be shown whole.
     pub paging: Option<Paging>,
 }
 
@@ -118,23 +51,38 @@ pub struct Paging {
     pub rows: (usize, usize),
 }
 
-/// Plans the page `query` asks for over the store's sorted `gauges` and `counters` names.
+/// Plans the page `query` asks for over the store's `gauges` and `counters` names (each list
+/// in the store's order; the plan's rows are indices into it).
 pub fn plan<'a>(
     query: &Query,
-    gauges: impl ExactSizeIterator<Item = &'a str>,
-    counters: impl ExactSizeIterator<Item = &'a str>,
+    gauges: impl Iterator<Item = &'a str>,
+    counters: impl Iterator<Item = &'a str>,
 ) -> Plan {
-    if gauges.len() + counters.len() <= PAGE_ROWS {
-        let (gauges, counters) = (mark(query, gauges), mark(query, counters));
+    let (gauges, counters) = (select(query, gauges), select(query, counters));
+    let selected = (gauges.len(), counters.len());
+    if selected.0 + selected.1 <= PAGE_ROWS {
+        let mark = |rows: Vec<(usize, &str)>| -> Rows {
+            rows.into_iter()
+                .map(|(i, name)| (i, query.matches(name)))
+                .collect()
+        };
+        let (gauges, counters) = (mark(gauges), mark(counters));
         let shown = |rows: &Rows| rows.iter().filter(|(_, shown)| *shown).count();
         return Plan {
             matched: (shown(&gauges), shown(&counters)),
+            selected,
             gauges,
             counters,
             paging: None,
         };
     }
-    let (gauge_hits, counter_hits) = (hits(query, gauges), hits(query, counters));
+    let hits = |rows: Vec<(usize, &str)>| -> Vec<usize> {
+        rows.into_iter()
+            .filter(|(_, name)| query.matches(name))
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let (gauge_hits, counter_hits) = (hits(gauges), hits(counters));
     let matched = gauge_hits.len() + counter_hits.len();
     let pages = matched.div_ceil(PAGE_ROWS).max(1);
     let page = query.page.min(pages);
@@ -149,6 +97,7 @@ pub fn plan<'a>(
     Plan {
         gauges: window(&gauge_hits, 0),
         counters: window(&counter_hits, gauge_hits.len()),
+        selected,
         matched: (gauge_hits.len(), counter_hits.len()),
         paging: Some(Paging {
             page,
@@ -162,21 +111,26 @@ pub fn plan<'a>(
     }
 }
 
-/// Every row, shown when it matches.
-fn mark<'a>(query: &Query, names: impl Iterator<Item = &'a str>) -> Rows {
-    names
+/// The selected names with their indices, in display order.
+fn select<'a>(query: &Query, names: impl Iterator<Item = &'a str>) -> Vec<(usize, &'a str)> {
+    let mut rows: Vec<(usize, &str)> = names
         .enumerate()
-        .map(|(i, name)| (i, query.matches(name)))
-        .collect()
+        .filter(|(_, name)| query.selects(name))
+        .collect();
+    rows.sort_by(|a, b| display_order(a.1, b.1));
+    rows
 }
 
-/// The indices of the names that match.
-fn hits<'a>(query: &Query, names: impl Iterator<Item = &'a str>) -> Vec<usize> {
-    names
-        .enumerate()
-        .filter(|(_, name)| query.matches(name))
-        .map(|(i, _)| i)
-        .collect()
+/// The order of the rows: by name, with `;` and then `=` before every other character, which
+/// is by base name, then tag by tag (key, then value) for canonical tagged names. Names hold no
+/// control characters, so the two never tie with a real character.
+pub fn display_order(a: &str, b: &str) -> Ordering {
+    let rank = |c: u8| match c {
+        b';' => 0,
+        b'=' => 1,
+        c => c,
+    };
+    a.bytes().map(rank).cmp(b.bytes().map(rank))
 }
 
 #[cfg(test)]
@@ -196,23 +150,6 @@ mod tests {
     }
 
     #[test]
-    fn queries_are_decoded_and_checked() {
-        let q = Query::parse("q=CPU+load%21&page=3&x=1").unwrap();
-        assert_eq!((q.filter.as_str(), q.page), ("CPU load!", 3));
-        assert!(!q.matches("my_cpu_load!") && q.matches("my cpu load!"));
-        assert_eq!(Query::parse("").unwrap().page, 1);
-        assert_eq!(Query::parse("q=%20%20").unwrap().filter, "");
-        for bad in ["page=0", "page=x", "page=-1", "page="] {
-            let err = Query::parse(bad).unwrap_err();
-            assert_eq!(err.status, 400, "{bad}");
-            assert!(err.message.contains("page"), "{bad}: {}", err.message);
-        }
-        assert_eq!(Query::parse("q=%FF").unwrap_err().status, 400);
-        assert_eq!(q.link(4), "?q=CPU%20load%21&page=4");
-        assert_eq!(Query::parse("").unwrap().link(2), "?page=2");
-    }
-
-    #[test]
     fn a_small_store_is_shown_whole_with_the_filter_as_hidden_rows() {
         let plan = run(
             "q=LOAD",
@@ -222,6 +159,77 @@ mod tests {
         assert_eq!(plan.gauges, [(0, true), (1, false)]);
         assert_eq!(plan.counters, [(0, true)]);
         assert_eq!((plan.matched, plan.paging), ((1, 1), None));
+        assert_eq!(plan.selected, (2, 1));
+    }
+
+    #[test]
+    fn rows_outside_the_selection_are_not_sent() {
+        let gauges: Vec<String> = [
+            "Alloc",
+            "Alloc;host=web1",
+            "Alloc;host=web2",
+            "Heap;host=web1",
+        ]
+        .map(String::from)
+        .into();
+        let counters: Vec<String> = ["PollCount;host=web2".into()].into();
+        let plan = run("host=web1", &gauges, &counters);
+        assert_eq!(plan.gauges, [(1, true), (3, true)]);
+        assert!(plan.counters.is_empty());
+        assert_eq!((plan.selected, plan.matched), ((2, 0), (2, 0)));
+        // The filter narrows the selection; rows it does not match are sent hidden.
+        let plan = run("host=web1&q=heap", &gauges, &counters);
+        assert_eq!(plan.gauges, [(1, false), (3, true)]);
+        assert_eq!((plan.selected, plan.matched), ((2, 0), (1, 0)));
+        let plan = run("host=", &gauges, &counters);
+        assert_eq!((plan.gauges, plan.selected), (vec![(0, true)], (1, 0)));
+        let plan = run("host=nope", &gauges, &counters);
+        assert!(plan.gauges.is_empty() && plan.counters.is_empty());
+        assert_eq!((plan.selected, plan.paging), ((0, 0), None));
+    }
+
+    #[test]
+    fn rows_are_by_base_name_then_tags() {
+        // In the store's (byte) order.
+        let mut gauges: Vec<String> = [
+            "Alloc",
+            "Alloc2",
+            "Alloc;dc=eu2;host=a",
+            "Alloc;dc=eu;host=b",
+            "Alloc;host=a",
+            "Alloc_x",
+        ]
+        .map(String::from)
+        .into();
+        let shown = |plan: &Plan, names: &[String]| -> Vec<String> {
+            plan.gauges.iter().map(|&(i, _)| names[i].clone()).collect()
+        };
+        let expected = [
+            "Alloc",
+            "Alloc;dc=eu;host=b",
+            "Alloc;dc=eu2;host=a",
+            "Alloc;host=a",
+            "Alloc2",
+            "Alloc_x",
+        ];
+        assert_eq!(shown(&run("", &gauges, &[]), &gauges), expected);
+        // The order does not depend on the order the names come in.
+        gauges.reverse();
+        assert_eq!(shown(&run("", &gauges, &[]), &gauges), expected);
+        assert_eq!(display_order("a;k=v", "a;k=v"), Ordering::Equal);
+        assert_eq!(display_order("a", "a;k=v"), Ordering::Less);
+    }
+
+    #[test]
+    fn a_large_selection_is_paged_and_a_small_one_of_a_large_store_is_not() {
+        let mut gauges = names("g", 600);
+        gauges.extend((0..30).map(|i| format!("h{i:02};host=web1")));
+        gauges.sort();
+        let plan = run("host=web1", &gauges, &[]);
+        assert_eq!((plan.paging, plan.gauges.len()), (None, 30));
+        let plan = run("", &gauges, &[]);
+        assert_eq!(plan.paging.map(|p| p.pages), Some(2));
+        assert_eq!(plan.selected, (630, 0));
     }
 
     #[test]

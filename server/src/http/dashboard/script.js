@@ -4,13 +4,18 @@
   var params = new URLSearchParams(location.search);
   box.value = params.get('q') || '';
   var page = params.get('page') || '';
+  // The selection is the server's: kept as it came (host= with an empty value is a selection).
+  var host = params.has('host') ? params.get('host') : null;
+  var matches = params.getAll('match');
   var typing = null;
-  // A large store is paged by the server, which also applies the filter; a small one is sent
-  // whole and filtered here as the operator types.
+  // A large selection is paged by the server, which also applies the filter; a small one is
+  // sent whole and filtered here as the operator types.
   function paged() { return document.getElementById('tables').hasAttribute('data-paged'); }
   function search() {
     var query = new URLSearchParams();
     if (box.value.trim() !== '') query.set('q', box.value);
+    if (host !== null) query.set('host', host);
+    matches.forEach(function (m) { query.append('match', m); });
     if (page !== '' && page !== '1') query.set('page', page);
     var text = query.toString();
     return text === '' ? '' : '?' + text;
@@ -31,6 +36,13 @@
       shown += visible;
     });
     box.setAttribute('data-shown', shown);
+    // The host links keep the filter as typed (they navigate: no script needed to follow them).
+    document.querySelectorAll('#hosts a').forEach(function (a) {
+      var link = new URLSearchParams(a.search);
+      if (box.value.trim() !== '') link.set('q', box.value); else link.delete('q');
+      var text = link.toString();
+      a.search = text === '' ? '' : '?' + text;
+    });
     history.replaceState(null, '', location.pathname + search() + location.hash);
   }
   function refresh() {
@@ -39,7 +51,7 @@
       return r.text();
     }).then(function (text) {
       var doc = new DOMParser().parseFromString(text, 'text/html');
-      ['tables', 'facts'].forEach(function (id) {
+      ['tables', 'facts', 'hosts'].forEach(function (id) {
         var fresh = doc.getElementById(id);
         if (fresh) document.getElementById(id).replaceWith(fresh);
       });
