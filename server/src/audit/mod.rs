@@ -257,19 +257,20 @@ impl Audit {
     /// the request's `origin` names. The names are only gathered when a sink is configured.
     /// Never blocks on a sink.
     pub fn record(&self, names: impl FnOnce() -> Vec<String>, origin: Origin<'_>) {
-        if self.sinks.is_empty() {
-            return;
-        }
-        let names = names();
-        let ip = origin.client(&self.trusted_proxies);
-        let ts = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        self.publish(&Event::new(ts, &names, ip));
+        self.record_as(Event::new, names, origin);
     }
 
     /// Records a delete of the names `names` yields (sorted, unique), like [`Audit::record`].
     pub fn record_delete(&self, names: impl FnOnce() -> Vec<String>, origin: Origin<'_>) {
+        self.record_as(Event::deletion, names, origin);
+    }
+
+    fn record_as(
+        &self,
+        event: fn(u64, &[String], IpAddr) -> Event,
+        names: impl FnOnce() -> Vec<String>,
+        origin: Origin<'_>,
+    ) {
         if self.sinks.is_empty() {
             return;
         }
@@ -278,7 +279,7 @@ impl Audit {
         let ts = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        self.publish(&Event::deletion(ts, &names, ip));
+        self.publish(&event(ts, &names, ip));
     }
 
     /// Queues `event` for every sink. Never blocks on a sink.
