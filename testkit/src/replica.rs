@@ -221,6 +221,33 @@ impl ReplicatedPostgres {
             .unwrap_or_else(|e| panic!("connect to {dsn}: {e}\n{}", self.logs()))
     }
 
+    /// Waits until the standby has replayed everything the primary has written so far (an
+    /// asynchronous standby lags; even a synchronous one only flushed the WAL before the
+    /// commit was acknowledged).
+    pub fn wait_replayed(&self) {
+        let lsn: String = self
+            .connect(self.primary_port, "postgres")
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .expect("the primary's WAL position")
+            .get(0);
+        let mut standby = self.connect(self.standby_port, "postgres");
+        eventually(Duration::from_secs(30), || {
+            let row = standby
+                .query_one(
+                    "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn",
+                    &[&lsn],
+                )
+                .ok()?;
+            row.get::<_, bool>(0).then_some(())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "the standby did not replay {lsn} within 30 s:\n{}",
+                self.logs()
+            )
+        });
+    }
+
     /// `pg_ctl stop -m immediate` of the primary: its postmaster and backends are gone at
     /// once, nothing is flushed or shut down cleanly (as in a crash of PostgreSQL).
     pub fn stop_primary(&mut self) {

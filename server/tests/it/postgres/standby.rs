@@ -62,6 +62,8 @@ fn a_read_only_server_is_never_written_to() {
     // The first attempt meets 25006 and is retried (a permanent error would be answered at
     // once, naming it); the retries find only standby connections.
     let store = open(&both(" target_session_attrs=any")).expect("migrated on the primary");
+    // (Else the standby may not have the tables yet: a different refusal.)
+    bed.wait_replayed();
     let not_ready = format!("not ready: 127.0.0.1:{standby} is a read-only standby");
     let why = unavailable(store.apply(&batch("c"), None).and_then(Written::wait));
     assert!(
