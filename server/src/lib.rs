@@ -352,26 +352,92 @@ fn describe_connections(c: &config::Connections) -> String {
     )
 }
 
-/// Hides the password of a DSN in URL (`postgres://u:secret@h`) or key=value (`password=secret`) form.
+/// Hides the password of a DSN: in URL form (`postgres://u:secret@h1,h2/db`, and a
+/// `password=` query parameter) or key=value form (`password=secret`, `password = 'a b'`).
 pub fn mask_dsn(dsn: &str) -> String {
     if let Some((scheme, rest)) = dsn.split_once("://") {
-        if let Some((userinfo, host)) = rest.split_once('@')
-            && let Some((user, _)) = userinfo.split_once(':')
-        {
-            return format!("{scheme}://{user}:***@{host}");
-        }
-        return dsn.to_owned();
+        let (before_query, query) = match rest.split_once('?') {
+            Some((before, query)) => (before, Some(query)),
+            None => (rest, None),
+        };
+        let (authority, path) = match before_query.find('/') {
+            Some(at) => before_query.split_at(at),
+            None => (before_query, ""),
+        };
+        let authority = match authority.rsplit_once('@') {
+            Some((userinfo, hosts)) => match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:***@{hosts}"),
+                None => authority.to_owned(),
+            },
+            None => authority.to_owned(),
+        };
+        let query = query.map(|query| {
+            let params: Vec<&str> = query
+                .split('&')
+                .map(|p| {
+                    if p.starts_with("password=") {
+                        "password=***"
+                    } else {
+                        p
+                    }
+                })
+                .collect();
+            format!("?{}", params.join("&"))
+        });
+        return format!("{scheme}://{authority}{path}{}", query.unwrap_or_default());
     }
-    dsn.split_whitespace()
-        .map(|kv| {
-            if kv.starts_with("password=") {
-                "password=***"
-            } else {
-                kv
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    mask_key_value(dsn)
+}
+
+/// [`mask_dsn`] of the key=value form: values may be quoted (`'…'`, with `\'` and `\\`
+/// escapes) and `=` may have spaces around it, as libpq allows.
+fn mask_key_value(dsn: &str) -> String {
+    let mut out = String::with_capacity(dsn.len());
+    let mut rest = dsn;
+    loop {
+        let trimmed = rest.trim_start();
+        out.push_str(&rest[..rest.len() - trimmed.len()]);
+        if trimmed.is_empty() {
+            return out;
+        }
+        let key_len = trimmed
+            .find(|c: char| c == '=' || c.is_whitespace())
+            .unwrap_or(trimmed.len());
+        let key = &trimmed[..key_len];
+        let after_key = &trimmed[key_len..];
+        let after_spaces = after_key.trim_start();
+        let Some(value) = after_spaces.strip_prefix('=') else {
+            // Not key=value: kept as is (the parser rejects it anyway).
+            out.push_str(&trimmed[..key_len]);
+            rest = after_key;
+            continue;
+        };
+        let value_start = value.trim_start();
+        let value_len = if let Some(quoted) = value_start.strip_prefix('\'') {
+            let mut escaped = false;
+            let end = quoted
+                .char_indices()
+                .find(|&(_, c)| {
+                    let end = c == '\'' && !escaped;
+                    escaped = c == '\\' && !escaped;
+                    end
+                })
+                .map_or(quoted.len(), |(i, _)| i + 1);
+            1 + end
+        } else {
+            value_start
+                .find(char::is_whitespace)
+                .unwrap_or(value_start.len())
+        };
+        let head_len = trimmed.len() - value_start.len();
+        out.push_str(&trimmed[..head_len]);
+        if key == "password" {
+            out.push_str("***");
+        } else {
+            out.push_str(&value_start[..value_len]);
+        }
+        rest = &value_start[value_len..];
+    }
 }
 
 #[cfg(test)]
@@ -388,6 +454,24 @@ mod tests {
         assert_eq!(
             mask_dsn("host=h password=secret user=u"),
             "host=h password=*** user=u"
+        );
+        // Several hosts, a password in the query, quoted values with spaces and escapes.
+        assert_eq!(
+            mask_dsn("postgres://u:s@cret@db1:5432,db2:5433/m?target_session_attrs=read-write"),
+            "postgres://u:***@db1:5432,db2:5433/m?target_session_attrs=read-write"
+        );
+        assert_eq!(
+            mask_dsn("postgresql://u@db1,db2/m?password=secret&sslmode=disable"),
+            "postgresql://u@db1,db2/m?password=***&sslmode=disable"
+        );
+        assert_eq!(
+            mask_dsn("host=db1,db2 port=1,2 password = 'it\\'s a secret' user=u"),
+            "host=db1,db2 port=1,2 password = *** user=u"
+        );
+        assert_eq!(mask_dsn("password='a\\\\' user=u"), "password=*** user=u");
+        assert_eq!(
+            mask_dsn("host=h  odd password="),
+            "host=h  odd password=***"
         );
     }
 }

@@ -139,3 +139,38 @@ pub fn through(dsn: &str, addr: std::net::SocketAddr) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_host_dsns_are_pointed_and_renamed() {
+        let addr: std::net::SocketAddr = "127.0.0.2:7000".parse().unwrap();
+        assert_eq!(
+            through(
+                "host=db1,db2 port=5432,5433 user=u password=p dbname=m target_session_attrs=read-write",
+                addr
+            ),
+            "host=127.0.0.2 port=7000 user='u' password='p' dbname='m'"
+        );
+        assert_eq!(
+            through(
+                "postgres://u@db1:5432,db2:5433/m?target_session_attrs=read-write",
+                addr
+            ),
+            "host=127.0.0.2 port=7000 user='u' dbname='m'"
+        );
+        assert_eq!(
+            with_dbname(
+                "postgres://u@db1:5432,db2:5433/m?target_session_attrs=read-write",
+                "x"
+            ),
+            "postgres://u@db1:5432,db2:5433/x?target_session_attrs=read-write"
+        );
+        assert_eq!(
+            with_dbname("host=db1,db2 port=1,2 dbname=m", "x"),
+            "host=db1,db2 port=1,2 dbname=m dbname=x"
+        );
+    }
+}

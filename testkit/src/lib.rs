@@ -16,6 +16,9 @@
 //! - [`http`]: a small client returning status, headers and body as received (no automatic
 //!   decompression), and free ports.
 //! - [`database`]: a fresh PostgreSQL database per test (`GOLECTRA_TEST_DATABASE_DSN`).
+//! - [`replica`]: a replicated test bed, a fresh PostgreSQL 15 primary and its (synchronous)
+//!   streaming standby as extra clusters in a temporary directory, with a hard stop of the
+//!   primary and a promotion of the standby.
 //! - [`require`](mod@require): prerequisites that skip a test loudly, or fail it in CI.
 //! - [`fake`]: a recording HTTP server answering with a status chosen per request, or (scripted)
 //!   closing the connection unanswered or answering late.
@@ -46,6 +49,7 @@ pub mod netns;
 pub mod process;
 pub mod proxy;
 pub mod relay;
+pub mod replica;
 pub mod require;
 mod served;
 pub mod tls;
@@ -62,6 +66,7 @@ pub use process::{
 };
 pub use proxy::{Counts, Exchange, Fault, FaultProxy};
 pub use relay::TcpRelay;
+pub use replica::{ReplicatedPostgres, Replication};
 pub use require::{in_ci, require, require_root, require_tool};
 pub use tls::{Handshake, TestCa, TlsFront};
 pub use wait::eventually;

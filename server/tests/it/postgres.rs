@@ -5,10 +5,15 @@
 //!
 //! The HTTP API suite itself runs against PostgreSQL from `api.rs` (see `harness::backends`).
 //! Idempotency keys have their own file, `postgres/keys.rs`; a black-holed database,
-//! `postgres/black_hole.rs`.
+//! `postgres/black_hole.rs`; a replicated database (the test kit's `ReplicatedPostgres`), its
+//! failover under traffic `postgres/failover.rs` and read-only servers `postgres/standby.rs`;
+//! two servers behind HAProxy, `postgres/balancer.rs`.
 
+mod balancer;
 mod black_hole;
+mod failover;
 mod keys;
+mod standby;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};

@@ -16,6 +16,9 @@
 //! - `keys.rs` — idempotency keys in `golectra_idempotency_keys`: keyed single-metric writes
 //!   (the key claimed in the same statement or transaction as the write), the retention (an
 //!   older key counts as absent) and pruning.
+//! - `standby.rs` — primaries and standbys: `target_session_attrs=read-write` by default, a
+//!   read-only connection recognised (SQLSTATE `25006`, the test of a suspect connection) and
+//!   replaced, migrations only on a primary.
 //! - `retry.rs` — which failures are transient, the retry schedule (1 s, 3 s, 5 s by default,
 //!   then [`StoreError::Unavailable`]) and its counters.
 //! - `combiner.rs` — the group commit: batches of concurrent requests, keyed or not, applied
@@ -48,6 +51,7 @@ mod removal;
 mod retry;
 mod round;
 mod sql;
+mod standby;
 mod statements;
 mod tokens;
 
@@ -155,14 +159,18 @@ impl PostgresStore {
         let config =
             pool::session_config(options).map_err(|reason| OpenError::InvalidDsn { reason })?;
         let target = pool::target(&config);
-        let applied = open::connect_and_migrate(&config, &target, &options.retry_delays)?;
+        let opened = open::connect_and_migrate(&config, &target, &options.retry_delays)?;
         let pool = ConnectionPool::new(config, options);
         log::info!(
-            "PostgreSQL store at {target}: schema version {}{}, pool of {} connections",
+            "PostgreSQL store at {target}: schema version {}{}, {}pool of {} connections",
             migrate::schema_version(),
-            match applied {
+            match opened.applied {
                 0 => String::new(),
                 n => format!(" ({n} migrations applied now)"),
+            },
+            match &opened.primary {
+                Some(primary) if target.contains(',') => format!("primary {primary}, "),
+                _ => String::new(),
             },
             options.pool_size
         );
@@ -314,8 +322,9 @@ impl Store for PostgresStore {
         Ok(sql::snapshot_of(rows))
     }
 
-    /// A checkout that tests the connection: one real round trip, without the retry delays (a
-    /// health check must answer promptly).
+    /// A checkout that tests the connection (one round trip, then `SHOW
+    /// transaction_read_only`: a read-only standby is "not ready"), without the retry delays
+    /// (a health check must answer promptly).
     fn ping(&self) -> Result<(), StoreError> {
         match self.pool.checkout(true) {
             Ok(_) => Ok(()),

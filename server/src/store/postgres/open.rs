@@ -8,6 +8,7 @@ use postgres::NoTls;
 
 use super::migrate::migrate;
 use super::retry::Failure;
+use super::standby;
 use crate::store::StoreError;
 
 /// Why [`PostgresStore::open`](super::PostgresStore::open) failed. Each message names the
@@ -75,22 +76,43 @@ enum Step {
     Migrate,
 }
 
-/// Connects to `config` and applies pending migrations, retrying transient failures after
-/// each of `delays`. Returns how many migrations were applied.
+/// What [`connect_and_migrate`] did.
+#[derive(Debug)]
+pub(super) struct Opened {
+    /// Migrations applied now.
+    pub(super) applied: usize,
+    /// The primary as it names itself (`address:port`), when it could say.
+    pub(super) primary: Option<String>,
+}
+
+/// Connects to a writable host of `config` (migrations run only on a primary, whatever the
+/// DSN's `target_session_attrs`) and applies pending migrations, retrying transient failures
+/// after each of `delays`.
 pub(super) fn connect_and_migrate(
     config: &postgres::Config,
     target: &str,
     delays: &[Duration],
-) -> Result<usize, OpenError> {
+) -> Result<Opened, OpenError> {
+    let config = standby::for_migrations(config);
     let mut attempt = 0;
     loop {
         let result = config
             .connect(NoTls)
             .map_err(|e| (Step::Connect, Failure::from(e)))
-            .and_then(|mut client| migrate(&mut client).map_err(|f| (Step::Migrate, f)));
+            .and_then(|mut client| {
+                let applied = migrate(&mut client).map_err(|f| (Step::Migrate, f))?;
+                Ok(Opened {
+                    applied,
+                    primary: server_address(&mut client),
+                })
+            });
         let (step, failure) = match result {
-            Ok(applied) => return Ok(applied),
+            Ok(opened) => return Ok(opened),
             Err(failed) => failed,
+        };
+        let failure = match failure {
+            Failure::Transient(why) => Failure::Transient(standby::explain(why)),
+            other => other,
         };
         let reason = match failure {
             Failure::Transient(why) if attempt < delays.len() => {
@@ -119,4 +141,18 @@ pub(super) fn connect_and_migrate(
             Step::Migrate => OpenError::Migrate { target, reason },
         });
     }
+}
+
+/// `address:port` of the server `client` is connected to, as it names itself (`socket:port`
+/// over a Unix socket); `None` when it cannot say.
+fn server_address(client: &mut postgres::Client) -> Option<String> {
+    let rows = client
+        .simple_query(
+            "SELECT coalesce(host(inet_server_addr()) || ':', 'socket:') || current_setting('port')",
+        )
+        .ok()?;
+    rows.iter().find_map(|m| match m {
+        postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+        _ => None,
+    })
 }

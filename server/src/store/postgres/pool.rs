@@ -8,8 +8,8 @@
 //! `postgres-close` thread: closing a connection whose last request is still unanswered waits
 //! for the socket to fail, which on a silent network takes up to `tcp_user_timeout`.
 
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
 use r2d2::{Pool, PooledConnection};
@@ -17,6 +17,7 @@ use r2d2_postgres::PostgresConnectionManager;
 
 use super::PostgresOptions;
 use super::retry::{Failure, describe, is_timeout};
+use super::standby;
 use crate::exposition::{Exposition, FamilyType};
 
 /// A connection checked out of the pool.
@@ -26,7 +27,11 @@ pub(super) type Conn = PooledConnection<Manager>;
 /// connection only when `has_broken` says so, and the client library notices a closed socket a
 /// moment *after* the server's FATAL message (`pg_terminate_backend`, a restart) has failed a
 /// call; without the mark the pool would hand the same dead connection out again and again.
-pub(super) struct Manager(PostgresConnectionManager<NoTls>);
+pub(super) struct Manager {
+    inner: PostgresConnectionManager<NoTls>,
+    /// Why the last connect failed, and when; cleared by a successful one.
+    last_error: Arc<Mutex<Option<(Instant, String)>>>,
+}
 
 /// A pooled client that a failed call can mark broken.
 pub(super) struct Connection {
@@ -91,18 +96,26 @@ impl r2d2::ManageConnection for Manager {
     type Error = postgres::Error;
 
     fn connect(&self) -> Result<Connection, postgres::Error> {
+        let result = self.inner.connect();
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = match &result {
+            Ok(_) => None,
+            Err(e) => Some((Instant::now(), describe(e))),
+        };
         Ok(Connection {
-            client: Some(self.0.connect()?),
+            client: Some(result?),
             broken: false,
         })
     }
 
     fn is_valid(&self, conn: &mut Connection) -> Result<(), postgres::Error> {
-        self.0.is_valid(conn)
+        self.inner.is_valid(conn)
     }
 
     fn has_broken(&self, conn: &mut Connection) -> bool {
-        conn.broken || self.0.has_broken(conn)
+        conn.broken || self.inner.has_broken(conn)
     }
 }
 
@@ -123,6 +136,12 @@ impl r2d2::HandleError<postgres::Error> for QuietErrors {
 /// `004_metric_count.sql`) added to its `options`.
 pub(super) fn session_config(options: &PostgresOptions) -> Result<postgres::Config, String> {
     let mut config: postgres::Config = options.dsn.parse().map_err(|e| describe(&e))?;
+    let (hosts, ports) = (config.get_hosts().len(), config.get_ports().len());
+    if ports > 1 && ports != hosts {
+        return Err(format!(
+            "{hosts} hosts and {ports} ports: give one port for every host, or one for all"
+        ));
+    }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(options.connect_timeout);
     }
@@ -147,6 +166,7 @@ pub(super) fn session_config(options: &PostgresOptions) -> Result<postgres::Conf
     if config.get_application_name().is_none() {
         config.application_name("golectra-server");
     }
+    standby::apply_default(&mut config, dsn_sets(&options.dsn, "target_session_attrs"))?;
     // Sent with the start-up packet: no extra round trip per connection.
     let timeout = format!(
         "-c statement_timeout={} -c golectra.max_metrics={}",
@@ -207,43 +227,89 @@ pub(super) fn target(config: &postgres::Config) -> String {
 pub(super) const TEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The pool of one store.
-pub(super) struct ConnectionPool(Pool<Manager>);
+pub(super) struct ConnectionPool {
+    pool: Pool<Manager>,
+    /// The manager's record of the last failed connect.
+    last_error: Arc<Mutex<Option<(Instant, String)>>>,
+}
 
 impl ConnectionPool {
     /// A pool of `options.pool_size` connections to `config`, opened lazily.
     pub(super) fn new(config: postgres::Config, options: &PostgresOptions) -> Self {
-        Self(
-            Pool::builder()
+        let last_error = Arc::new(Mutex::new(None));
+        let manager = Manager {
+            inner: PostgresConnectionManager::new(config, NoTls),
+            last_error: last_error.clone(),
+        };
+        Self {
+            pool: Pool::builder()
                 .max_size(options.pool_size)
                 .test_on_check_out(false)
                 .connection_timeout(options.checkout_timeout)
                 .error_handler(Box::new(QuietErrors))
-                .build_unchecked(Manager(PostgresConnectionManager::new(config, NoTls))),
-        )
+                .build_unchecked(manager),
+            last_error,
+        }
+    }
+
+    /// Why a checkout found no connection: r2d2 hands the last connect error to one waiter
+    /// only, so the others get it from the manager's record (when it is recent: a failure of
+    /// the last two checkout timeouts).
+    fn no_connection(&self, e: &r2d2::Error) -> String {
+        let recent = self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .filter(|(at, _)| at.elapsed() <= 2 * self.pool.connection_timeout());
+        let why = match recent {
+            Some((_, why)) => format!("no database connection: {why}"),
+            None => format!("no database connection: {e}"),
+        };
+        standby::explain(why)
     }
 
     /// Checks out a connection. After a failure (`suspect`), the pooled connections may all be
-    /// dead (a restarted or terminated server): then each one is tested and the dead ones
-    /// discarded, at most one pool's worth, before it is used. A test that times out ends the
+    /// dead (a restarted or terminated server) or lead to a server that no longer accepts
+    /// writes (a failover): then each one is tested, and the dead and read-only ones discarded,
+    /// at most one pool's worth, before it is used. A test that times out ends the
     /// search: the database is not answering, and testing the others would only multiply the
     /// wait (at most the checkout timeout plus [`TEST_TIMEOUT`] in all).
     pub(super) fn checkout(&self, suspect: bool) -> Result<Conn, Failure> {
         let tries = if suspect {
-            self.0.max_size() as usize + 1
+            self.pool.max_size() as usize + 1
         } else {
             1
         };
         let mut last = String::new();
         for _ in 0..tries {
-            let mut conn = self
-                .0
-                .get()
-                .map_err(|e| Failure::Transient(format!("no database connection: {e}")))?;
+            let mut conn = match self.pool.get() {
+                Ok(conn) => conn,
+                Err(e) if last.is_empty() => {
+                    return Err(Failure::Transient(self.no_connection(&e)));
+                }
+                // What the tested connections said comes first ("not ready: … standby").
+                Err(e) => {
+                    let why = self.no_connection(&e);
+                    return Err(Failure::Transient(format!("{last}; then {why}")));
+                }
+            };
             if !suspect {
                 return Ok(conn);
             }
-            match conn.is_valid(TEST_TIMEOUT) {
-                Ok(()) => return Ok(conn),
+            // The test proves an answer within TEST_TIMEOUT; the read-only check that follows
+            // is bounded by the socket timeouts.
+            match conn
+                .is_valid(TEST_TIMEOUT)
+                .and_then(|()| standby::read_only(&mut conn))
+            {
+                Ok(None) => return Ok(conn),
+                Ok(Some(why)) => {
+                    // A standby, or a primary gone read-only: never written to. The next
+                    // connection the pool opens looks for a writable host again.
+                    conn.broken = true;
+                    last = why;
+                }
                 Err(e) => {
                     // Marked broken, the pool discards it when it is dropped here.
                     conn.broken = true;
@@ -259,7 +325,7 @@ impl ConnectionPool {
 
     /// `golectra_postgres_pool_connections`.
     pub(super) fn export(&self, out: &mut Exposition) {
-        let state = self.0.state();
+        let state = self.pool.state();
         out.family(
             "golectra_postgres_pool_connections",
             "Connections held by the PostgreSQL pool, by state.",
@@ -313,6 +379,46 @@ mod tests {
 
         let err = session_config(&PostgresOptions::new("host=h port=x", 1)).unwrap_err();
         assert!(err.contains("invalid"), "{err}");
+    }
+
+    #[test]
+    fn multi_host_dsns_keep_their_hosts_and_get_the_defaults() {
+        use postgres::config::TargetSessionAttrs;
+        for dsn in [
+            "host=db1,db2 port=5432,5433 user=u dbname=metrics",
+            "postgres://u@db1:5432,db2:5433/metrics",
+            "host=db1,db2 port=5432,5433 user=u dbname=metrics target_session_attrs=read-write",
+            "postgres://u@db1:5432,db2:5433/metrics?target_session_attrs=read-write",
+        ] {
+            let config = session_config(&PostgresOptions::new(dsn, 3)).unwrap();
+            assert_eq!(target(&config), "db1:5432,db2:5433/metrics", "{dsn}");
+            assert_eq!(
+                config.get_target_session_attrs(),
+                TargetSessionAttrs::ReadWrite,
+                "{dsn}"
+            );
+            assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(5)));
+            assert_eq!(
+                config.get_tcp_user_timeout(),
+                Some(&Duration::from_secs(10))
+            );
+            assert_eq!(config.get_keepalives_idle(), Duration::from_secs(5));
+        }
+        // `any` is the DSN's choice and kept; one port for several hosts is the libpq rule.
+        let config = session_config(&PostgresOptions::new(
+            "postgres://u@db1,db2:6000/m?target_session_attrs=any&keepalives_idle=9",
+            3,
+        ))
+        .unwrap();
+        assert_eq!(config.get_target_session_attrs(), TargetSessionAttrs::Any);
+        assert_eq!(config.get_keepalives_idle(), Duration::from_secs(9));
+        let config = session_config(&PostgresOptions::new("host=a,b port=7 user=u", 1)).unwrap();
+        assert_eq!(target(&config), "a:7,b:7/u");
+        let err = session_config(&PostgresOptions::new("host=a,b port=1,2,3", 1)).unwrap_err();
+        assert_eq!(
+            err,
+            "2 hosts and 3 ports: give one port for every host, or one for all"
+        );
     }
 
     #[test]

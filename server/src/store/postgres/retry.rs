@@ -60,6 +60,9 @@ pub(super) fn is_transient(e: &postgres::Error) -> bool {
                 SqlState::ADMIN_SHUTDOWN,
                 SqlState::CRASH_SHUTDOWN,
                 SqlState::CANNOT_CONNECT_NOW,
+                // A connection to a standby, or to a primary gone read-only: dropped, and the
+                // write retried on a connection to a writable host.
+                SqlState::READ_ONLY_SQL_TRANSACTION,
             ]
             .contains(code);
     }
@@ -384,6 +387,14 @@ mod tests {
             .batch_execute("DO $$ BEGIN RAISE EXCEPTION 'x' USING ERRCODE = '08006'; END $$")
             .unwrap_err();
         assert!(is_transient(&e));
+        // A write on a read-only server (a standby): the connection is dropped, the write
+        // retried elsewhere.
+        let e = client
+            .batch_execute("BEGIN READ ONLY; CREATE TABLE golectra_never (a int)")
+            .unwrap_err();
+        assert_eq!(e.code(), Some(&SqlState::READ_ONLY_SQL_TRANSACTION));
+        assert!(is_transient(&e));
+        client.batch_execute("ROLLBACK").unwrap();
         let Err(e) = postgres::Client::connect("postgres://x@127.0.0.1:1/x", NoTls) else {
             panic!("nothing listens on port 1");
         };
