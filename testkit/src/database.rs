@@ -73,7 +73,7 @@ pub fn fresh_database(base: &str) -> TestDatabase {
     );
     let mut admin = Client::connect(base, NoTls)
         .unwrap_or_else(|e| panic!("cannot connect to {base} ({DSN_ENV}): {e}"));
-    drop_stale(&mut admin, now);
+    drop_stale(&mut admin, PREFIX, STALE, now).expect("list test databases");
     admin
         .batch_execute(&format!("CREATE DATABASE \"{name}\""))
         .expect("create the test database");
@@ -84,24 +84,31 @@ pub fn fresh_database(base: &str) -> TestDatabase {
     }
 }
 
-fn drop_stale(admin: &mut Client, now: u64) {
-    let rows = admin
-        .query(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'golectra\\_it\\_%'",
-            &[],
-        )
-        .expect("list test databases");
+/// Drops the databases named `<prefix><unix seconds>_…` created more than `older_than` before
+/// `now` (leftovers of runs killed hard); only names of that form are ever touched.
+pub fn drop_stale(
+    admin: &mut Client,
+    prefix: &str,
+    older_than: Duration,
+    now: u64,
+) -> Result<(), postgres::Error> {
+    let pattern = format!("{}%", prefix.replace('_', "\\_"));
+    let rows = admin.query(
+        "SELECT datname FROM pg_database WHERE datname LIKE $1",
+        &[&pattern],
+    )?;
     for row in rows {
         let name: String = row.get(0);
         let created = name
-            .strip_prefix(PREFIX)
+            .strip_prefix(prefix)
             .and_then(|rest| rest.split('_').next())
             .and_then(|secs| secs.parse::<u64>().ok());
-        if created.is_some_and(|t| t + STALE.as_secs() < now) {
+        if created.is_some_and(|t| t + older_than.as_secs() < now) {
             let _ =
                 admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
         }
     }
+    Ok(())
 }
 
 /// The DSN `base` with its database replaced, in URL or key=value form.

@@ -1,14 +1,14 @@
 //! PostgreSQL for a fleet run: a fresh database next to the one a DSN names (created before the
 //! server starts, dropped after it stopped), and the CPU time of that database's backends.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use postgres::{Client, NoTls};
 
 /// The fleet runs' databases are `golectra_fleet_<unix seconds>_<pid>`; only such a database is
 /// ever dropped, and leftovers older than an hour (a run killed hard) go with the next run.
 const PREFIX: &str = "golectra_fleet_";
-const STALE_SECS: u64 = 3600;
+const STALE: Duration = Duration::from_secs(3600);
 
 fn connect(dsn: &str) -> Result<Client, String> {
     Client::connect(dsn, NoTls).map_err(|e| format!("cannot connect to PostgreSQL at {dsn:?}: {e}"))
@@ -20,23 +20,8 @@ pub fn fresh(base: &str) -> Result<String, String> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let mut admin = connect(base)?;
-    let rows = admin
-        .query(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'golectra\\_fleet\\_%'",
-            &[],
-        )
+    golectra_testkit::database::drop_stale(&mut admin, PREFIX, STALE, now)
         .map_err(|e| format!("cannot list databases: {e}"))?;
-    for row in rows {
-        let name: String = row.get(0);
-        let created = name
-            .strip_prefix(PREFIX)
-            .and_then(|rest| rest.split('_').next())
-            .and_then(|secs| secs.parse::<u64>().ok());
-        if created.is_some_and(|t| t + STALE_SECS < now) {
-            let _ =
-                admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
-        }
-    }
     let name = format!("{PREFIX}{now}_{}", std::process::id());
     admin
         .batch_execute(&format!("CREATE DATABASE \"{name}\""))

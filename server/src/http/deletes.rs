@@ -94,20 +94,7 @@ fn audit(app: &App, req: &Incoming, removed: &Removed) {
     if removed.is_empty() {
         return;
     }
-    app.audit.record_delete(
-        || {
-            let mut names: Vec<String> = removed
-                .gauges
-                .iter()
-                .chain(&removed.counters)
-                .cloned()
-                .collect();
-            names.sort_unstable();
-            names.dedup();
-            names
-        },
-        req.origin(),
-    );
+    app.audit.record_delete(|| removed.names(), req.origin());
 }
 
 /// Parses the query of `DELETE /api/v1/series`: `match=key=value` terms (ANDed; `__name__=`

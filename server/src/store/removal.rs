@@ -90,6 +90,15 @@ impl Removed {
         self.len() == 0
     }
 
+    /// The names removed, sorted and unique (a gauge and a counter of one name count once),
+    /// as the audit trail lists them.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.gauges.iter().chain(&self.counters).cloned().collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
     /// Sorts both lists (stores collect them in any order).
     pub fn sorted(mut self) -> Self {
         self.gauges.sort_unstable();

@@ -140,3 +140,21 @@ pub fn keyed(c: &Client, path: &str, key: &str, body: &str) -> Received {
         body.as_bytes(),
     )
 }
+
+/// Reads `s` until the server closes it (or resets it) and returns every byte read; any other
+/// read error (a read timeout: the server did not close) fails the test.
+pub fn read_to_close(s: &mut std::net::TcpStream) -> Vec<u8> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return raw,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return raw,
+            Err(e) => panic!(
+                "the server did not close the connection after {} bytes: {e}",
+                raw.len()
+            ),
+        }
+    }
+}

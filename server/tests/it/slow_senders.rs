@@ -280,16 +280,7 @@ fn stats(t: &TestServer) -> tiny_http::ConnectionStats {
 
 /// Reads until the server closes the connection; `(status, head, body)` of the one response.
 fn response_to_close(s: &mut TcpStream) -> (u16, String, Vec<u8>) {
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
-            Err(e) => panic!("read failed after {} bytes: {e}", raw.len()),
-        }
-    }
+    let raw = crate::harness::read_to_close(s);
     let end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -5,7 +5,7 @@
 //! it is never applied. Also: every response after which the server closes says so, and a
 //! chunked body is bounded on the wire, not only decoded. Raw `TcpStream` clients, loopback only.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -44,16 +44,7 @@ fn exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<Response> {
             let _ = s.write_all(&bytes);
         })
     };
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
-            Err(e) => panic!("the server did not close the connection: {e}"),
-        }
-    }
+    let raw = crate::harness::read_to_close(&mut s);
     writer.join().unwrap();
     parse_responses(&raw)
 }

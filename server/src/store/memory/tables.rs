@@ -166,28 +166,14 @@ impl Tables {
     /// At most `cutoff.limit` names last written before their type's cutoff: `(gauges,
     /// counters)`.
     pub(super) fn expired(&self, cutoff: &Cutoff) -> (Vec<String>, Vec<String>) {
-        let mut room = cutoff.limit;
-        let mut pick = |before: Option<SystemTime>,
-                        stamps: &mut dyn Iterator<Item = (&String, u64)>| {
-            let Some(before) = before.map(unix_ms) else {
-                return Vec::new();
-            };
-            let names: Vec<String> = stamps
-                .filter(|(_, at)| *at < before)
-                .take(room)
-                .map(|(name, _)| name.clone())
-                .collect();
-            room -= names.len();
-            names
-        };
-        let gauges = pick(
-            cutoff.gauges,
-            &mut self.gauges.iter().map(|(n, v)| (n, v.1)),
-        );
-        let counters = pick(
-            cutoff.counters,
-            &mut self.counters.iter().map(|(n, v)| (n, v.1)),
-        );
+        let gauges: Vec<String> = written_before(&self.gauges, cutoff.gauges)
+            .take(cutoff.limit)
+            .cloned()
+            .collect();
+        let counters = written_before(&self.counters, cutoff.counters)
+            .take(cutoff.limit - gauges.len())
+            .cloned()
+            .collect();
         (gauges, counters)
     }
 
@@ -264,4 +250,19 @@ fn new_names<V, W>(map: &HashMap<String, V>, items: &[(String, W)], limit: MaxMe
         .iter()
         .filter(|(name, _)| !map.contains_key(name.as_str()))
         .count()
+}
+
+/// The names in `map` last written before `before` (none without a cutoff).
+fn written_before<T>(
+    map: &HashMap<String, Slot<T>>,
+    before: Option<SystemTime>,
+) -> Box<dyn Iterator<Item = &String> + '_> {
+    match before.map(unix_ms) {
+        None => Box::new(std::iter::empty()),
+        Some(before) => Box::new(
+            map.iter()
+                .filter(move |(_, slot)| slot.1 < before)
+                .map(|(name, _)| name),
+        ),
+    }
 }
